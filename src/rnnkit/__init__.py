@@ -1,0 +1,46 @@
+"""rnnkit: recurrent sequence models on PyTorch.
+
+The top-level names are imported lazily so that the torch-free parts (``rnnkit.reference``,
+``rnnkit.text``) can be used, and tested, without importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # cells
+    "RecurrentCell": "rnnkit.cells",
+    "ElmanCell": "rnnkit.cells",
+    "LSTMCell": "rnnkit.cells",
+    "LayerNormLSTMCell": "rnnkit.cells",
+    "GRUCell": "rnnkit.cells",
+    "MGUCell": "rnnkit.cells",
+    "MUT1Cell": "rnnkit.cells",
+    "MUT2Cell": "rnnkit.cells",
+    "MUT3Cell": "rnnkit.cells",
+    "NASCell": "rnnkit.cells",
+    # runner and torch-compatible layers
+    "Recurrent": "rnnkit.recurrent",
+    "RNN": "rnnkit.layers",
+    "LSTM": "rnnkit.layers",
+    "GRU": "rnnkit.layers",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
