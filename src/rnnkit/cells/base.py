@@ -71,9 +71,14 @@ class RecurrentCell(nn.Module):
         return self.hidden_size
 
     @property
-    def state_sizes(self) -> tuple[int, ...]:
-        """Feature size of each state tensor; ``state[0]`` is always the output h_t."""
+    def state_sizes(self) -> tuple[int | tuple[int, ...], ...]:
+        """Per-sample shape of each state tensor (an int for a vector); ``state[0]`` is the
+        output h_t. Convolutional cells give tuples such as (C, H, W)."""
         return (self.hidden_size,)
+
+    def state_shapes(self) -> tuple[tuple[int, ...], ...]:
+        """``state_sizes`` with every entry as a tuple."""
+        return tuple((n,) if isinstance(n, int) else tuple(n) for n in self.state_sizes)
 
     # -- state -------------------------------------------------------------------------------
     def init_state(
@@ -87,7 +92,10 @@ class RecurrentCell(nn.Module):
         ref = self._reference_parameter()
         device = ref.device if device is None else device
         dtype = ref.dtype if dtype is None else dtype
-        return tuple(torch.zeros(batch_size, n, device=device, dtype=dtype) for n in self.state_sizes)
+        return tuple(
+            torch.zeros(batch_size, *shape, device=device, dtype=dtype)
+            for shape in self.state_shapes()
+        )
 
     def _reference_parameter(self) -> Tensor:
         return next(self.parameters())
@@ -103,6 +111,15 @@ class RecurrentCell(nn.Module):
 
     def forward(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
         """One time step: ``x_t`` (B, I), ``state`` (tuple of (B, ·)) -> (h_t (B, ·), new state)."""
+        self.check_input(x_t)
+        if state is None:
+            state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
+        else:
+            state = self.check_state(state, x_t.shape[0])
+        return self.step(self.project_input(x_t), state)
+
+    def check_input(self, x_t: Tensor) -> None:
+        """Raise a clear error unless ``x_t`` is one step (B, I) of this cell's input."""
         if x_t.dim() != 2:
             raise ValueError(
                 f"x_t must be 2-D (B, I={self.input_size}), got shape {tuple(x_t.shape)}"
@@ -111,11 +128,6 @@ class RecurrentCell(nn.Module):
             raise ValueError(
                 f"x_t must have input_size={self.input_size} features, got {x_t.shape[1]}"
             )
-        if state is None:
-            state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
-        else:
-            state = self.check_state(state, x_t.shape[0])
-        return self.step(self.project_input(x_t), state)
 
     def check_state(self, state: State | Tensor, batch_size: int) -> State:
         """Validate a per-step state and return it as a tuple."""
@@ -127,10 +139,10 @@ class RecurrentCell(nn.Module):
                 f"state must hold {len(self.state_sizes)} tensor(s) for {type(self).__name__}, "
                 f"got {len(state)}"
             )
-        for k, (s, n) in enumerate(zip(state, self.state_sizes)):
-            if tuple(s.shape) != (batch_size, n):
+        for k, (s, shape) in enumerate(zip(state, self.state_shapes())):
+            if tuple(s.shape) != (batch_size, *shape):
                 raise ValueError(
-                    f"state[{k}] must have shape ({batch_size}, {n}), got {tuple(s.shape)}"
+                    f"state[{k}] must have shape {(batch_size, *shape)}, got {tuple(s.shape)}"
                 )
         return state
 

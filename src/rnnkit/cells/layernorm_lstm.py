@@ -57,7 +57,7 @@ class LayerNormLSTMCell(RecurrentCell):
         self.reset_parameters()
 
     @property
-    def state_sizes(self) -> tuple[int, ...]:
+    def state_sizes(self) -> tuple[int | tuple[int, ...], ...]:
         return (self.hidden_size, self.hidden_size)
 
     def reset_parameters(self) -> None:

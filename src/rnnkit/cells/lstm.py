@@ -89,7 +89,7 @@ class LSTMCell(RecurrentCell):
         return self.proj_size or self.hidden_size
 
     @property
-    def state_sizes(self) -> tuple[int, ...]:
+    def state_sizes(self) -> tuple[int | tuple[int, ...], ...]:
         return (self.proj_size or self.hidden_size, self.hidden_size)
 
     def reset_parameters(self) -> None:

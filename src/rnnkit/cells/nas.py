@@ -47,7 +47,7 @@ class NASCell(RecurrentCell):
         self.reset_parameters()
 
     @property
-    def state_sizes(self) -> tuple[int, ...]:
+    def state_sizes(self) -> tuple[int | tuple[int, ...], ...]:
         return (self.hidden_size, self.hidden_size)
 
     def project_input(self, x: Tensor) -> Tensor:

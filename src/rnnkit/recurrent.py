@@ -1,0 +1,341 @@
+"""One runner for every cell: time loop, lengths, reversal, layers, directions, streaming.
+
+Shapes use the glossary of :mod:`rnnkit.cells.base` (B batch, T time, I input, H hidden,
+D directions, L layers).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from .cells.base import RecurrentCell, State, check_choice, check_positive_int
+
+MERGE_MODES = ("concat", "sum", "mul", "ave")
+
+StateArg = Tensor | tuple[Tensor, ...] | None
+CellFactory = Callable[[int, int], RecurrentCell]
+
+_TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
+
+
+def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.device) -> Tensor:
+    """Validate ``lengths`` (B,) of integers in [1, T] and return it as int64 on ``device``."""
+    if not isinstance(lengths, Tensor):
+        if isinstance(lengths, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in lengths
+        ):
+            lengths = torch.tensor(lengths, dtype=torch.int64)
+        else:
+            raise TypeError(
+                f"lengths must be a 1-D integer tensor (or a list of ints), "
+                f"got {type(lengths).__name__}"
+            )
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise TypeError(f"lengths must have an integer dtype, got {lengths.dtype}")
+    if lengths.dim() != 1 or lengths.shape[0] != batch_size:
+        raise ValueError(
+            f"lengths must have shape ({batch_size},) (one length per sequence), "
+            f"got {tuple(lengths.shape)}"
+        )
+    lo, hi = int(lengths.min()), int(lengths.max())
+    if lo < 1 or hi > max_len:
+        raise ValueError(f"lengths must lie in [1, T={max_len}], got values from {lo} to {hi}")
+    return lengths.to(device=device, dtype=torch.int64)
+
+
+def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
+    """Reverse each sequence of ``x`` (T, B, ...) within its valid part; padding stays last.
+
+    The map is its own inverse, so the same call undoes it.
+    """
+    if lengths is None:
+        return x.flip(0)
+    T = x.shape[0]
+    t = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
+    n = lengths.unsqueeze(0)  # (1, B)
+    index = torch.where(t < n, n - 1 - t, t)  # (T, B)
+    index = index.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(0, index)
+
+
+def run_cell(
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None = None
+) -> tuple[Tensor, State]:
+    """Run ``cell`` over ``x`` (T, B, I) from ``state``; the reference time loop.
+
+    With ``lengths``, a sequence's state stops changing after its last valid step and its
+    outputs there are zero. Returns (outputs (T, B, O), final state).
+    """
+    gx = cell.project_input(x)  # (T, B, G): the input half of every step in one product
+    outputs = []
+    if lengths is None:
+        for gx_t in gx.unbind(0):  # unbind, never gx[t]: indexing makes backward O(T^2)
+            h, state = cell.step(gx_t, state)
+            outputs.append(h)
+    else:
+        T = x.shape[0]
+        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
+        for gx_t, m in zip(gx.unbind(0), valid.unbind(0)):
+            h, new = cell.step(gx_t, state)
+            state = tuple(torch.where(_rows(m, s), s, s_old) for s, s_old in zip(new, state))
+            outputs.append(torch.where(_rows(m, h), h, zero))
+    return torch.stack(outputs), state
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """A (B,) mask viewed to broadcast over a (B, ...) tensor."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Recurrent(nn.Module):
+    """A multi-layer, optionally bidirectional recurrent layer over any rnnkit cell.
+
+    Args:
+        cell: a factory ``cell(input_size, hidden_size) -> RecurrentCell`` called once per layer
+            and direction: a cell class (``rnnkit.GRUCell``) or a ``functools.partial`` that
+            fixes its options (``partial(rnnkit.LSTMCell, peephole=True)``).
+        input_size: I, features of the input.
+        hidden_size: H, features of each cell's state.
+        num_layers: L, stacked layers; layer l > 0 reads layer l-1's (merged) output.
+        bidirectional: add a second cell per layer that reads each sequence backwards
+            (only its valid part: padding stays at the end).
+        merge_mode: how the two directions' outputs are combined: "concat" (torch's and the
+            lecture's [a->; a<-]), "sum" (the lecture's a-> + a<-), "mul" or "ave" (as Keras).
+        dropout: probability of dropping each output of every layer but the last (training only).
+        residual: add each layer's input to its output wherever their sizes agree (the
+            lecture's skip connections against vanishing gradients).
+        batch_first: inputs and outputs are (B, T, ·) instead of (T, B, ·).
+
+    Call ``output, h_n = layer(x, h_0=None, *, lengths=None)``:
+
+    * ``x``: (T, B, I), or (B, T, I) with ``batch_first``, or (T, I) unbatched, or a
+      ``PackedSequence`` (then ``output`` is one too).
+    * ``h_0``: the initial state. One tensor (D·L, B, S) for single-state cells, a tuple of
+      tensors for cells with several (``(h_0, c_0)`` for LSTMs). ``None`` means zeros.
+    * ``lengths``: (B,) integers in [1, T], any device, any order. Outputs past a sequence's
+      length are zero and ``h_n`` holds the state at its last valid step.
+    * ``output``: (T, B, D·O) for "concat", else (T, B, O); ``h_n`` as ``h_0``.
+
+    Passing ``h_n`` back as ``h_0`` continues the sequences exactly (streaming). The
+    ``state_dict`` uses torch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``...).
+    """
+
+    def __init__(
+        self,
+        cell: CellFactory,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        *,
+        bidirectional: bool = False,
+        merge_mode: str = "concat",
+        dropout: float = 0.0,
+        residual: bool = False,
+        batch_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if not callable(cell):
+            raise TypeError(
+                f"cell must be a callable (input_size, hidden_size) -> RecurrentCell, "
+                f"got {type(cell).__name__}"
+            )
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        self.num_layers = check_positive_int("num_layers", num_layers)
+        self.merge_mode = check_choice("merge_mode", merge_mode, MERGE_MODES)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+            raise TypeError(f"dropout must be a float in [0, 1), got {type(dropout).__name__}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.residual = bool(residual)
+        self.batch_first = bool(batch_first)
+        self.num_directions = 2 if self.bidirectional else 1
+
+        cells = []
+        layer_in = input_size
+        for _ in range(num_layers):
+            for _ in range(self.num_directions):
+                c = cell(layer_in, hidden_size)
+                if not isinstance(c, RecurrentCell):
+                    raise TypeError(
+                        f"cell(...) must return an rnnkit RecurrentCell, got {type(c).__name__}"
+                    )
+                cells.append(c)
+            layer_in = self._merged_size(cells[-1].output_size)
+        self.cells = nn.ModuleList(cells)
+        self.output_size = layer_in
+        self.state_shapes = cells[0].state_shapes()
+        self._register_state_dict_hook(_to_torch_keys)
+        self._register_load_state_dict_pre_hook(_from_torch_keys, with_module=True)
+
+    # -- sizes -------------------------------------------------------------------------------
+    def _merged_size(self, out: int) -> int:
+        return out * self.num_directions if self.merge_mode == "concat" else out
+
+    def cell_at(self, layer: int, direction: int = 0) -> RecurrentCell:
+        """The cell of ``layer`` and ``direction`` (0 forward, 1 backward)."""
+        return self.cells[layer * self.num_directions + direction]  # type: ignore[return-value]
+
+    def flatten_parameters(self) -> None:
+        """No-op, for drop-in compatibility with ``torch.nn.RNNBase``."""
+
+    # -- call --------------------------------------------------------------------------------
+    def forward(
+        self,
+        x: Tensor | PackedSequence,
+        h_0: StateArg = None,
+        *,
+        lengths: Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
+        packed = isinstance(x, PackedSequence)
+        unbatched = False
+        if packed:
+            if lengths is not None:
+                raise ValueError("lengths must be None when x is a PackedSequence (it has them)")
+            sorted_idx, unsorted_idx = x.sorted_indices, x.unsorted_indices
+            x, lengths = pad_packed_sequence(x, batch_first=False)  # (T, B, I), original order
+        else:
+            if not isinstance(x, Tensor):
+                raise TypeError(f"x must be a Tensor or PackedSequence, got {type(x).__name__}")
+            if x.dim() == 2:
+                unbatched = True
+                x = x.unsqueeze(1)
+            elif x.dim() != 3:
+                layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
+                raise ValueError(
+                    f"x must be 3-D {layout} or 2-D (T, I) unbatched, got {x.dim()}-D "
+                    f"shape {tuple(x.shape)}"
+                )
+            elif self.batch_first:
+                x = x.transpose(0, 1)
+        if x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"x must have input_size={self.input_size} features in its last dimension, "
+                f"got {x.shape[-1]}"
+            )
+        T, B = x.shape[0], x.shape[1]
+        if lengths is not None:
+            lengths = check_lengths(lengths, B, T, x.device)
+        states = self._initial_states(h_0, B, x, unbatched)
+
+        finals: list[State] = []
+        layer_input = x
+        for layer in range(self.num_layers):
+            outs = []
+            for d in range(self.num_directions):
+                k = layer * self.num_directions + d
+                cell = self.cells[k]
+                if d == 0:
+                    out, final = run_cell(cell, layer_input, states[k], lengths)
+                else:
+                    rev_in = reverse_padded(layer_input, lengths)
+                    out, final = run_cell(cell, rev_in, states[k], lengths)
+                    out = reverse_padded(out, lengths)
+                outs.append(out)
+                finals.append(final)
+            out = self._merge(outs)
+            if self.residual and out.shape[-1] == layer_input.shape[-1]:
+                out = out + layer_input
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                out = F.dropout(out, self.dropout, training=True)
+            layer_input = out
+        output = layer_input  # (T, B, D*O) or (T, B, O)
+
+        h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
+        if unbatched:
+            output = output.squeeze(1)
+            h_n = tuple(h.squeeze(1) for h in h_n)
+        if packed:
+            if sorted_idx is not None:
+                output = output.index_select(1, sorted_idx)
+                lengths = lengths.index_select(0, sorted_idx)
+            p = pack_padded_sequence(output, lengths.cpu(), enforce_sorted=True)
+            output = PackedSequence(p.data, p.batch_sizes, sorted_idx, unsorted_idx)
+        elif self.batch_first and not unbatched:
+            output = output.transpose(0, 1)
+        return output, (h_n[0] if len(h_n) == 1 else h_n)
+
+    def _merge(self, outs: list[Tensor]) -> Tensor:
+        if len(outs) == 1:
+            return outs[0]
+        a, b = outs
+        if self.merge_mode == "concat":
+            return torch.cat([a, b], dim=-1)
+        if self.merge_mode == "sum":
+            return a + b
+        if self.merge_mode == "mul":
+            return a * b
+        return 0.5 * (a + b)
+
+    def _initial_states(self, h_0: StateArg, B: int, x: Tensor, unbatched: bool) -> list[State]:
+        n = self.num_layers * self.num_directions
+        if h_0 is None:
+            return [c.init_state(B, x.device, x.dtype) for c in self.cells]  # type: ignore[union-attr]
+        parts = (h_0,) if isinstance(h_0, Tensor) else tuple(h_0)
+        if len(parts) != len(self.state_shapes):
+            names = "one" if len(self.state_shapes) == 1 else f"a tuple of {len(self.state_shapes)}"
+            raise ValueError(f"h_0 must be {names} tensor(s) for this cell, got {len(parts)}")
+        out = []
+        for i, (p, shape) in enumerate(zip(parts, self.state_shapes)):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"h_0[{i}] must be a Tensor, got {type(p).__name__}")
+            want = (n, *shape) if unbatched else (n, B, *shape)
+            if tuple(p.shape) != want:
+                raise ValueError(
+                    f"h_0[{i}] must have shape {want} (D*L, B, ...), got {tuple(p.shape)}"
+                )
+            out.append(p.unsqueeze(1) if unbatched else p)
+        return [tuple(p[k] for p in out) for k in range(n)]
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
+        if self.bidirectional:
+            s += f", bidirectional=True, merge_mode={self.merge_mode!r}"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.residual:
+            s += ", residual=True"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s
+
+
+# -- torch-compatible state_dict names --------------------------------------------------------
+def _to_torch_keys(module: Recurrent, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    D = module.num_directions
+    head = prefix + "cells."
+    for key in [k for k in state_dict if k.startswith(head)]:
+        index, _, name = key[len(head) :].partition(".")
+        layer, d = divmod(int(index), D)
+        state_dict[f"{prefix}{name}_l{layer}{'_reverse' if d else ''}"] = state_dict.pop(key)
+
+
+def _from_torch_keys(
+    module: Recurrent,
+    state_dict: dict,
+    prefix: str,
+    local_metadata: dict,
+    strict: bool,
+    missing_keys: list,
+    unexpected_keys: list,
+    error_msgs: list,
+) -> None:
+    D = module.num_directions
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        m = _TORCH_KEY.match(key[len(prefix) :])
+        if m is None:
+            continue
+        d = 1 if m["rev"] else 0
+        if d >= D:
+            continue  # left for load_state_dict to report as unexpected
+        index = int(m["layer"]) * D + d
+        state_dict[f"{prefix}cells.{index}.{m['name']}"] = state_dict.pop(key)
