@@ -335,7 +335,7 @@ def _from_torch_keys(
         if m is None:
             continue
         d = 1 if m["rev"] else 0
-        if d >= D:
-            continue  # left for load_state_dict to report as unexpected
+        if d >= D or int(m["layer"]) >= module.num_layers:
+            continue  # left as it came, for load_state_dict to report as unexpected
         index = int(m["layer"]) * D + d
         state_dict[f"{prefix}cells.{index}.{m['name']}"] = state_dict.pop(key)
