@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cell_zoo import CELLS
 
 import rnnkit
+from cell_zoo import CELLS
 from rnnkit import Recurrent
 from rnnkit.recurrent import MERGE_MODES, reverse_padded
 
