@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cell_zoo import CELLS
 from torch.nn.functional import layer_norm
 
+from cell_zoo import CELLS
 from rnnkit.cells import (
     GRUCell,
     LayerNormLSTMCell,
