@@ -89,6 +89,13 @@ def run_cell(
     return torch.stack(outputs), state
 
 
+def step_input_shape(cell: RecurrentCell) -> tuple[int, ...]:
+    """Per-sample shape of one step of ``cell``'s input: (I,), unless the cell declares another
+    as ``input_shape`` (a convolutional cell's (C, *spatial)). Features always sit on axis 2 of
+    a (T, B, ...) sequence, where directions are concatenated."""
+    return tuple(getattr(cell, "input_shape", (cell.input_size,)))
+
+
 def _rows(mask: Tensor, like: Tensor) -> Tensor:
     """A (B,) mask viewed to broadcast over a (B, ...) tensor."""
     return mask.view(-1, *([1] * (like.dim() - 1)))
@@ -174,6 +181,7 @@ class Recurrent(nn.Module):
         self.cells = nn.ModuleList(cells)
         self.output_size = layer_in
         self.state_shapes = cells[0].state_shapes()
+        self.input_shape = step_input_shape(cells[0])
         self._register_state_dict_hook(_to_torch_keys)
         self._register_load_state_dict_pre_hook(_from_torch_keys, with_module=True)
 
@@ -206,10 +214,16 @@ class Recurrent(nn.Module):
         else:
             if not isinstance(x, Tensor):
                 raise TypeError(f"x must be a Tensor or PackedSequence, got {type(x).__name__}")
-            if x.dim() == 2:
+            n_step = len(self.input_shape)  # 1 for vector cells
+            if x.dim() == 2 and n_step == 1:
                 unbatched = True
                 x = x.unsqueeze(1)
-            elif x.dim() != 3:
+            elif x.dim() != 2 + n_step:
+                if n_step > 1:
+                    raise ValueError(
+                        f"x must be {2 + n_step}-D (T, B, *{self.input_shape}) (or batch first), "
+                        f"got {x.dim()}-D shape {tuple(x.shape)}"
+                    )
                 layout = "(B, T, I)" if self.batch_first else "(T, B, I)"
                 raise ValueError(
                     f"x must be 3-D {layout} or 2-D (T, I) unbatched, got {x.dim()}-D "
@@ -217,7 +231,12 @@ class Recurrent(nn.Module):
                 )
             elif self.batch_first:
                 x = x.transpose(0, 1)
-        if x.shape[-1] != self.input_size:
+        if len(self.input_shape) > 1 and tuple(x.shape[2:]) != self.input_shape:
+            raise ValueError(
+                f"x must have per-step shape {self.input_shape} after (T, B), "
+                f"got {tuple(x.shape[2:])}"
+            )
+        if x.shape[2] != self.input_size:
             raise ValueError(
                 f"x must have input_size={self.input_size} features in its last dimension, "
                 f"got {x.shape[-1]}"
@@ -243,7 +262,7 @@ class Recurrent(nn.Module):
                 outs.append(out)
                 finals.append(final)
             out = self._merge(outs)
-            if self.residual and out.shape[-1] == layer_input.shape[-1]:
+            if self.residual and out.shape[2:] == layer_input.shape[2:]:
                 out = out + layer_input
             if self.dropout and self.training and layer < self.num_layers - 1:
                 out = F.dropout(out, self.dropout, training=True)
@@ -269,7 +288,7 @@ class Recurrent(nn.Module):
             return outs[0]
         a, b = outs
         if self.merge_mode == "concat":
-            return torch.cat([a, b], dim=-1)
+            return torch.cat([a, b], dim=2)
         if self.merge_mode == "sum":
             return a + b
         if self.merge_mode == "mul":

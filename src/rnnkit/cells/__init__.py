@@ -1,6 +1,7 @@
 """Recurrent cells: one time step each (the contract is in :mod:`rnnkit.cells.base`)."""
 
 from .base import RecurrentCell, State
+from .conv import ConvGRUCell, ConvLSTMCell
 from .elman import ElmanCell
 from .gru import GRUCell, MGUCell
 from .layernorm_lstm import LayerNormLSTMCell
@@ -20,4 +21,6 @@ __all__ = [
     "MUT2Cell",
     "MUT3Cell",
     "NASCell",
+    "ConvLSTMCell",
+    "ConvGRUCell",
 ]
