@@ -11,6 +11,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnkit.datasets.digits import load_digits_sequences
+from rnnkit.tasks.moving_digits import bounce, moving_digits, render
 from rnnkit.tasks.synthetic import (
     ADDING_BASELINE_MSE,
     adding_problem,
@@ -113,3 +114,60 @@ def test_bad_arguments_say_what_was_expected():
         copy_memory(0, 10, seed=0)
     with pytest.raises(ValueError, match=r"split must be one of"):
         seq_digits("dev")
+
+
+# -- moving digits ------------------------------------------------------------------------------
+def test_bounce_reflects_at_both_walls():
+    path = bounce(np.array([1.0, 4.0]), np.array([-1.5, 0.75]), 8, limit=5.0)
+    assert np.allclose(path[:, 0], [1.0, 0.5, 2.0, 3.5, 5.0, 3.5, 2.0, 0.5], rtol=0, atol=1e-12)
+    assert np.allclose(path[:, 1], [4.0, 4.75, 4.5, 3.75, 3.0, 2.25, 1.5, 0.75], rtol=0, atol=1e-12)
+
+
+def test_render_places_digits_and_takes_the_maximum_where_they_overlap():
+    a = np.zeros((8, 8), dtype=np.float32)
+    a[0, :] = 0.5
+    b = np.zeros((8, 8), dtype=np.float32)
+    b[:, 0] = 1.0
+    b[0, 0] = 0.25
+    frames = render(np.stack([a, b]), np.array([[[1, 2], [1, 2]], [[0, 0], [3, 4]]]), 12)
+    assert frames.shape == (2, 12, 12)
+    expect0 = np.zeros((12, 12), dtype=np.float32)
+    expect0[1, 2:10] = 0.5
+    expect0[1:9, 2] = 1.0
+    expect0[1, 2] = 0.5  # max(0.5, 0.25)
+    assert np.array_equal(frames[0], expect0)
+    expect1 = np.zeros((12, 12), dtype=np.float32)
+    expect1[0, 0:8] = 0.5
+    expect1[3:11, 4] = 1.0
+    expect1[3, 4] = 0.25
+    assert np.array_equal(frames[1], expect1)
+
+
+def test_moving_digit_is_one_test_image_translated_within_the_canvas():
+    frames = moving_digits(6, seed=4, split="test", num_digits=1, seq_len=8, canvas=14).numpy()
+    assert frames.shape == (6, 8, 1, 14, 14)
+    images, _ = load_digits_sequences("test")
+    for seq in frames[:, :, 0]:
+        found = set()
+        for frame in seq:
+            hits = []
+            for r in range(7):
+                for c in range(7):
+                    rest = frame.copy()
+                    rest[r : r + 8, c : c + 8] = 0
+                    if rest.any():
+                        continue
+                    crop = frame[r : r + 8, c : c + 8]
+                    hits += [(k, r, c) for k in np.flatnonzero((images == crop).all(axis=(1, 2)))]
+            assert hits, "every frame is one test image placed on the canvas"
+            found.add(hits[0][0])
+        assert len(found) == 1  # the same image throughout the sequence
+    again = moving_digits(6, seed=4, split="test", num_digits=1, seq_len=8, canvas=14).numpy()
+    assert np.array_equal(frames, again)
+    other = moving_digits(6, seed=5, split="test", num_digits=1, seq_len=8, canvas=14)
+    assert not np.array_equal(frames, other.numpy())
+
+
+def test_moving_digits_rejects_a_canvas_smaller_than_a_digit():
+    with pytest.raises(ValueError, match=r"canvas must be >= 8.*got 6"):
+        moving_digits(2, seed=0, canvas=6)
