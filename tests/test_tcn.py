@@ -4,6 +4,8 @@ sequence alone; gradcheck; pytorch-tcn with copied weights (where installed)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -12,8 +14,8 @@ from torch.autograd import gradcheck
 from torch.func import functional_call
 from torch.nn import functional as F
 
-from rnnkit import LSTMCell, Recurrent
-from rnnkit.tcn import TCN, MaskedBatchNorm1d, receptive_field, tcn_encoder
+from rnnkit.models.encoder import RecurrentEncoderConfig, build_encoder, encoder_config_from_dict
+from rnnkit.tcn import TCN, MaskedBatchNorm1d, TCNEncoderConfig, receptive_field
 
 TOL = 1e-10
 PHI = {"relu": F.relu, "tanh": torch.tanh, "gelu": F.gelu}
@@ -200,16 +202,16 @@ def test_streaming_buffers_stay_fixed_and_step_cost_does_not_grow():
     assert late < 3.0 * early  # generous: only growth with steps seen would break it
 
 
-def _check_padded_batch(encoder, x, lengths, tol=TOL):
-    out, _ = encoder(x, lengths=lengths)
-    assert out.shape[-1] == encoder.output_size
+def _check_padded_batch(encode, params, x, lengths, tol=TOL):
+    """``encode(x, lengths) -> (B, T, H)``: a padded batch equals each sequence run alone
+    (outputs and gradients); outputs and input gradients past a length are exactly zero."""
+    out = encode(x, lengths)
     w = torch.randn_like(out)
-    params = [p for p in encoder.parameters() if p.requires_grad]
     gx, *gp = torch.autograd.grad((out * w).sum(), [x, *params])
     total = 0.0
     for b, n in enumerate(lengths.tolist()):
         xb = x[b : b + 1, :n].detach().requires_grad_(True)
-        ob, _ = encoder(xb)
+        ob = encode(xb, None)
         assert (ob[0] - out[b, :n]).abs().max().item() <= tol
         assert out[b, n:].abs().max().item() == 0.0 if n < x.shape[1] else True
         lb = (ob * w[b : b + 1, :n]).sum()
@@ -227,20 +229,61 @@ def test_padded_batch_equals_each_sequence_alone(causal, norm):
     tcn = TCN(3, [5, 5, 4], 3, causal=causal, norm=norm, activation="tanh").double()
     lengths = torch.tensor([9, 2, 6, 1])
     x = torch.randn(4, 9, 3, dtype=torch.float64, requires_grad=True)
-    _check_padded_batch(tcn, x, lengths)
+    _check_padded_batch(lambda x, n: tcn(x, lengths=n)[0], list(tcn.parameters()), x, lengths)
 
 
-def test_tcn_and_runner_share_the_encoder_contract():
-    """A model written against ``out, _ = enc(x, lengths=...)`` (B, T, ·) takes either."""
+@pytest.mark.parametrize(
+    "config",
+    [
+        RecurrentEncoderConfig(cell="lstm", hidden_size=4, num_layers=2),
+        TCNEncoderConfig(hidden_size=4, num_layers=2, causal=False),
+        TCNEncoderConfig(hidden_size=4, num_layers=3, kernel_size=2, norm="layer"),
+    ],
+    ids=["recurrent", "tcn-centred", "tcn-causal"],
+)
+def test_tcn_encoder_follows_the_models_encoder_contract(config):
+    """A model written against ``h = encoder(x, lengths)`` takes a TCN as it takes an LSTM."""
+    enc = build_encoder(config, 3).double()
+    assert enc.output_size == 4 and enc.causal == getattr(config, "causal", True)
     lengths = torch.tensor([7, 3, 5])
     x = torch.randn(3, 7, 3, dtype=torch.float64, requires_grad=True)
-    for enc in (
-        Recurrent(LSTMCell, 3, 4, 2, batch_first=True).double(),
-        tcn_encoder(3, 4, 2, causal=False).double(),
-        tcn_encoder(3, 4, 3).double(),
-    ):
-        assert enc.input_size == 3 and enc.output_size == 4
-        _check_padded_batch(enc, x, lengths)
+    _check_padded_batch(enc, list(enc.parameters()), x, lengths)
+
+
+def test_tcn_encoder_state_continues_selects_and_rebuilds_from_a_vector():
+    enc = build_encoder(TCNEncoderConfig(hidden_size=4, num_layers=3), 2).double()
+    x = torch.randn(3, 12, 2, dtype=torch.float64)
+    full = enc(x)
+    a, state = enc.forward_with_state(x[:, :5])
+    b, state = enc.forward_with_state(x[:, 5:], enc.detach_state(state))
+    assert (torch.cat([a, b], dim=1) - full).abs().max().item() <= TOL
+    # a state flattened row by row and rebuilt from the vector is the same state
+    flat = torch.cat([s.flatten(1) for s in state], dim=1)
+    assert flat.shape[1] == enc.flat_state_size
+    rebuilt = enc.state_from_vector(flat)
+    assert all(torch.equal(u, v) for u, v in zip(rebuilt, state))
+    # selecting sequences 2 and 0 continues those two sequences exactly
+    _, s5 = enc.forward_with_state(x[:, :5])
+    picked = enc.select_state(s5, torch.tensor([2, 0]))
+    c, _ = enc.forward_with_state(x[[2, 0], 5:], picked)
+    assert (c - full[[2, 0], 5:]).abs().max().item() <= TOL
+    centred = build_encoder(TCNEncoderConfig(hidden_size=4, num_layers=2, causal=False), 2)
+    with pytest.raises(ValueError, match=r"forward_with_state needs a causal TCN"):
+        centred.forward_with_state(x.float())
+
+
+def test_models_find_the_tcn_encoder_type_by_name_in_a_fresh_process():
+    code = (
+        "from rnnkit.models.encoder import build_encoder, encoder_config_from_dict\n"
+        "d = {'type': 'tcn', 'hidden_size': 5, 'dilations': [1, 1, 2, 2]}\n"
+        "c = encoder_config_from_dict(d)\n"
+        "e = build_encoder(c, 3)\n"
+        "print(type(e).__name__, e.receptive_field)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["TCNEncoder", str(1 + 2 * 2 * 6)]
+    with pytest.raises(ValueError, match=r"encoder.kernel_size must be odd when encoder.causal"):
+        encoder_config_from_dict({"type": "tcn", "kernel_size": 2, "causal": False})
 
 
 def test_masked_batch_norm_counts_valid_steps_only():
