@@ -73,7 +73,10 @@ def train_job(
         o = centres[a : a + minibatch]  # (M,)
         c = contexts[a : a + minibatch]  # (M,)
         M = o.numel()
-        draws = torch.multinomial(noise, M * negative, replacement=True, generator=generator)
+        if negative:
+            draws = torch.multinomial(noise, M * negative, replacement=True, generator=generator)
+        else:
+            draws = o.new_empty(0)
         targets = torch.cat([o[:, None], draws.view(M, negative)], dim=1)  # (M, 1+K)
         live = torch.ones(M, 1 + negative, dtype=syn0.dtype, device=syn0.device)
         live[:, 1:] = (targets[:, 1:] != o[:, None]).to(syn0.dtype)  # skip draws equal to o
