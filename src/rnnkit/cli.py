@@ -17,6 +17,7 @@ another task, a missing optional package) prints one clear line and exits with s
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 import sys
@@ -25,6 +26,12 @@ from pathlib import Path
 from typing import Any
 
 EXIT_USAGE = 2
+
+# Commands that other parts of rnnkit implement with their own parser: name -> (entry point
+# "module:function" taking the remaining arguments and returning an exit status, help line).
+EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
+    "search": ("rnnkit.search.cli:search_main", "search for recurrent cells (rnnkit.search)"),
+}
 
 
 class UsageError(Exception):
@@ -84,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--beam", type=int, default=4, help="beam width (4; 1 is greedy)")
 
     sub.add_parser("datasets", help="list the datasets, where they come from, what is cached")
+    for name, (_, text) in EXTERNAL_COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
@@ -216,6 +225,9 @@ def _cmd_datasets() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rnnkit`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in EXTERNAL_COMMANDS:
+        module, _, function = EXTERNAL_COMMANDS[argv[0]][0].partition(":")
+        return int(getattr(importlib.import_module(module), function)(argv[1:]) or 0)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
@@ -223,15 +235,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if rest and args.command != "train":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
     from .datasets._cache import ChecksumError, FetchError
     from .datasets._deps import MissingDependencyError
     from .tasks.registry import UnknownTaskError
     from .training.checkpoint import CheckpointError
     from .training.config import ConfigError
     from .training.run import RunError
+
+    # after Lightning is imported (it sets its own level on import): keep its info lines
+    # (accelerator found, tips) out of the terminal; warnings still show
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
     expected = (UsageError, ConfigError, RunError, UnknownTaskError, CheckpointError,
                 MissingDependencyError, FetchError, ChecksumError)  # fmt: skip

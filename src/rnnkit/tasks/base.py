@@ -49,8 +49,12 @@ class Task:
         """Everything the run needs from the data: splits, vocabulary, normalisation."""
         raise NotImplementedError
 
+    def derive(self, config: Any, data: Any) -> Any:
+        """``config`` with the keys that depend on the data (``derived_keys``) filled in."""
+        return config
+
     def build_model(self, config: Any, data: Any) -> nn.Module:
-        """The untrained model, its data-derived keys filled in from ``data``."""
+        """The untrained model of the derived ``config``."""
         raise NotImplementedError
 
     def vocab(self, data: Any) -> dict[str, Any] | None:

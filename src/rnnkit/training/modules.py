@@ -8,7 +8,7 @@ under ``"rnnkit"``. Each subclass turns one kind of batch into the model's loss:
 module                        batch                                       loss
 ============================  ==========================================  ==================
 :class:`SupervisedModule`     :class:`LabelledBatch` (x, lengths, y)      ``model.loss``
-:class:`LanguageModelModule`  :class:`TokenBatch` (inputs, targets)       mean NLL per token
+:class:`LanguageModelModule`  :class:`TokenBatch` (tokens)                mean NLL per token
 :class:`Seq2SeqModule`        :class:`PairBatch` (source, target...)      mean NLL per token
 ============================  ==========================================  ==================
 
@@ -40,10 +40,9 @@ class LabelledBatch(NamedTuple):
 
 
 class TokenBatch(NamedTuple):
-    """inputs (B, T) token ids and targets (B, T): the next token after each input."""
+    """tokens (B, T + 1): windows of a token stream; position t predicts t + 1."""
 
-    inputs: Tensor
-    targets: Tensor
+    tokens: Tensor
 
 
 class PairBatch(NamedTuple):
@@ -162,7 +161,8 @@ class LanguageModelModule(RnnkitModule):
     """Next-token prediction: mean negative log-likelihood per target token (nats)."""
 
     def loss(self, batch: TokenBatch) -> tuple[Tensor, int]:
-        return self.model.loss(batch.inputs, batch.targets), batch.targets.numel()
+        tokens = batch.tokens  # (B, T + 1)
+        return self.model.loss(tokens), tokens.shape[0] * (tokens.shape[1] - 1)
 
 
 class Seq2SeqModule(RnnkitModule):
@@ -170,6 +170,6 @@ class Seq2SeqModule(RnnkitModule):
 
     def loss(self, batch: PairBatch) -> tuple[Tensor, int]:
         loss = self.model.loss(
-            batch.source, batch.target, batch.source_lengths, batch.target_lengths
+            batch.source, batch.source_lengths, batch.target, batch.target_lengths
         )
         return loss, int(batch.target_lengths.sum()) - batch.target.shape[0]

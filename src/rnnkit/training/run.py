@@ -289,10 +289,13 @@ def train(
         if resume:
             record = {**read_run(run.root), "config": to_dict(config)}
             record.setdefault("resumed", []).append(shlex.join(["rnnkit", *argv[1:]]))
-        _write_json(run.config, record)
+        _write_json(run.config, record)  # before the data loads, so a failed start is recorded
 
     pl.seed_everything(tc.seed, workers=False, verbose=False)
     data = task.load_data(config)
+    config = task.derive(config, data)
+    if _is_rank_zero():
+        _write_json(run.config, {**record, "config": to_dict(config)})
     model = task.build_model(config, data)
     run_info = {"task": task_name, "config": to_dict(config), "vocab": task.vocab(data)}
     module = task.module_class(
@@ -364,7 +367,7 @@ def load_run(run_dir: str | Path) -> tuple[Any, Any, Any, RunFolder]:
     stored = read_run(run_dir)
     run = RunFolder(Path(run_dir))
     task = get_task(stored["task"])
-    config = from_dict(task.config_class, stored["config"])
+    config = from_dict(task.config_class, stored["config"])  # derived keys included
     if not (run.model / "config.json").is_file():
         raise RunError(
             f"{run.root} has no trained model yet ({run.model} is missing): the run has not "
