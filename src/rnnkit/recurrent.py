@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from . import engine as _engine
 from .cells.base import RecurrentCell, State, check_choice, check_positive_int
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
@@ -132,7 +133,13 @@ class Recurrent(nn.Module):
 
     Passing ``h_n`` back as ``h_0`` continues the sequences exactly (streaming). The
     ``state_dict`` uses torch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``...).
+
+    Each layer-direction runs through :func:`rnnkit.engine.run`; set ``layer.engine`` to one of
+    ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`run_cell`) to pick a path
+    for this layer, or leave it None for the engine's default ("auto").
     """
+
+    engine: str | None = None
 
     def __init__(
         self,
@@ -253,12 +260,9 @@ class Recurrent(nn.Module):
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
                 cell = self.cells[k]
-                if d == 0:
-                    out, final = run_cell(cell, layer_input, states[k], lengths)
-                else:
-                    rev_in = reverse_padded(layer_input, lengths)
-                    out, final = run_cell(cell, rev_in, states[k], lengths)
-                    out = reverse_padded(out, lengths)
+                out, final = _engine.run(
+                    cell, layer_input, states[k], lengths, reverse=d == 1, engine=self.engine
+                )
                 outs.append(out)
                 finals.append(final)
             out = self._merge(outs)

@@ -1,0 +1,124 @@
+"""The engine: runs one layer-direction of a cell over a whole sequence, fast.
+
+:class:`rnnkit.Recurrent` hands every layer and direction to :func:`run`; the cells state only
+their math. The engine picks one of these paths (``engine=`` names them):
+
+* ``"fused"``: a plain :class:`~rnnkit.cells.LSTMCell` (no peepholes) runs on torch's own fused
+  LSTM kernel with the same weights (oneDNN on the CPU, cuDNN on the GPU); with lengths, once
+  per run of steps with the same active rows (:mod:`rnnkit.engine.fused_lstm`).
+* ``"native"``: every other built-in cell on the CPU (float32, float64) runs in a compiled
+  loop with a hand-written BPTT backward (:mod:`rnnkit.engine.sequence`,
+  :mod:`rnnkit.engine.kernels`, ``_loops.cpp``).
+* ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
+  ``cell.step``, differentiated by autograd.
+* ``"reference"``: :func:`rnnkit.recurrent.run_cell`, the plain masked loop; the oracle.
+* ``"auto"`` (the default): fused, else native, else autograd; for a plain LSTM with many
+  distinct lengths the native loop, which costs less than many fused calls.
+
+Choose with ``rnnkit.engine.set_default("reference")``, ``with rnnkit.engine.use("native"):``
+or per layer with ``layer.engine = "reference"``. Every path gives the reference's results:
+outputs zero past each length, final states at each sequence's last valid step, the backward
+direction reversed within each valid part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from torch import Tensor
+
+from ..cells.base import RecurrentCell, State
+from . import native
+from .fused_lstm import fused_supports, run_fused, segment_count
+from .sequence import native_supports, run_autograd, run_native
+
+__all__ = ["ENGINES", "get_default", "native_available", "run", "set_default", "use"]
+
+ENGINES = ("auto", "fused", "native", "autograd", "reference")
+
+# With lengths, a plain LSTM above this many distinct lengths goes to the native loop: each
+# fused call pays a fixed cost (oneDNN reorders the weights), the native loop does not.
+FUSED_SEGMENT_LIMIT = 8
+
+_default = "auto"
+
+
+def _check(name: object) -> str:
+    if name not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(map(repr, ENGINES))}; got {name!r}")
+    return name  # type: ignore[return-value]
+
+
+def set_default(name: str) -> None:
+    """Make ``name`` (one of :data:`ENGINES`) the engine of every layer that names none."""
+    global _default
+    _default = _check(name)
+
+
+def get_default() -> str:
+    """The engine used by layers that name none."""
+    return _default
+
+
+@contextmanager
+def use(name: str) -> Iterator[None]:
+    """``with rnnkit.engine.use("reference"): ...`` sets the default engine for a block."""
+    global _default
+    previous, _default = _default, _check(name)
+    try:
+        yield
+    finally:
+        _default = previous
+
+
+def native_available() -> bool:
+    """Whether the compiled loops could be built and loaded on this machine."""
+    return native.available()
+
+
+def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
+    """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
+    if fused_supports(cell, x):
+        many = lengths is not None and segment_count(lengths) > FUSED_SEGMENT_LIMIT
+        return "native" if many and native_supports(cell, x) else "fused"
+    return "native" if native_supports(cell, x) else "autograd"
+
+
+def run(
+    cell: RecurrentCell,
+    x: Tensor,
+    state: State,
+    lengths: Tensor | None = None,
+    *,
+    reverse: bool = False,
+    engine: str | None = None,
+) -> tuple[Tensor, State]:
+    """Run ``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ...)).
+
+    ``lengths`` (B,) int64 in [1, T] (validated by the caller); ``reverse`` reads each sequence
+    backwards within its valid part. Returns (outputs (T, B, O), final state), outputs zero
+    past each length and the final state taken at each sequence's last valid step.
+    """
+    name = _check(engine or _default)
+    if name == "auto":
+        name = choose(cell, x, lengths)
+    if name == "reference":
+        from ..recurrent import reverse_padded, run_cell  # the runner imports this module
+
+        if not reverse:
+            return run_cell(cell, x, state, lengths)
+        out, final = run_cell(cell, reverse_padded(x, lengths), state, lengths)
+        return reverse_padded(out, lengths), final
+    if name == "fused":
+        if not fused_supports(cell, x):
+            raise ValueError(f"engine 'fused' runs plain LSTM cells only, got {cell!r}")
+        return run_fused(cell, x, state, lengths, reverse)
+    if name == "native":
+        if not native_supports(cell, x):
+            raise ValueError(
+                f"engine 'native' cannot run {type(cell).__name__} on a {x.dtype} tensor on "
+                f"{x.device} (compiled loops available: {native.available()})"
+            )
+        return run_native(cell, x, state, lengths, reverse)
+    return run_autograd(cell, x, state, lengths, reverse)

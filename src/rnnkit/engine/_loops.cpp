@@ -1,0 +1,873 @@
+// Sequence loops of rnnkit's cells: the forward pass and the hand-written BPTT backward pass.
+//
+// Compiled on first use by rnnkit/engine/native.py and called through ctypes; no torch headers,
+// so it builds in a second or two. The matrix products go to the BLAS inside torch (its
+// sgemm_/dgemm_, handed over by rnnkit_set_blas), so they run with torch's threads; the
+// pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
+// libgomp, which the loader shares).
+//
+// Layout (shapes use rnnkit's glossary; every matrix is row-major and contiguous):
+//   * A sequence is processed in `steps` steps; step s works on the first n[s] rows of the batch
+//     (rows are sorted by decreasing length, so the active rows always form a prefix).
+//   * Per-row tensors (gx, y, saved activations, gradients) are "packed": step s owns rows
+//     off[s] .. off[s] + n[s]. Without lengths this is the (T, B) layout, with off[s] = t·B
+//     (t = s, or T-1-s for the backward direction).
+//   * The state entering step s is h0/c0 for s = 0 and the rows of step s-1 otherwise.
+//   * Forward-only calls (full = 0) keep saved activations in two alternating blocks of B rows
+//     instead of N rows.
+//   * Backward: dh and dc (B, H) hold, on entry, the gradient of the final state; a row keeps
+//     it until the loop reaches the row's last step. On exit they hold the gradient of h0/c0.
+//     dgx receives the gradient of every step's input projection; the weight gradients are
+//     large matrix products done by the caller after the loop, from dgx and the saved buffers.
+//
+// Every entry point has the signature
+//     void rnnkit_<cell>_<forward|backward>_<f32|f64>(const int64_t* geo, void* const* p,
+//                                                    const double* scalars)
+// geo = [steps, B, H, full, threads, v0..v4, n[steps], off[steps]] (v: the cell's variant
+// integers); p: the data pointers in the order listed above each kernel.
+
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+
+using i64 = int64_t;
+
+// ---------------------------------------------------------------------------------------------
+// BLAS (Fortran interface, column-major) and row-major helpers
+// ---------------------------------------------------------------------------------------------
+extern "C" {
+typedef void (*sgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                         const float*, const float*, const int*, const float*, const int*,
+                         const float*, float*, const int*);
+typedef void (*dgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                         const double*, const double*, const int*, const double*, const int*,
+                         const double*, double*, const int*);
+}
+
+static sgemm_fn g_sgemm = nullptr;
+static dgemm_fn g_dgemm = nullptr;
+
+extern "C" void rnnkit_set_blas(void* sgemm, void* dgemm) {
+    g_sgemm = reinterpret_cast<sgemm_fn>(sgemm);
+    g_dgemm = reinterpret_cast<dgemm_fn>(dgemm);
+}
+
+static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc) {
+    g_sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+static void gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
+                 const double* b, int ldb, double beta, double* c, int ldc) {
+    g_dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+// C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
+template <typename T>
+static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                  i64 ldc) {
+    gemm('T', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+}
+
+// C (m, n) = A (m, k) · W (k, n) + beta·C      (the backward product dz · W_hh)
+template <typename T>
+static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                  i64 ldc) {
+    gemm('N', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Geometry and the row-parallel pointwise loop
+// ---------------------------------------------------------------------------------------------
+struct Geo {
+    i64 steps, B, H, full, threads;
+    i64 v[5];
+    const i64* n;
+    const i64* off;
+
+    explicit Geo(const i64* g)
+        : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]) {
+        for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
+    }
+    // first row of step s in a saved-activation buffer
+    i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }
+};
+
+// f(row, thread) for row < n; split over threads when the step is large enough to pay for it.
+template <typename F>
+static void for_rows(const Geo& g, i64 n, i64 width, F&& f) {
+    if (g.threads <= 1 || n < 2 || n * width < 8192) {
+        for (i64 r = 0; r < n; ++r) f(r, 0);
+        return;
+    }
+    const int nt = int(g.threads < n ? g.threads : n);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (i64 r = 0; r < n; ++r) f(r, omp_get_thread_num());
+}
+
+template <typename T>
+static inline T sigm(T x) {
+    return T(1) / (T(1) + std::exp(-x));
+}
+
+template <typename T>
+static inline T relu(T x) {
+    return x > T(0) ? x : T(0);
+}
+
+template <typename T>
+static const T* P(void* const* p, int k) {
+    return static_cast<const T*>(p[k]);
+}
+
+template <typename T>
+static T* W(void* const* p, int k) {
+    return static_cast<T*>(p[k]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elman: h = act(gx + h_prev·W_hhᵀ + b_hh); v0 = 1 for relu.
+// forward  p: gx (N,H), W_hh (H,H), b_hh (H), h0 (B,H), y (N,H), z (B,H)
+// backward p: W_hh, h0, y, dy (N,H), dh (B,H), dgx (N,H)
+// ---------------------------------------------------------------------------------------------
+template <typename T, bool RELU>
+static void elman_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
+                          const T* __restrict b, T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) h[j] = RELU ? relu(x[j] + z[j] + b[j]) : std::tanh(x[j] + z[j] + b[j]);
+}
+
+template <typename T, bool RELU>
+static void elman_bwd_row(i64 H, const T* __restrict h, const T* __restrict dy,
+                          const T* __restrict dh, T* __restrict d) {
+    for (i64 j = 0; j < H; ++j) {
+        const T dhj = dh[j] + dy[j];
+        d[j] = RELU ? (h[j] > T(0) ? dhj : T(0)) : dhj * (T(1) - h[j] * h[j]);
+    }
+}
+
+template <typename T, bool RELU>
+static void elman_forward_impl(const Geo& g, void* const* p) {
+    const i64 H = g.H;
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
+    T *y = W<T>(p, 4), *z = W<T>(p, 5);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
+        for_rows(g, n, H, [&](i64 r, int) {
+            elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T, bool RELU>
+static void elman_backward_impl(const Geo& g, void* const* p) {
+    const i64 H = g.H;
+    const T *Whh = P<T>(p, 0), *y = P<T>(p, 2), *dy = P<T>(p, 3);
+    T *dh = W<T>(p, 4), *dgx = W<T>(p, 5);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        for_rows(g, n, H, [&](i64 r, int) {
+            elman_bwd_row<T, RELU>(H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
+                                   dgx + (o + r) * H);
+        });
+        mm_nn<T>(n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H);  // dh_prev = dpre · W_hh
+    }
+}
+
+template <typename T>
+static void elman_forward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    g.v[0] ? elman_forward_impl<T, true>(g, p) : elman_forward_impl<T, false>(g, p);
+}
+
+template <typename T>
+static void elman_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    g.v[0] ? elman_backward_impl<T, true>(g, p) : elman_backward_impl<T, false>(g, p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// LSTM, gates i, f, g, o; v0 = 1 with peepholes (w_ci, w_cf on c_prev, w_co on c).
+// forward  p: gx (N,4H), W_hh (4H,H), b_hh (4H), w_ci, w_cf, w_co (H), h0, c0 (B,H),
+//             y (N,H), act (N,4H: i f g o after their nonlinearity), cs (N,H: c), z (B,4H)
+// backward p: W_hh, w_ci, w_cf, w_co, h0, c0, y, act, cs, dy, dh, dc, dgx (N,4H),
+//             acc (threads, 3H: per-thread sums for the peephole gradients)
+// ---------------------------------------------------------------------------------------------
+template <typename T, bool PEEP>
+static void lstm_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
+                         const T* __restrict b, const T* __restrict wci, const T* __restrict wcf,
+                         const T* __restrict wco, const T* __restrict cp, T* __restrict a,
+                         T* __restrict c, T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) {
+        T pi = x[j] + z[j] + b[j];
+        T pf = x[H + j] + z[H + j] + b[H + j];
+        const T pg = x[2 * H + j] + z[2 * H + j] + b[2 * H + j];
+        T po = x[3 * H + j] + z[3 * H + j] + b[3 * H + j];
+        if (PEEP) {
+            pi += wci[j] * cp[j];
+            pf += wcf[j] * cp[j];
+        }
+        const T i = sigm(pi), f = sigm(pf), gg = std::tanh(pg);
+        const T cn = f * cp[j] + i * gg;
+        if (PEEP) po += wco[j] * cn;
+        const T oo = sigm(po);
+        h[j] = oo * std::tanh(cn);
+        c[j] = cn;
+        a[j] = i;
+        a[H + j] = f;
+        a[2 * H + j] = gg;
+        a[3 * H + j] = oo;
+    }
+}
+
+template <typename T, bool PEEP>
+static void lstm_bwd_row(i64 H, const T* __restrict a, const T* __restrict c,
+                         const T* __restrict cp, const T* __restrict wci,
+                         const T* __restrict wcf, const T* __restrict wco,
+                         const T* __restrict dy, const T* __restrict dh, T* __restrict dc,
+                         T* __restrict d, T* __restrict acc) {
+    for (i64 j = 0; j < H; ++j) {
+        const T i = a[j], f = a[H + j], gg = a[2 * H + j], oo = a[3 * H + j];
+        const T dhj = dh[j] + dy[j];
+        const T tc = std::tanh(c[j]);
+        const T dpo = dhj * tc * oo * (T(1) - oo);
+        // c_t feeds h_t (through tanh), c_{t+1} (dc) and, with peepholes, o_t
+        T dct = dc[j] + dhj * oo * (T(1) - tc * tc);
+        if (PEEP) dct += dpo * wco[j];
+        const T dpi = dct * gg * i * (T(1) - i);
+        const T dpf = dct * cp[j] * f * (T(1) - f);
+        const T dpg = dct * i * (T(1) - gg * gg);
+        T dcp = dct * f;
+        if (PEEP) {
+            dcp += dpi * wci[j] + dpf * wcf[j];
+            acc[j] += dpi * cp[j];
+            acc[H + j] += dpf * cp[j];
+            acc[2 * H + j] += dpo * c[j];
+        }
+        dc[j] = dcp;
+        d[j] = dpi;
+        d[H + j] = dpf;
+        d[2 * H + j] = dpg;
+        d[3 * H + j] = dpo;
+    }
+}
+
+template <typename T, bool PEEP>
+static void lstm_forward_impl(const Geo& g, void* const* p) {
+    const i64 H = g.H, G = 4 * H;
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2);
+    const T *wci = P<T>(p, 3), *wcf = P<T>(p, 4), *wco = P<T>(p, 5);
+    const T *h0 = P<T>(p, 6), *c0 = P<T>(p, 7);
+    T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        for_rows(g, n, G, [&](i64 r, int) {
+            lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
+                                  act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T, bool PEEP>
+static void lstm_backward_impl(const Geo& g, void* const* p) {
+    const i64 H = g.H, G = 4 * H;
+    const T *Whh = P<T>(p, 0), *wci = P<T>(p, 1), *wcf = P<T>(p, 2), *wco = P<T>(p, 3);
+    const T *c0 = P<T>(p, 5), *act = P<T>(p, 7), *cs = P<T>(p, 8), *dy = P<T>(p, 9);
+    T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        for_rows(g, n, G, [&](i64 r, int t) {
+            lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
+                                  wco, dy + (o + r) * H, dh + r * H, dc + r * H,
+                                  dgx + (o + r) * G, acc + t * 3 * H);
+        });
+        mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+    }
+}
+
+template <typename T>
+static void lstm_forward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    g.v[0] ? lstm_forward_impl<T, true>(g, p) : lstm_forward_impl<T, false>(g, p);
+}
+
+template <typename T>
+static void lstm_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    g.v[0] ? lstm_backward_impl<T, true>(g, p) : lstm_backward_impl<T, false>(g, p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// GRU with the reset gate after the product (torch's form), gates r, u (torch's z), n:
+//   r = σ(x_r + z_r + b_r), u = σ(x_u + z_u + b_u), n = tanh(x_n + r·(z_n + b_n)),
+//   h = (1 - u)·n + u·h_prev, with z = h_prev·W_hhᵀ.
+// forward  p: gx (N,3H), W_hh (3H,H), b_hh (3H), h0, y, act (N,3H: r u n), hn (N,H: z_n+b_n),
+//             z (B,3H)
+// backward p: W_hh, h0, y, act, hn, dy, dh, dgx (N,3H), dzn (N,H: gradient of z_n),
+//             dz (B,3H: scratch)
+// ---------------------------------------------------------------------------------------------
+template <typename T>
+static void gru_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
+                        T* __restrict hn, T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) {
+        const T r = sigm(x[j] + z[j] + b[j]);
+        const T u = sigm(x[H + j] + z[H + j] + b[H + j]);
+        const T m = z[2 * H + j] + b[2 * H + j];
+        const T n = std::tanh(x[2 * H + j] + r * m);
+        h[j] = (T(1) - u) * n + u * hp[j];
+        a[j] = r;
+        a[H + j] = u;
+        a[2 * H + j] = n;
+        hn[j] = m;
+    }
+}
+
+template <typename T>
+static void gru_bwd_row(i64 H, const T* __restrict a, const T* __restrict hn,
+                        const T* __restrict hp, const T* __restrict dy, T* __restrict dh,
+                        T* __restrict d, T* __restrict dz, T* __restrict dzn) {
+    for (i64 j = 0; j < H; ++j) {
+        const T r = a[j], u = a[H + j], n = a[2 * H + j];
+        const T dhj = dh[j] + dy[j];
+        const T dpn = dhj * (T(1) - u) * (T(1) - n * n);
+        const T dpr = dpn * hn[j] * r * (T(1) - r);
+        const T dpu = dhj * (hp[j] - n) * u * (T(1) - u);
+        d[j] = dpr;
+        d[H + j] = dpu;
+        d[2 * H + j] = dpn;
+        dz[j] = dpr;
+        dz[H + j] = dpu;
+        dz[2 * H + j] = dpn * r;
+        dzn[j] = dpn * r;
+        dh[j] = dhj * u;
+    }
+}
+
+template <typename T>
+static void gru_forward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 3 * H;
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
+    T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        for_rows(g, n, G, [&](i64 r, int) {
+            gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
+                           hn + (so + r) * H, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T>
+static void gru_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 3 * H;
+    const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
+    const T *hn = P<T>(p, 4), *dy = P<T>(p, 5);
+    T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        for_rows(g, n, G, [&](i64 r, int) {
+            gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, dy + (o + r) * H,
+                           dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
+        });
+        mm_nn<T>(n, H, G, dz, G, Whh, H, T(1), dh, H);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The "reset before the product" family: GRU (reset_after=False), MGU, MUT1, MUT2, MUT3.
+//   u = σ(x_u + [src_u·W_uᵀ] + b_u)   src_u = h_prev, tanh(h_prev) (MUT3) or none (MUT1)
+//   r = σ(x_r + h_prev·W_rᵀ + b_r)    (MGU: r is u)
+//   n = tanh(x_n + (r·h_prev)·W_nᵀ + b_n)
+//   h = u·n + (1-u)·h_prev  (fresh = 1: MGU, MUT*)   or   (1-u)·n + u·h_prev  (GRU)
+// Columns of gx/act/b_hh (width G = 2H or 3H): u at cu, r at cr, n at cn = G - H; rows of
+// W_hh: wu, wr, wn. v = [cu, cr, wu, wr, wn | src_u << 32 | fresh << 34], -1 for "none";
+// r is u when cr == cu.
+// forward  p: gx (N,G), W_hh, b_hh (G), h0, y, act (N,G), rh (N,H: r·h_prev),
+//             th (N,H: tanh(h_prev), MUT3 only), z (B,G)
+// backward p: W_hh, h0, y, act, rh, th, dy, dh, dgx (N,G), dx (B,H: scratch)
+// ---------------------------------------------------------------------------------------------
+struct RB {
+    i64 cu, cr, cn, wu, wr, wn, src_u;
+    bool fresh, shared_r, merged;
+    RB(const Geo& g) {
+        cu = g.v[0];
+        cr = g.v[1];
+        wu = g.v[2];
+        wr = g.v[3];
+        wn = g.v[4] & 0xFFFFFFFF;
+        src_u = (g.v[4] >> 32) & 3;
+        fresh = (g.v[4] >> 34) & 1;
+        shared_r = cr == cu;
+        cn = (shared_r ? 1 : 2) * g.H;
+        // u and r from h_prev with adjacent rows in W_hh and columns in gx: one product
+        merged = src_u == 1 && !shared_r && wu == cu && wr == cr && (cu - cr == g.H || cr - cu == g.H);
+    }
+};
+
+template <typename T, bool FRESH, bool SHARED, bool UREC>
+static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* __restrict x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
+                        T* __restrict rh) {
+    for (i64 j = 0; j < H; ++j) {
+        const T u = sigm(x[cu + j] + (UREC ? z[cu + j] : T(0)) + b[cu + j]);
+        const T r = SHARED ? u : sigm(x[cr + j] + z[cr + j] + b[cr + j]);
+        a[cu + j] = u;
+        if (!SHARED) a[cr + j] = r;
+        rh[j] = r * hp[j];
+    }
+}
+
+template <typename T, bool FRESH>
+static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* __restrict x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
+                        T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) {
+        const T n = std::tanh(x[cn + j] + z[cn + j] + b[cn + j]);
+        const T u = a[cu + j];
+        a[cn + j] = n;
+        h[j] = FRESH ? u * n + (T(1) - u) * hp[j] : (T(1) - u) * n + u * hp[j];
+    }
+}
+
+template <typename T, bool FRESH, bool SHARED>
+static void rb_bwd_row1(i64 H, i64 cu, i64 cn, const T* __restrict a, const T* __restrict hp,
+                        const T* __restrict dy, T* __restrict dh, T* __restrict d) {
+    for (i64 j = 0; j < H; ++j) {
+        const T u = a[cu + j], n = a[cn + j];
+        const T dhj = dh[j] + dy[j];
+        const T keep = FRESH ? T(1) - u : u;  // weight of h_prev in the mix
+        const T du = FRESH ? dhj * (n - hp[j]) : dhj * (hp[j] - n);
+        d[cn + j] = dhj * (T(1) - keep) * (T(1) - n * n);
+        d[cu + j] = SHARED ? du : du * u * (T(1) - u);  // MGU: du waits for dr
+        dh[j] = dhj * keep;
+    }
+}
+
+template <typename T, bool SHARED>
+static void rb_bwd_row2(i64 H, i64 cu, i64 cr, const T* __restrict a, const T* __restrict hp,
+                        const T* __restrict drh, T* __restrict dh, T* __restrict d) {
+    for (i64 j = 0; j < H; ++j) {
+        const T r = a[cr + j];
+        const T dr = drh[j] * hp[j];
+        dh[j] += drh[j] * r;
+        if (SHARED)
+            d[cu + j] = (d[cu + j] + dr) * r * (T(1) - r);
+        else
+            d[cr + j] = dr * r * (T(1) - r);
+    }
+}
+
+template <typename T, bool FRESH, bool SHARED, bool UREC>
+static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
+    const i64 H = g.H, G = k.cn + H;
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
+    T *y = W<T>(p, 4), *act = W<T>(p, 5), *rh = W<T>(p, 6), *th = W<T>(p, 7), *z = W<T>(p, 8);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        if (k.merged) {
+            const i64 c = k.cu < k.cr ? k.cu : k.cr;
+            mm_nt<T>(n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
+        } else {
+            if (!SHARED) mm_nt<T>(n, H, H, hp, H, Whh + k.wr * H, H, T(0), z + k.cr, G);
+            if (k.src_u == 1) mm_nt<T>(n, H, H, hp, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
+            if (k.src_u == 2) {
+                T* thb = th + so * H;
+                for (i64 q = 0; q < n * H; ++q) thb[q] = std::tanh(hp[q]);
+                mm_nt<T>(n, H, H, thb, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
+            }
+        }
+        for_rows(g, n, G, [&](i64 r, int) {
+            rb_fwd_row1<T, FRESH, SHARED, UREC>(H, k.cu, k.cr, gx + (o + r) * G, z + r * G, b,
+                                                hp + r * H, act + (so + r) * G,
+                                                rh + (so + r) * H);
+        });
+        mm_nt<T>(n, H, H, rh + so * H, H, Whh + k.wn * H, H, T(0), z + k.cn, G);
+        for_rows(g, n, G, [&](i64 r, int) {
+            rb_fwd_row2<T, FRESH>(H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
+                                  act + (so + r) * G, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T, bool FRESH, bool SHARED>
+static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
+    const i64 H = g.H, G = k.cn + H;
+    const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
+    const T *th = P<T>(p, 5), *dy = P<T>(p, 6);
+    T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* dgo = dgx + o * G;
+        // 1. through the mix and the candidate's tanh
+        for_rows(g, n, G, [&](i64 r, int) {
+            rb_bwd_row1<T, FRESH, SHARED>(H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
+                                          dy + (o + r) * H, dh + r * H, dgx + (o + r) * G);
+        });
+        // 2. d(r·h_prev) = dpre_n · W_n, then through r
+        mm_nn<T>(n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
+        for_rows(g, n, G, [&](i64 r, int) {
+            rb_bwd_row2<T, SHARED>(H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
+                                   dh + r * H, dgx + (o + r) * G);
+        });
+        // 3. the gates' recurrent products
+        if (k.merged) {
+            const i64 c = k.cu < k.cr ? k.cu : k.cr;
+            mm_nn<T>(n, H, 2 * H, dgo + c, G, Whh + c * H, H, T(1), dh, H);
+        } else {
+            if (!SHARED) mm_nn<T>(n, H, H, dgo + k.cr, G, Whh + k.wr * H, H, T(1), dh, H);
+            if (k.src_u == 1) mm_nn<T>(n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(1), dh, H);
+            if (k.src_u == 2) {
+                mm_nn<T>(n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(0), dx, H);
+                const T* thb = th + o * H;
+                for (i64 q = 0; q < n * H; ++q) dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
+            }
+        }
+    }
+}
+
+template <typename T>
+static void rb_forward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const RB k(g);
+    if (k.shared_r)  // MGU
+        rb_forward_impl<T, true, true, true>(g, k, p);
+    else if (!k.fresh)  // GRU
+        rb_forward_impl<T, false, false, true>(g, k, p);
+    else if (k.src_u == 0)  // MUT1
+        rb_forward_impl<T, true, false, false>(g, k, p);
+    else  // MUT2, MUT3
+        rb_forward_impl<T, true, false, true>(g, k, p);
+}
+
+template <typename T>
+static void rb_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const RB k(g);
+    if (k.shared_r)
+        rb_backward_impl<T, true, true>(g, k, p);
+    else if (!k.fresh)
+        rb_backward_impl<T, false, false>(g, k, p);
+    else
+        rb_backward_impl<T, true, false>(g, k, p);
+}
+
+// ---------------------------------------------------------------------------------------------
+// NAS (Zoph & Le 2017): branches k = 0..7 of x = gx and m = h_prev·W_hhᵀ + b_hh, see NASCell.
+// forward  p: gx (N,8H), W_hh (8H,H), b_hh (8H), h0, c0, y, l (N,8H: the branches l_k),
+//             cs (N,H), xm (N,2H: x_3 and m_3, the multiplied branch), z (B,8H)
+// backward p: W_hh, h0, c0, y, l, cs, xm, dy, dh, dc, dgx (N,8H), dm3 (N,H), dz (B,8H)
+// ---------------------------------------------------------------------------------------------
+template <typename T>
+static void nas_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict cp, T* __restrict l,
+                        T* __restrict c, T* __restrict xm, T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) {
+        const T m3 = z[3 * H + j] + b[3 * H + j];
+        const T l0 = sigm(x[j] + z[j] + b[j]);
+        const T l1 = relu(x[H + j] + z[H + j] + b[H + j]);
+        const T l2 = sigm(x[2 * H + j] + z[2 * H + j] + b[2 * H + j]);
+        const T l3 = relu(x[3 * H + j] * m3);
+        const T l4 = std::tanh(x[4 * H + j] + z[4 * H + j] + b[4 * H + j]);
+        const T l5 = sigm(x[5 * H + j] + z[5 * H + j] + b[5 * H + j]);
+        const T l6 = std::tanh(x[6 * H + j] + z[6 * H + j] + b[6 * H + j]);
+        const T l7 = sigm(x[7 * H + j] + z[7 * H + j] + b[7 * H + j]);
+        const T p0 = std::tanh(l0 * l1), p1 = std::tanh(l2 + l3);
+        const T p2 = std::tanh(l4 * l5), p3 = sigm(l6 + l7);
+        const T cn = std::tanh(p0 + cp[j]) * p1;
+        h[j] = std::tanh(cn * std::tanh(p2 + p3));
+        c[j] = cn;
+        l[j] = l0;
+        l[H + j] = l1;
+        l[2 * H + j] = l2;
+        l[3 * H + j] = l3;
+        l[4 * H + j] = l4;
+        l[5 * H + j] = l5;
+        l[6 * H + j] = l6;
+        l[7 * H + j] = l7;
+        xm[j] = x[3 * H + j];
+        xm[H + j] = m3;
+    }
+}
+
+template <typename T>
+static void nas_bwd_row(i64 H, const T* __restrict l, const T* __restrict c,
+                        const T* __restrict cp, const T* __restrict xm, const T* __restrict h,
+                        const T* __restrict dy, const T* __restrict dh, T* __restrict dc,
+                        T* __restrict d, T* __restrict dz, T* __restrict dm3) {
+    for (i64 j = 0; j < H; ++j) {
+        const T l0 = l[j], l1 = l[H + j], l2 = l[2 * H + j], l3 = l[3 * H + j];
+        const T l4 = l[4 * H + j], l5 = l[5 * H + j], l6 = l[6 * H + j], l7 = l[7 * H + j];
+        const T p0 = std::tanh(l0 * l1), p1 = std::tanh(l2 + l3);
+        const T p2 = std::tanh(l4 * l5), p3 = sigm(l6 + l7);
+        const T t0 = std::tanh(p0 + cp[j]), q = std::tanh(p2 + p3);
+        // h = tanh(c·q), q = tanh(p2 + p3)
+        const T dhj = dh[j] + dy[j];
+        const T dcq = dhj * (T(1) - h[j] * h[j]);
+        const T dct = dc[j] + dcq * q;
+        const T dpq = dcq * c[j] * (T(1) - q * q);  // d(p2 + p3)
+        // c = tanh(p0 + c_prev)·p1
+        const T dpre0 = dct * p1 * (T(1) - t0 * t0);  // d(p0 + c_prev)
+        const T dp1 = dct * t0 * (T(1) - p1 * p1);    // d(l2 + l3)
+        const T a0 = dpre0 * (T(1) - p0 * p0);        // d(l0·l1)
+        const T a2 = dpq * (T(1) - p2 * p2);          // d(l4·l5)
+        const T a3 = dpq * p3 * (T(1) - p3);          // d(l6 + l7)
+        const T d3 = dp1 * T(l3 > T(0));              // d(x3·m3)
+        const T e0 = a0 * l1 * l0 * (T(1) - l0), e1 = a0 * l0 * T(l1 > T(0));
+        const T e2 = dp1 * l2 * (T(1) - l2), e4 = a2 * l5 * (T(1) - l4 * l4);
+        const T e5 = a2 * l4 * l5 * (T(1) - l5), e6 = a3 * (T(1) - l6 * l6);
+        const T e7 = a3 * l7 * (T(1) - l7);
+        d[j] = dz[j] = e0;
+        d[H + j] = dz[H + j] = e1;
+        d[2 * H + j] = dz[2 * H + j] = e2;
+        d[3 * H + j] = d3 * xm[H + j];
+        dz[3 * H + j] = d3 * xm[j];
+        d[4 * H + j] = dz[4 * H + j] = e4;
+        d[5 * H + j] = dz[5 * H + j] = e5;
+        d[6 * H + j] = dz[6 * H + j] = e6;
+        d[7 * H + j] = dz[7 * H + j] = e7;
+        dm3[j] = d3 * xm[j];
+        dc[j] = dpre0;
+    }
+}
+
+template <typename T>
+static void nas_forward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 8 * H;
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
+    const T* c0 = P<T>(p, 4);
+    T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *xm = W<T>(p, 8), *z = W<T>(p, 9);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        for_rows(g, n, G, [&](i64 r, int) {
+            nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
+                           cs + (so + r) * H, xm + (so + r) * 2 * H, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T>
+static void nas_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 8 * H;
+    const T *Whh = P<T>(p, 0), *c0 = P<T>(p, 2), *y = P<T>(p, 3), *L = P<T>(p, 4);
+    const T *cs = P<T>(p, 5), *xm = P<T>(p, 6), *dy = P<T>(p, 7);
+    T *dh = W<T>(p, 8), *dc = W<T>(p, 9), *dgx = W<T>(p, 10), *dm3 = W<T>(p, 11);
+    T* dz = W<T>(p, 12);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        for_rows(g, n, G, [&](i64 r, int) {
+            nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
+                           xm + (o + r) * 2 * H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
+                           dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
+        });
+        mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Layer-normalised LSTM (per-gate LN of x + h_prev·W_hhᵀ, LN of c), see LayerNormLSTMCell.
+// scalars[0] = eps.
+// forward  p: gx (N,4H), W_hh (4H,H), gamma (4H), beta (4H), gamma_c (H), beta_c (H), h0, c0,
+//             y, act (N,4H), xhat (N,4H: normalised gate inputs), rstd (N,5), cs (N,H),
+//             chat (N,H: normalised c), z (B,4H)
+// backward p: W_hh, gamma, gamma_c, beta_c, c0, act, xhat, rstd, cs, chat, dy, dh, dc,
+//             dgx (N,4H), acc (threads, 10H: dgamma, dbeta, dgamma_c, dbeta_c)
+// ---------------------------------------------------------------------------------------------
+template <typename T>
+static void layer_norm_row(i64 H, T eps, const T* __restrict v, T* __restrict xhat, T* rstd) {
+    T mean = 0, var = 0;
+    for (i64 j = 0; j < H; ++j) mean += v[j];
+    mean /= T(H);
+    for (i64 j = 0; j < H; ++j) var += (v[j] - mean) * (v[j] - mean);
+    const T rs = T(1) / std::sqrt(var / T(H) + eps);
+    for (i64 j = 0; j < H; ++j) xhat[j] = (v[j] - mean) * rs;
+    *rstd = rs;
+}
+
+template <typename T>
+static void add_row(i64 n, const T* __restrict x, T* __restrict z) {
+    for (i64 j = 0; j < n; ++j) z[j] += x[j];
+}
+
+template <typename T>
+static void lnlstm_cell_row(i64 H, const T* __restrict xh, const T* __restrict gam,
+                            const T* __restrict bet, const T* __restrict cp, T* __restrict a,
+                            T* __restrict c) {
+    for (i64 j = 0; j < H; ++j) {
+        const T i = sigm(gam[j] * xh[j] + bet[j]);
+        const T f = sigm(gam[H + j] * xh[H + j] + bet[H + j]);
+        const T gg = std::tanh(gam[2 * H + j] * xh[2 * H + j] + bet[2 * H + j]);
+        const T o = sigm(gam[3 * H + j] * xh[3 * H + j] + bet[3 * H + j]);
+        a[j] = i;
+        a[H + j] = f;
+        a[2 * H + j] = gg;
+        a[3 * H + j] = o;
+        c[j] = f * cp[j] + i * gg;
+    }
+}
+
+template <typename T>
+static void lnlstm_out_row(i64 H, const T* __restrict o, const T* __restrict chat,
+                           const T* __restrict gamc, const T* __restrict betc, T* __restrict h) {
+    for (i64 j = 0; j < H; ++j) h[j] = o[j] * std::tanh(gamc[j] * chat[j] + betc[j]);
+}
+
+// pass 1 of the backward: the output gate and the cell's layer norm. Returns Σ dĉ, Σ dĉ·ĉ
+// in s[0], s[1]; leaves do in d[3H..4H) and dĉ in d[2H..3H) for pass 2.
+template <typename T>
+static void lnlstm_bwd_row1(i64 H, const T* __restrict a, const T* __restrict chat,
+                            const T* __restrict gamc, const T* __restrict betc,
+                            const T* __restrict dy, const T* __restrict dh, T* __restrict d,
+                            T* __restrict acc, T* s) {
+    T s1 = 0, s2 = 0;
+    for (i64 j = 0; j < H; ++j) {
+        const T dhj = dh[j] + dy[j];
+        const T tc = std::tanh(gamc[j] * chat[j] + betc[j]);
+        const T dln = dhj * a[3 * H + j] * (T(1) - tc * tc);
+        acc[8 * H + j] += dln * chat[j];
+        acc[9 * H + j] += dln;
+        const T dxc = dln * gamc[j];
+        s1 += dxc;
+        s2 += dxc * chat[j];
+        d[3 * H + j] = dhj * tc;
+        d[2 * H + j] = dxc;
+    }
+    s[0] = s1;
+    s[1] = s2;
+}
+
+// pass 2: the memory cell and the gates' affine γ, β; leaves dx̂ in d, returns its sums in S.
+template <typename T>
+static void lnlstm_bwd_row2(i64 H, T rstd_c, T m1, T m2, const T* __restrict a,
+                            const T* __restrict chat, const T* __restrict cp,
+                            const T* __restrict xh, const T* __restrict gam, T* __restrict dc,
+                            T* __restrict d, T* __restrict acc, T* S) {
+    T S1[4] = {0, 0, 0, 0}, S2[4] = {0, 0, 0, 0};
+    for (i64 j = 0; j < H; ++j) {
+        const T i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
+        const T dct = dc[j] + rstd_c * (d[2 * H + j] - m1 - chat[j] * m2);
+        const T dz[4] = {dct * gg * i * (T(1) - i), dct * cp[j] * f * (T(1) - f),
+                         dct * i * (T(1) - gg * gg), d[3 * H + j] * o * (T(1) - o)};
+        dc[j] = dct * f;
+        for (int k = 0; k < 4; ++k) {
+            acc[k * H + j] += dz[k] * xh[k * H + j];
+            acc[4 * H + k * H + j] += dz[k];
+            const T dx = dz[k] * gam[k * H + j];
+            S1[k] += dx;
+            S2[k] += dx * xh[k * H + j];
+            d[k * H + j] = dx;
+        }
+    }
+    for (int k = 0; k < 4; ++k) {
+        S[k] = S1[k];
+        S[4 + k] = S2[k];
+    }
+}
+
+template <typename T>
+static void ln_backward_row(i64 H, T rstd, T m1, T m2, const T* __restrict xh, T* __restrict d) {
+    for (i64 j = 0; j < H; ++j) d[j] = rstd * (d[j] - m1 - xh[j] * m2);
+}
+
+template <typename T>
+static void lnlstm_forward(const i64* geo, void* const* p, const double* sc) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 4 * H;
+    const T eps = T(sc[0]);
+    const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *gam = P<T>(p, 2), *bet = P<T>(p, 3);
+    const T *gamc = P<T>(p, 4), *betc = P<T>(p, 5), *h0 = P<T>(p, 6), *c0 = P<T>(p, 7);
+    T *y = W<T>(p, 8), *act = W<T>(p, 9), *xh = W<T>(p, 10), *rs = W<T>(p, 11);
+    T *cs = W<T>(p, 12), *ch = W<T>(p, 13), *z = W<T>(p, 14);
+    for (i64 s = 0; s < g.steps; ++s) {
+        const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        for_rows(g, n, G, [&](i64 r, int) {
+            T* zr = z + r * G;
+            T* xr = xh + (so + r) * G;
+            T* rr = rs + (so + r) * 5;
+            T* c = cs + (so + r) * H;
+            T* a = act + (so + r) * G;
+            add_row<T>(G, gx + (o + r) * G, zr);
+            for (i64 k = 0; k < 4; ++k) layer_norm_row<T>(H, eps, zr + k * H, xr + k * H, rr + k);
+            lnlstm_cell_row<T>(H, xr, gam, bet, cp + r * H, a, c);
+            layer_norm_row<T>(H, eps, c, ch + (so + r) * H, rr + 4);
+            lnlstm_out_row<T>(H, a + 3 * H, ch + (so + r) * H, gamc, betc, y + (o + r) * H);
+        });
+    }
+}
+
+template <typename T>
+static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
+    const Geo g(geo);
+    const i64 H = g.H, G = 4 * H;
+    const T *Whh = P<T>(p, 0), *gam = P<T>(p, 1), *gamc = P<T>(p, 2), *betc = P<T>(p, 3);
+    const T *c0 = P<T>(p, 4), *act = P<T>(p, 5), *xh = P<T>(p, 6), *rs = P<T>(p, 7);
+    const T *cs = P<T>(p, 8), *ch = P<T>(p, 9), *dy = P<T>(p, 10);
+    T *dh = W<T>(p, 11), *dc = W<T>(p, 12), *dgx = W<T>(p, 13), *acc = W<T>(p, 14);
+    for (i64 s = g.steps - 1; s >= 0; --s) {
+        const i64 n = g.n[s], o = g.off[s];
+        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        for_rows(g, n, G, [&](i64 r, int t) {
+            const T* a = act + (o + r) * G;
+            const T* xr = xh + (o + r) * G;
+            const T* rr = rs + (o + r) * 5;
+            const T* cr = ch + (o + r) * H;
+            T* d = dgx + (o + r) * G;
+            T* ac = acc + t * 10 * H;
+            T s12[2], S[8];
+            lnlstm_bwd_row1<T>(H, a, cr, gamc, betc, dy + (o + r) * H, dh + r * H, d, ac, s12);
+            lnlstm_bwd_row2<T>(H, rr[4], s12[0] / T(H), s12[1] / T(H), a, cr, cp + r * H, xr, gam,
+                               dc + r * H, d, ac, S);
+            for (int k = 0; k < 4; ++k)
+                ln_backward_row<T>(H, rr[k], S[k] / T(H), S[4 + k] / T(H), xr + k * H, d + k * H);
+        });
+        mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// C entry points
+// ---------------------------------------------------------------------------------------------
+#define RNNKIT_EXPORT(cell)                                                                      \
+    extern "C" void rnnkit_##cell##_forward_f32(const i64* g, void* const* p, const double* s) { \
+        cell##_forward<float>(g, p, s);                                                          \
+    }                                                                                            \
+    extern "C" void rnnkit_##cell##_forward_f64(const i64* g, void* const* p, const double* s) { \
+        cell##_forward<double>(g, p, s);                                                         \
+    }                                                                                            \
+    extern "C" void rnnkit_##cell##_backward_f32(const i64* g, void* const* p,                   \
+                                                 const double* s) {                              \
+        cell##_backward<float>(g, p, s);                                                         \
+    }                                                                                            \
+    extern "C" void rnnkit_##cell##_backward_f64(const i64* g, void* const* p,                   \
+                                                 const double* s) {                              \
+        cell##_backward<double>(g, p, s);                                                        \
+    }
+
+RNNKIT_EXPORT(elman)
+RNNKIT_EXPORT(lstm)
+RNNKIT_EXPORT(gru)
+RNNKIT_EXPORT(rb)
+RNNKIT_EXPORT(nas)
+RNNKIT_EXPORT(lnlstm)

@@ -1,0 +1,450 @@
+"""What the compiled loops need from each cell: its recurrent parameters, the buffers its
+forward pass saves, and the weight gradients after the backward loop.
+
+A :class:`Kernel` plugs one cell class into the generic sequence function
+(:mod:`rnnkit.engine.sequence`). Its math, forward and hand-written derivative, is the
+matching section of ``_loops.cpp``; this file owns only the bookkeeping around it:
+
+* ``params(cell)``: the tensors the loop reads besides the input projection (W_hh, the
+  biases that are not folded into ``project_input``, peepholes, layer-norm gains);
+* ``forward``: allocate the outputs and the saved activations, run the loop;
+* ``backward``: run the BPTT loop, which leaves the gradient of every step's input
+  projection (dgx) and of the recurrent products; then every weight gradient is one large
+  matrix product over all steps (:func:`~rnnkit.engine.packing.recurrent_weight_grad`).
+
+Shapes: N packed rows, B batch, H hidden, G the width of the input projection.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, MGUCell
+from ..cells.base import RecurrentCell
+from ..cells.mut import MUT1Cell, MUT2Cell, MUT3Cell
+from ..cells.nas import NASCell
+from . import native
+from .packing import Plan, recurrent_weight_grad
+
+Params = tuple[Tensor | None, ...]
+
+
+def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> Tensor:
+    """The int64 block the loops read: header, then n[steps] and off[steps]."""
+    v = list(variant) + [0] * (5 - len(variant))
+    head = [plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v]
+    return torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
+
+
+def _or(t: Tensor | None, like: Tensor, size: int) -> Tensor:
+    """``t`` (contiguous), or zeros of ``size`` where the cell has no such parameter."""
+    return like.new_zeros(size) if t is None else t.contiguous()
+
+
+class Kernel:
+    """Base class: one cell family's buffers around its compiled loop."""
+
+    name: str
+    n_states: int
+
+    def params(self, cell: RecurrentCell) -> Params:
+        raise NotImplementedError
+
+    def variant(self, cell: RecurrentCell) -> tuple[int, ...]:
+        return ()
+
+    def scalars(self, cell: RecurrentCell) -> tuple[float, ...]:
+        return (0.0,)
+
+    def forward(
+        self,
+        cfg: tuple,
+        plan: Plan,
+        gx: Tensor,
+        states: tuple[Tensor, ...],
+        params: Params,
+        full: bool,
+    ) -> tuple[Tensor, tuple[Tensor, ...], list[Tensor]]:
+        """Returns (y (N, H), final states (B, ·) sorted, tensors to save)."""
+        raise NotImplementedError
+
+    def backward(
+        self,
+        cfg: tuple,
+        plan: Plan,
+        saved: tuple[Tensor, ...],
+        dy: Tensor,
+        dfinal: tuple[Tensor, ...],
+        present: tuple[bool, ...],
+    ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor | None, ...]]:
+        """Returns (dgx (N, G), d initial states, d params); ``present[k]`` says whether the
+        cell has parameter k (its gradient is None otherwise)."""
+        raise NotImplementedError
+
+
+def _grad_buffer(d: Tensor) -> Tensor:
+    return d.clone(memory_format=torch.contiguous_format)
+
+
+class ElmanKernel(Kernel):
+    name, n_states = "elman", 1
+
+    def params(self, cell: ElmanCell) -> Params:
+        return (cell.weight_hh, cell.bias_hh)
+
+    def variant(self, cell: ElmanCell) -> tuple[int, ...]:
+        return (int(cell.nonlinearity == "relu"),)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0,), (W, b) = states, params
+        H = W.shape[1]
+        y = gx.new_empty(plan.rows, H)
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full, cfg),
+            [gx, W.contiguous(), _or(b, gx, H), h0, y, gx.new_empty(plan.B, H)],
+        )
+        return y, (y.index_select(0, plan.last),), [W, h0, y]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, h0, y = saved
+        H = W.shape[1]
+        dh, dgx = _grad_buffer(dfinal[0]), torch.empty_like(y)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True, cfg),
+            [W.contiguous(), h0, y, dy, dh, dgx],
+        )
+        dW = recurrent_weight_grad(dgx, h0, y, plan)
+        db = dgx.sum(0) if present[1] else None
+        return dgx, (dh,), (dW, db)
+
+
+class LSTMKernel(Kernel):
+    """LSTM with or without peepholes (no projection)."""
+
+    name, n_states = "lstm", 2
+
+    def params(self, cell: LSTMCell) -> Params:
+        return (cell.weight_hh, cell.bias_hh, cell.weight_ci, cell.weight_cf, cell.weight_co)
+
+    def variant(self, cell: LSTMCell) -> tuple[int, ...]:
+        return (int(cell.peephole),)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0, c0), (W, b, wci, wcf, wco) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        y, act, cs = gx.new_empty(plan.rows, H), gx.new_empty(S, 4 * H), gx.new_empty(S, H)
+        peep = [_or(w, gx, H) for w in (wci, wcf, wco)]
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full, cfg),
+            [
+                gx,
+                W.contiguous(),
+                _or(b, gx, 4 * H),
+                *peep,
+                h0,
+                c0,
+                y,
+                act,
+                cs,
+                gx.new_empty(plan.B, 4 * H),
+            ],
+        )
+        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
+        return y, finals, [W, *peep, h0, c0, y, act, cs]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, wci, wcf, wco, h0, c0, y, act, cs = saved
+        H = W.shape[1]
+        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
+        dgx = torch.empty_like(act)
+        acc = y.new_zeros(torch.get_num_threads(), 3 * H)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True, cfg),
+            [W.contiguous(), wci, wcf, wco, h0, c0, y, act, cs, dy, dh, dc, dgx, acc],
+        )
+        dW = recurrent_weight_grad(dgx, h0, y, plan)
+        db = dgx.sum(0) if present[1] else None
+        peep = acc.sum(0).split(H) if cfg[0] else (None, None, None)
+        return dgx, (dh, dc), (dW, db, *peep)
+
+
+class GRUKernel(Kernel):
+    """GRU with the reset gate applied after the product (torch's form)."""
+
+    name, n_states = "gru", 1
+
+    def params(self, cell: GRUCell) -> Params:
+        return (cell.weight_hh, cell.bias_hh)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0,), (W, b) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        y, act, hn = gx.new_empty(plan.rows, H), gx.new_empty(S, 3 * H), gx.new_empty(S, H)
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full),
+            [gx, W.contiguous(), _or(b, gx, 3 * H), h0, y, act, hn, gx.new_empty(plan.B, 3 * H)],
+        )
+        return y, (y.index_select(0, plan.last),), [W, h0, y, act, hn]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, h0, y, act, hn = saved
+        H = W.shape[1]
+        dh, dgx, dzn = _grad_buffer(dfinal[0]), torch.empty_like(act), torch.empty_like(hn)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True),
+            [W.contiguous(), h0, y, act, hn, dy, dh, dgx, dzn, y.new_empty(plan.B, 3 * H)],
+        )
+        dW = torch.cat(
+            [
+                recurrent_weight_grad(dgx[:, : 2 * H], h0, y, plan),
+                recurrent_weight_grad(dzn, h0, y, plan),
+            ]
+        )
+        db = torch.cat([dgx[:, : 2 * H].sum(0), dzn.sum(0)]) if present[1] else None
+        return dgx, (dh,), (dW, db)
+
+
+class ResetBeforeKernel(Kernel):
+    """GRU(reset_after=False), MGU and MUT1-3: the reset gate multiplies h_prev before the
+    candidate's product. ``cfg`` = (cu, cr, wu, wr, wn | src_u << 32 | fresh << 34) describes
+    where each gate sits (see ``_loops.cpp``)."""
+
+    name, n_states = "rb", 1
+
+    def params(self, cell: RecurrentCell) -> Params:
+        bias = getattr(cell, "bias_hh", None)
+        return (cell.weight_hh, bias)
+
+    def variant(self, cell: RecurrentCell) -> tuple[int, ...]:
+        H = cell.hidden_size
+        # (cu, cr, wu, wr, wn, src_u, fresh): columns of gx, rows of W_hh, u's recurrent input
+        if isinstance(cell, GRUCell):
+            cu, cr, wu, wr, wn, src, fresh = H, 0, H, 0, 2 * H, 1, 0
+        elif isinstance(cell, MGUCell):
+            cu, cr, wu, wr, wn, src, fresh = 0, 0, 0, -1, H, 1, 1
+        elif isinstance(cell, MUT1Cell):
+            cu, cr, wu, wr, wn, src, fresh = 0, H, -1, 0, H, 0, 1
+        elif isinstance(cell, MUT2Cell):
+            cu, cr, wu, wr, wn, src, fresh = 0, H, 0, H, 2 * H, 1, 1
+        elif isinstance(cell, MUT3Cell):
+            cu, cr, wu, wr, wn, src, fresh = 0, H, 0, H, 2 * H, 2, 1
+        else:
+            raise TypeError(f"no reset-before layout for {type(cell).__name__}")
+        return (cu, cr, wu, wr, wn | src << 32 | fresh << 34)
+
+    @staticmethod
+    def _layout(cfg: tuple, H: int) -> tuple[int, int, int, int, int, int, int]:
+        cu, cr, wu, wr, packed = cfg
+        wn, src = packed & 0xFFFFFFFF, (packed >> 32) & 3
+        cn = H if cu == cr else 2 * H
+        return cu, cr, cn, wu, wr, wn, src
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0,), (W, b) = states, params
+        H = W.shape[1]
+        G = gx.shape[1]
+        src = self._layout(cfg, H)[6]
+        S = plan.rows if full else 2 * plan.B
+        y, act, rh = gx.new_empty(plan.rows, H), gx.new_empty(S, G), gx.new_empty(S, H)
+        th = gx.new_empty(S, H) if src == 2 else gx.new_empty(1)
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full, cfg),
+            [gx, W.contiguous(), _or(b, gx, G), h0, y, act, rh, th, gx.new_empty(plan.B, G)],
+        )
+        return y, (y.index_select(0, plan.last),), [W, h0, y, act, rh, th]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, h0, y, act, rh, th = saved
+        H = W.shape[1]
+        cu, cr, cn, wu, wr, wn, src = self._layout(cfg, H)
+        dh, dgx = _grad_buffer(dfinal[0]), torch.empty_like(act)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True, cfg),
+            [W.contiguous(), h0, y, act, rh, th, dy, dh, dgx, y.new_empty(plan.B, H)],
+        )
+        dW = torch.zeros_like(W)
+        dW[wn : wn + H] = dgx[:, cn : cn + H].t() @ rh
+        if cr != cu:
+            dW[wr : wr + H] = recurrent_weight_grad(dgx[:, cr : cr + H], h0, y, plan)
+        if src == 1:
+            dW[wu : wu + H] = recurrent_weight_grad(dgx[:, cu : cu + H], h0, y, plan)
+        elif src == 2:
+            dW[wu : wu + H] = dgx[:, cu : cu + H].t() @ th
+        db = dgx.sum(0) if present[1] else None
+        return dgx, (dh,), (dW, db)
+
+
+class NASKernel(Kernel):
+    name, n_states = "nas", 2
+
+    def params(self, cell: NASCell) -> Params:
+        return (cell.weight_hh, cell.bias_hh)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0, c0), (W, b) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        y, branches = gx.new_empty(plan.rows, H), gx.new_empty(S, 8 * H)
+        cs, xm = gx.new_empty(S, H), gx.new_empty(S, 2 * H)
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full),
+            [
+                gx,
+                W.contiguous(),
+                _or(b, gx, 8 * H),
+                h0,
+                c0,
+                y,
+                branches,
+                cs,
+                xm,
+                gx.new_empty(plan.B, 8 * H),
+            ],
+        )
+        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
+        return y, finals, [W, h0, c0, y, branches, cs, xm]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, h0, c0, y, branches, cs, xm = saved
+        H = W.shape[1]
+        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
+        dgx, dm3 = torch.empty_like(branches), torch.empty_like(cs)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True),
+            [
+                W.contiguous(),
+                h0,
+                c0,
+                y,
+                branches,
+                cs,
+                xm,
+                dy,
+                dh,
+                dc,
+                dgx,
+                dm3,
+                y.new_empty(plan.B, 8 * H),
+            ],
+        )
+        # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
+        dW = torch.cat(
+            [
+                recurrent_weight_grad(dgx[:, : 3 * H], h0, y, plan),
+                recurrent_weight_grad(dm3, h0, y, plan),
+                recurrent_weight_grad(dgx[:, 4 * H :], h0, y, plan),
+            ]
+        )
+        db = None
+        if present[1]:
+            db = torch.cat([dgx[:, : 3 * H].sum(0), dm3.sum(0), dgx[:, 4 * H :].sum(0)])
+        return dgx, (dh, dc), (dW, db)
+
+
+class LayerNormLSTMKernel(Kernel):
+    name, n_states = "lnlstm", 2
+
+    def params(self, cell: LayerNormLSTMCell) -> Params:
+        return (
+            cell.weight_hh,
+            cell.ln_gates_weight,
+            cell.ln_gates_bias,
+            cell.ln_cell_weight,
+            cell.ln_cell_bias,
+        )
+
+    def scalars(self, cell: LayerNormLSTMCell) -> tuple[float, ...]:
+        return (cell.eps,)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0, c0), (W, gam, bet, gamc, betc) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        y, act, xhat = gx.new_empty(plan.rows, H), gx.new_empty(S, 4 * H), gx.new_empty(S, 4 * H)
+        rstd, cs, chat = gx.new_empty(S, 5), gx.new_empty(S, H), gx.new_empty(S, H)
+        ln = [t.contiguous() for t in (gam, bet, gamc, betc)]
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full),
+            [
+                gx,
+                W.contiguous(),
+                *ln,
+                h0,
+                c0,
+                y,
+                act,
+                xhat,
+                rstd,
+                cs,
+                chat,
+                gx.new_empty(plan.B, 4 * H),
+            ],
+            scalars=cfg,
+        )
+        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
+        return y, finals, [W, *ln, h0, c0, y, act, xhat, rstd, cs, chat]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, gam, bet, gamc, betc, h0, c0, y, act, xhat, rstd, cs, chat = saved
+        H = W.shape[1]
+        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
+        dgx = torch.empty_like(act)
+        acc = y.new_zeros(torch.get_num_threads(), 10 * H)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True),
+            [W.contiguous(), gam, gamc, betc, c0, act, xhat, rstd, cs, chat, dy, dh, dc, dgx, acc],
+        )
+        dW = recurrent_weight_grad(dgx, h0, y, plan)
+        dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])
+        return dgx, (dh, dc), (dW, dgam, dbet, dgamc, dbetc)
+
+
+def kernel_for(cell: RecurrentCell) -> tuple[Kernel, tuple] | None:
+    """The kernel and its configuration for ``cell``, or None for cells without one.
+
+    Exact class checks: a subclass may change the math, so it takes the generic path.
+    """
+    kind = type(cell)
+    if kind is ElmanCell:
+        k: Kernel = ElmanKernel()
+    elif kind is LSTMCell and not cell.proj_size:
+        k = LSTMKernel()
+    elif kind is GRUCell and cell.reset_after:
+        k = GRUKernel()
+    elif kind in (GRUCell, MGUCell, MUT1Cell, MUT2Cell, MUT3Cell):
+        k = ResetBeforeKernel()
+    elif kind is NASCell:
+        k = NASKernel()
+    elif kind is LayerNormLSTMCell:
+        k = LayerNormLSTMKernel()
+    else:
+        return None
+    cfg = k.scalars(cell) if isinstance(k, LayerNormLSTMKernel) else k.variant(cell)
+    return k, cfg
