@@ -134,7 +134,10 @@ def beam_search(
         log_probs, state, attn = step(tokens, state)  # (N, V)
         V = log_probs.shape[1]
         cand = beam_lp.unsqueeze(2) + log_probs.double().view(B, K, V)  # (B, K, V)
-        top_lp, top_idx = cand.view(B, K * V).topk(min(2 * K, K * V), dim=1)  # (B, 2K)
+        # a stable sort breaks ties towards the lower beam, then the lower token id, as
+        # greedy's arg max does
+        top_lp, top_idx = cand.view(B, K * V).sort(dim=1, descending=True, stable=True)
+        top_lp, top_idx = top_lp[:, : 2 * K], top_idx[:, : 2 * K]  # (B, 2K)
         if attn is not None:
             attn = attn.view(B, K, -1)
             prev = (

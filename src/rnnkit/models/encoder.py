@@ -99,7 +99,8 @@ def _lookup(name: object) -> tuple[type, Callable[[Any, int], nn.Module]]:
         except ImportError as err:
             raise ValueError(f"encoder type {name!r} needs {_PLUGINS[name]}: {err}") from None
     if not isinstance(name, str) or name not in _ENCODERS:
-        raise ValueError(f"encoder type must be one of {sorted(_ENCODERS)}; got {name!r}")
+        known = sorted(set(_ENCODERS) | set(_PLUGINS))
+        raise ValueError(f"encoder type must be one of {known}; got {name!r}")
     return _ENCODERS[name]
 
 
