@@ -150,30 +150,32 @@ def evaluate(spec: str, config: TrainConfig, seed: int) -> dict:
     task = get_task(config.task)
     factory = cell_factory(spec)
     H = fit_hidden_size(spec, task.input_size, config.param_budget)
-    torch.manual_seed(seed)
-    model = Regressor(factory, task.input_size, H)
-    params = sum(p.numel() for p in model.parameters())
+    with torch.random.fork_rng(devices=[]):  # seed the run without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = Regressor(factory, task.input_size, H)
+        score = _train(model, task, config, seed)
+    return {
+        "score": score,
+        "hidden_size": H,
+        "params": sum(p.numel() for p in model.parameters()),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _train(model: Regressor, task: Task, config: TrainConfig, seed: int) -> float | None:
+    """Adam with gradient-norm clipping on fresh batches; the validation loss at the end, or
+    None as soon as the training loss is not finite."""
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    score: float | None = None
-    diverged = False
     for step in range(config.steps):
         x, y = task.sample(config.batch_size, config.seq_len, seed=seed * 1_000_003 + step)
         loss = nn.functional.mse_loss(model(x), y)
         if not torch.isfinite(loss):
-            diverged = True
-            break
+            return None
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.clip)
         opt.step()
-    if not diverged:
-        score = validation_loss(model, task, config)
-    return {
-        "score": score,
-        "hidden_size": H,
-        "params": params,
-        "seconds": round(time.perf_counter() - start, 3),
-    }
+    return validation_loss(model, task, config)
 
 
 def validation_loss(model: nn.Module, task: Task, config: TrainConfig) -> float | None:
