@@ -31,6 +31,10 @@ EXIT_USAGE = 2
 # "module:function" taking the remaining arguments and returning an exit status, help line).
 EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
     "search": ("rnnkit.search.cli:search_main", "search for recurrent cells (rnnkit.search)"),
+    "gradflow": (
+        "rnnkit.diagnostics.cli:gradflow_main",
+        "gradient-flow curves of recurrent cells (rnnkit.diagnostics)",
+    ),
 }
 
 
