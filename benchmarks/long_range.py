@@ -189,7 +189,7 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=["adding", "copy", "seqdigits", "pseqdigits"])
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every task's updates")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rnnkit-recurrent", action="store_true", help="rnnkit's LSTM/GRU")
     args = ap.parse_args()
