@@ -14,7 +14,8 @@ A *stateful* encoder (what truncated BPTT and generation need) also has
   back in continues the sequences exactly;
 * ``flat_state_size`` and ``state_from_vector(v)``: a state built from one (B, flat_state_size)
   vector, for models that condition the initial state;
-* ``detach_state(state)``: the same state, cut from the autograd graph.
+* ``detach_state(state)``: the same state, cut from the autograd graph;
+* ``select_state(state, index)``: the state of some sequences of the batch, in that order.
 
 Encoder types are registered by name with their config dataclass and a builder
 ``build(config, input_size) -> encoder``. The config's dict form carries ``"type"``, so a saved

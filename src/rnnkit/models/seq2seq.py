@@ -27,7 +27,7 @@ from torch.nn import functional as F
 
 from .attention import ATTENTIONS, Attention
 from .base import Model, eval_mode
-from .beam import Decoded, beam_search, greedy_search
+from .beam import Decoded, StepFn, beam_search, greedy_search
 from .checks import batch_lengths, check_choice, check_float, check_input_kind, check_int
 from .encoder import CELLS, RecurrentEncoderConfig, build_encoder, make_cell
 from .inputs import InputLayer
@@ -286,7 +286,9 @@ class Seq2Seq(Model):
                 length_penalty=length_penalty,
             )
 
-    def _search_step(self, memory: Memory):  # noqa: ANN202 - a StepFn closure
+    def _search_step(self, memory: Memory) -> StepFn:
+        """The decoder as beam.py sees it: log-probabilities of the next token."""
+
         def step(tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState, Tensor | None]:
             logits, state, alpha = self.decode_step(memory, tokens, state)
             return F.log_softmax(logits, dim=-1), state, alpha
