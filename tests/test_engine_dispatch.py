@@ -1,0 +1,123 @@
+"""Which path the engine takes, how a layer selects one, and that a whole layer (stacked,
+bidirectional, with lengths) gives the reference runner's results on every path."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+import rnnkit
+from cell_zoo import CELLS
+from rnnkit import Recurrent, engine
+from rnnkit.cells import ConvLSTMCell, GRUCell, LSTMCell
+from rnnkit.engine import sequence
+
+TOL = 1e-10
+I, H, T = 3, 4, 6
+
+
+def _grads(layer, x, h0, lengths):
+    out, h_n = layer(x, h0, lengths=lengths)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    gen = torch.Generator().manual_seed(7)
+    loss = (out * torch.randn(out.shape, generator=gen, dtype=out.dtype)).sum()
+    loss = loss + sum((h * torch.randn(h.shape, generator=gen, dtype=h.dtype)).sum() for h in h_n)
+    inputs = [x, *(h0 if isinstance(h0, tuple) else (h0,)), *layer.parameters()]
+    return [out, *h_n], torch.autograd.grad(loss, inputs)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_bidirectional_stacked_layer_equals_reference(name):
+    layer = Recurrent(CELLS[name], I, H, 2, bidirectional=True).double()
+    B = 4
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    shapes = layer.state_shapes
+    h0 = tuple(torch.randn(4, B, *s, dtype=torch.float64, requires_grad=True) for s in shapes)
+    h0 = h0 if len(h0) > 1 else h0[0]
+    lengths = torch.tensor([6, 1, 4, 3])
+    values, grads = _grads(layer, x, h0, lengths)
+    layer.engine = "reference"
+    ref_values, ref_grads = _grads(layer, x, h0, lengths)
+    for a, b in zip(values, ref_values):
+        assert (a - b).abs().max().item() <= TOL
+    for a, b in zip(grads, ref_grads):
+        assert (a - b).abs().max().item() <= TOL
+
+
+def test_auto_picks_fused_native_autograd():
+    x = torch.randn(T, 2, I)
+    native = "native" if engine.native_available() else "autograd"
+    assert engine.choose(LSTMCell(I, H), x, None) == "fused"
+    assert engine.choose(LSTMCell(I, H, proj_size=2), x, None) == "fused"
+    assert engine.choose(LSTMCell(I, H, peephole=True), x, None) == native
+    assert engine.choose(GRUCell(I, H), x, None) == native
+    assert engine.choose(GRUCell(I, H), x.half(), None) == "autograd"
+    conv = ConvLSTMCell(I, H, 3, (5,))
+    assert engine.choose(conv, torch.randn(T, 2, I, 5), None) == "autograd"
+    # a plain LSTM with many distinct lengths leaves the fused kernel for the compiled loop
+    few = torch.tensor([6, 6, 3, 3])
+    many = torch.arange(1, engine.FUSED_SEGMENT_LIMIT + 2)
+    assert engine.choose(LSTMCell(I, H), x, few) == "fused"
+    assert engine.choose(LSTMCell(I, H), x, many) == native
+
+
+def test_default_engine_context_and_layer_attribute():
+    assert engine.get_default() == "auto"
+    layer = rnnkit.GRU(I, H).double()
+    x = torch.randn(T, 2, I, dtype=torch.float64)
+    with engine.use("reference"):
+        assert engine.get_default() == "reference"
+        ref, _ = layer(x)
+    assert engine.get_default() == "auto"
+    engine.set_default("autograd")
+    try:
+        auto, _ = layer(x)
+    finally:
+        engine.set_default("auto")
+    assert (ref - auto).abs().max().item() <= TOL
+    layer.engine = "no-such-engine"
+    with pytest.raises(ValueError, match="engine must be one of 'auto', 'fused'"):
+        layer(x)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        engine.set_default("fast")
+
+
+def test_forcing_a_path_that_cannot_run_the_cell_is_an_error():
+    x = torch.randn(T, 2, I)
+    with pytest.raises(ValueError, match="plain LSTM cells only"):
+        engine.run(GRUCell(I, H), x, (torch.zeros(2, H),), engine="fused")
+    with pytest.raises(ValueError, match="engine 'native' cannot run LSTMCell"):
+        cell = LSTMCell(I, H, proj_size=2)
+        engine.run(cell, x, cell.init_state(2), engine="native")
+
+
+def test_without_compiled_loops_auto_falls_back_to_autograd(monkeypatch):
+    monkeypatch.setattr(sequence.native, "available", lambda: False)
+    cell = partial(LSTMCell, peephole=True)(I, H).double()
+    x = torch.randn(T, 3, I, dtype=torch.float64)
+    assert engine.choose(cell, x, None) == "autograd"
+    layer = Recurrent(partial(LSTMCell, peephole=True), I, H, bidirectional=True).double()
+    lengths = torch.tensor([2, 6, 5])
+    out, (h, c) = layer(x, lengths=lengths)
+    layer.engine = "reference"
+    ref, (h_ref, c_ref) = layer(x, lengths=lengths)
+    assert (out - ref).abs().max().item() <= TOL
+    assert (h - h_ref).abs().max().item() <= TOL
+    assert (c - c_ref).abs().max().item() <= TOL
+
+
+def test_convolutional_cell_with_lengths_equals_reference():
+    layer = Recurrent(
+        partial(ConvLSTMCell, kernel_size=3, spatial_size=(4,)), 2, 3, bidirectional=True
+    ).double()
+    x = torch.randn(5, 3, 2, 4, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([5, 2, 4])
+    out, (h, c) = layer(x, lengths=lengths)
+    gx = torch.autograd.grad(out.square().sum() + h.sum() + c.sum(), x)[0]
+    layer.engine = "reference"
+    ref, (h_ref, c_ref) = layer(x, lengths=lengths)
+    gx_ref = torch.autograd.grad(ref.square().sum() + h_ref.sum() + c_ref.sum(), x)[0]
+    for a, b in ((out, ref), (h, h_ref), (c, c_ref), (gx, gx_ref)):
+        assert (a - b).abs().max().item() <= TOL
