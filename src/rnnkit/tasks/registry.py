@@ -36,6 +36,10 @@ _TASKS: dict[str, tuple[str, str]] = {
         "rnnkit.tasks.ecg:ECGTask",
         "R-peak detection in noisy simulated ECG (neurokit2); F1 at +-50 ms",
     ),
+    "chorales": (
+        "rnnkit.tasks.chorales:ChoralesTask",
+        "Bach chorales (music21) as piano rolls, next frame given the mode; NLL per frame",
+    ),
 }
 
 
