@@ -35,6 +35,10 @@ EXTERNAL_COMMANDS: dict[str, tuple[str, str]] = {
         "rnnkit.diagnostics.cli:gradflow_main",
         "gradient-flow curves of recurrent cells (rnnkit.diagnostics)",
     ),
+    "compose": (
+        "rnnkit.tasks.chorales:compose_main",
+        "sample new chorales from a chorales run (MIDI, MusicXML, piano-roll PNG)",
+    ),
 }
 
 
