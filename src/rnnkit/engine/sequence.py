@@ -52,6 +52,8 @@ def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False
+    if torch.is_autocast_enabled("cpu"):  # project_input's dtype would differ from W_hh's
+        return False
     if any(p.dtype != x.dtype or p.device.type != "cpu" for p in cell.parameters()):
         return False
     return kernel_for(cell) is not None and native.available()

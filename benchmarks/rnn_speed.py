@@ -1,0 +1,477 @@
+"""Speed and memory of rnnkit's recurrent layers against torch.nn on the CPU.
+
+Every rnnkit cell runs through rnnkit.Recurrent (so through rnnkit.engine) next to
+torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN and a naive loop over torch.nn.LSTMCell, all measured
+in the same run. The models take turns within every repeat (interleaved), and each number is the
+median over repeats, so load from other processes falls on all of them alike.
+
+* forward: no grad.  training step: forward, then the gradients of out.sum() with respect to
+  the input and every parameter (torch.autograd.grad, nothing accumulated).
+* ratios are to torch.nn.LSTM's time for the same mode and shape; "per FLOP" divides each
+  time by the model's matrix-product FLOPs relative to the LSTM's (a GRU does 3/4 of them).
+* GFLOP/s counts the matrix-product FLOPs (2 per multiply-add; a training step is 3x the
+  forward's) and compares them with torch.mm on 2048^3 float32, measured in the same run.
+* lengths: drawn uniformly from [T/2, T]; the time of the batch with lengths over the time of
+  the same batch at full length.
+* memory: peak resident memory of one training step, measured in a fresh process per model
+  (Linux: VmHWM reset through /proc/self/clear_refs), minus the memory resident before it.
+
+    python benchmarks/rnn_speed.py            # the full run (a few minutes on 2 threads)
+    python benchmarks/rnn_speed.py --quick    # a smaller grid and one repeat
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import rnnkit
+from rnnkit import Recurrent
+from rnnkit.cells import (
+    LayerNormLSTMCell,
+    LSTMCell,
+    MGUCell,
+    MUT1Cell,
+    MUT2Cell,
+    MUT3Cell,
+    NASCell,
+)
+
+TORCH_MODELS = ("torch LSTM", "torch GRU", "torch RNN", "torch LSTMCell loop")
+
+
+# -- models -----------------------------------------------------------------------------------
+class LSTMCellLoop(nn.Module):
+    """The naive custom-cell baseline: a Python loop over torch.nn.LSTMCell."""
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.cell = nn.LSTMCell(input_size, hidden_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        h = c = x.new_zeros(x.shape[1], self.cell.hidden_size)
+        outs = []
+        for x_t in x.unbind(0):
+            h, c = self.cell(x_t, (h, c))
+            outs.append(h)
+        return torch.stack(outs), None  # (T, B, H)
+
+
+def _native(layer: Recurrent) -> Recurrent:
+    layer.engine = "native"
+    return layer
+
+
+def build(name: str, H: int) -> nn.Module:
+    """Model ``name`` with I = H; rnnkit LSTMs start from torch's initialisation."""
+    makers: dict[str, Callable[[], nn.Module]] = {
+        "torch LSTM": lambda: nn.LSTM(H, H),
+        "torch GRU": lambda: nn.GRU(H, H),
+        "torch RNN": lambda: nn.RNN(H, H),
+        "torch LSTMCell loop": lambda: LSTMCellLoop(H, H),
+        "LSTM": lambda: rnnkit.LSTM(H, H, forget_bias=0.0),
+        "LSTM [native loop]": lambda: _native(rnnkit.LSTM(H, H, forget_bias=0.0)),
+        "LSTM peephole": lambda: Recurrent(partial(LSTMCell, peephole=True), H, H),
+        "LayerNorm LSTM": lambda: Recurrent(LayerNormLSTMCell, H, H),
+        "GRU": lambda: rnnkit.GRU(H, H),
+        "GRU reset before": lambda: rnnkit.GRU(H, H, reset_after=False),
+        "Elman": lambda: rnnkit.RNN(H, H),
+        "MGU": lambda: Recurrent(MGUCell, H, H),
+        "MUT1": lambda: Recurrent(MUT1Cell, H, H),
+        "MUT2": lambda: Recurrent(MUT2Cell, H, H),
+        "MUT3": lambda: Recurrent(MUT3Cell, H, H),
+        "NAS": lambda: Recurrent(NASCell, H, H),
+    }
+    return makers[name]()
+
+
+MODELS = (
+    *TORCH_MODELS,
+    "LSTM",
+    "LSTM [native loop]",
+    "LSTM peephole",
+    "LayerNorm LSTM",
+    "GRU",
+    "GRU reset before",
+    "Elman",
+    "MGU",
+    "MUT1",
+    "MUT2",
+    "MUT3",
+    "NAS",
+)
+
+
+def forward_flops(model: nn.Module, T: int, B: int) -> float:
+    """Matrix-product FLOPs of one forward pass: 2·T·B·(entries of every weight matrix)."""
+    entries = sum(
+        p.numel()
+        for name, p in model.named_parameters()
+        if any(k in name for k in ("weight_ih", "weight_hh", "weight_hr"))
+    )
+    return 2.0 * T * B * entries
+
+
+# -- timing -----------------------------------------------------------------------------------
+def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = None):
+    """(forward, training step) closures for ``model`` on ``x`` (T, B, I)."""
+    params = [p for p in model.parameters()]
+    kw = {} if lengths is None else {"lengths": lengths}
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(x, **kw)
+
+    def train() -> None:
+        out, _ = model(x, **kw)
+        torch.autograd.grad(out.sum(), [x, *params])
+
+    return forward, train
+
+
+def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function; the functions take turns in every repeat.
+    Calls shorter than 20 ms are repeated within one sample and averaged."""
+    number = {}
+    for name, fn in fns.items():
+        fn()  # warm-up: first calls build kernels and compile loops
+        start = time.perf_counter()
+        fn()
+        number[name] = max(1, int(0.02 / max(time.perf_counter() - start, 1e-6)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number[name]):
+                fn()
+            samples[name].append((time.perf_counter() - start) / number[name])
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def gemm_ceiling(repeats: int = 5) -> float:
+    """GFLOP/s of torch.mm on 2048 x 2048 x 2048 float32."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    seconds = interleaved({"mm": lambda: torch.mm(a, b)}, repeats)["mm"]
+    return 2 * 2048**3 / seconds / 1e9
+
+
+# -- memory -----------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_child(name: str, T: int, B: int, H: int, threads: int) -> None:
+    """In a fresh process: print the peak MB that one training step adds."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build(name, H)
+    x = torch.randn(T, B, H, requires_grad=True)
+    _, train = step_fns(model, x)
+    train()  # warm-up: kernels, compiled loops, allocator pools
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    before = _status_kb("VmRSS")
+    train()
+    print((_status_kb("VmHWM") - before) / 1024)
+
+
+def peak_memory_mb(name: str, T: int, B: int, H: int, threads: int) -> float:
+    cmd = [sys.executable, __file__, "--memory-child", name, f"--T={T}", f"--B={B}", f"--H={H}"]
+    cmd.append(f"--threads={threads}")
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+# -- report -----------------------------------------------------------------------------------
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"**{title}**", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run_grid(T: int, shapes: list[tuple[int, int]], models: tuple[str, ...], repeats: int):
+    """times[(B, H)][mode][model] seconds, flops[(B, H)][model] forward FLOPs."""
+    times, flops = {}, {}
+    for B, H in shapes:
+        torch.manual_seed(0)
+        x = torch.randn(T, B, H, requires_grad=True)
+        built = {name: build(name, H) for name in models}
+        fns = {}
+        for name, model in built.items():
+            fwd, train = step_fns(model, x)
+            fns[(name, "forward")], fns[(name, "training")] = fwd, train
+        measured = interleaved(fns, repeats)
+        times[(B, H)] = {
+            mode: {name: measured[(name, mode)] for name in models}
+            for mode in ("forward", "training")
+        }
+        flops[(B, H)] = {name: forward_flops(m, T, B) for name, m in built.items()}
+        lstm = times[(B, H)]["training"]["torch LSTM"]
+        print(f"  T={T} B={B} H={H}: torch LSTM training step {lstm * 1e3:.1f} ms", flush=True)
+    return times, flops
+
+
+def ratio_rows(times, flops, shapes, models, mode, per_flop=False):
+    rows = []
+    for name in models:
+        cells = []
+        for shape in shapes:
+            t = times[shape][mode]
+            r = t[name] / t["torch LSTM"]
+            if per_flop:
+                r *= flops[shape]["torch LSTM"] / flops[shape][name]
+            cells.append(f"{r:.2f}")
+        rows.append([name, *cells])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
+    parser.add_argument("--B", type=int, default=128, help=argparse.SUPPRESS)
+    parser.add_argument("--H", type=int, default=512, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.T, args.B, args.H, args.threads)
+        return
+
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (1 if args.quick else 3)
+    if args.quick:
+        shapes = [(1, 64), (32, 256), (128, 512)]
+    else:
+        shapes = [(B, H) for B in (1, 32, 128) for H in (64, 256, 512)]
+    models = MODELS
+    rnnkit_models = tuple(m for m in models if m not in TORCH_MODELS)
+
+    print("## Recurrent layers (engine)\n")
+    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- command: `python benchmarks/rnn_speed.py {' '.join(sys.argv[1:])}`".rstrip())
+    print(f"- compiled loops available: {rnnkit.engine.native_available()}")
+    ceiling = gemm_ceiling()
+    print(f"- GEMM ceiling (torch.mm 2048^3 float32): {ceiling:.0f} GFLOP/s")
+    print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
+
+    times, flops = run_grid(100, shapes, models, repeats)
+    header = ["model", *(f"B={B} H={H}" for B, H in shapes)]
+    for mode in ("training", "forward"):
+        absolute = ["torch LSTM ms", *(f"{times[s][mode]['torch LSTM'] * 1e3:.2f}" for s in shapes)]
+        rows = [absolute, *ratio_rows(times, flops, shapes, models, mode)]
+        print(table(f"T=100, {mode}: time / torch.nn.LSTM's time", header, rows))
+    varied = [m for m in models if flops[shapes[0]][m] != flops[shapes[0]]["torch LSTM"]]
+    print(
+        table(
+            "T=100, training, per FLOP: (time / FLOPs) / torch.nn.LSTM's",
+            header,
+            ratio_rows(times, flops, shapes, varied, "training", per_flop=True),
+        )
+    )
+    rows = []
+    for name in models:
+        cells = []
+        for s in shapes:
+            gflops = 3 * flops[s][name] / times[s]["training"][name] / 1e9
+            cells.append(f"{gflops:.0f} ({100 * gflops / ceiling:.0f} %)")
+        rows.append([name, *cells])
+    print(table("T=100, training, effective GFLOP/s (% of the GEMM ceiling)", header, rows))
+
+    # long sequences
+    long_shapes = [(32, 256)]
+    long_times, long_flops = run_grid(500, long_shapes, models, max(1, repeats - 1))
+    rows = [["torch LSTM ms", f"{long_times[long_shapes[0]]['training']['torch LSTM'] * 1e3:.1f}"]]
+    rows += ratio_rows(long_times, long_flops, long_shapes, models, "training")
+    print(table("T=500, B=32, H=256, training: time / torch.nn.LSTM's", ["model", "ratio"], rows))
+
+    # variable lengths
+    len_shapes = [(32, 256), (128, 256)] if not args.quick else [(128, 256)]
+    len_ratio: dict[tuple[int, int], dict[str, float]] = {}
+    for B, H in len_shapes:
+        torch.manual_seed(0)
+        x = torch.randn(100, B, H, requires_grad=True)
+        lengths = torch.randint(50, 101, (B,))
+        fns = {}
+        for name in ("torch LSTM", *rnnkit_models):
+            model = build(name, H)
+            fns[(name, "full")] = step_fns(model, x)[1]
+            if name != "torch LSTM":
+                fns[(name, "lengths")] = step_fns(model, x, lengths)[1]
+        measured = interleaved(fns, repeats)
+        len_ratio[(B, H)] = {
+            name: measured[(name, "lengths")] / measured[(name, "full")] for name in rnnkit_models
+        }
+        packed = _packed_lstm_time(H, x, lengths, repeats)
+        len_ratio[(B, H)]["torch LSTM (packed, vs padded)"] = (
+            packed / measured[("torch LSTM", "full")]
+        )
+    names = list(len_ratio[len_shapes[0]])
+    rows = [[n, *(f"{len_ratio[s][n]:.2f}" for s in len_shapes)] for n in names]
+    print(
+        table(
+            "T=100, lengths ~ U[50, 100], training: time with lengths / time at full length",
+            ["model", *(f"B={B} H={H}" for B, H in len_shapes)],
+            rows,
+        )
+    )
+
+    # memory
+    mem_models = (
+        ("torch LSTM", "LSTM", "LSTM [native loop]", "GRU")
+        if args.quick
+        else ("torch LSTM", "torch GRU", *rnnkit_models)
+    )
+    memory = {name: peak_memory_mb(name, 500, 128, 512, args.threads) for name in mem_models}
+    base = memory["torch LSTM"]
+    rows = [[n, f"{mb:.0f}", f"{mb / base:.2f}"] for n, mb in memory.items()]
+    print(
+        table(
+            "Peak memory of one training step, T=500, B=128, H=512",
+            ["model", "MB", "/ torch LSTM"],
+            rows,
+        )
+    )
+    print_targets(times, flops, shapes, rnnkit_models, len_ratio, memory)
+
+
+def _packed_lstm_time(H: int, x: torch.Tensor, lengths: torch.Tensor, repeats: int) -> float:
+    """torch.nn.LSTM on a PackedSequence (its own variable-length path)."""
+    torch.manual_seed(0)
+    model = nn.LSTM(H, H)
+    params = list(model.parameters())
+
+    def train() -> None:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        out, _ = model(packed)
+        torch.autograd.grad(out.data.sum(), [x, *params])
+
+    return interleaved({"packed": train}, repeats)["packed"]
+
+
+def print_targets(times, flops, shapes, rnnkit_models, len_ratio, memory) -> None:
+    def worst(names, select, per_flop=False, against="torch LSTM"):
+        best = (0.0, "", (0, 0))
+        for s in shapes:
+            if not select(s):
+                continue
+            t = times[s]["training"]
+            for n in names:
+                r = t[n] / t[against]
+                if per_flop:
+                    r *= flops[s][against] / flops[s][n]
+                if r > best[0]:
+                    best = (r, n, s)
+        return best
+
+    def verdict(value, limit):
+        return "met" if value <= limit else "not met"
+
+    rows = []
+    r, _, s = worst(["LSTM"], lambda s: True)
+    rows.append(
+        [
+            "plain LSTM through rnnkit, training, everywhere",
+            "≤ 1.02",
+            f"{r:.2f} at B={s[0]} H={s[1]}",
+            verdict(r, 1.02),
+        ]
+    )
+    others = [m for m in rnnkit_models if m not in ("LSTM", "LSTM [native loop]")]
+    big = lambda s: s[0] >= 32 and s[1] >= 256  # noqa: E731
+    r, n, s = worst(others, big)
+    rows.append(
+        [
+            "other cells, B ≥ 32, H ≥ 256 (time)",
+            "≤ 1.25",
+            f"{r:.2f} ({n}, B={s[0]} H={s[1]})",
+            verdict(r, 1.25),
+        ]
+    )
+    r, n, s = worst(others, big, per_flop=True)
+    rows.append(
+        [
+            "other cells, B ≥ 32, H ≥ 256 (per FLOP)",
+            "≤ 1.25",
+            f"{r:.2f} ({n}, B={s[0]} H={s[1]})",
+            verdict(r, 1.25),
+        ]
+    )
+    r, n, s = worst(rnnkit_models, lambda s: s[0] == 1)
+    rows.append(["B = 1, every rnnkit model", "≤ 2", f"{r:.2f} ({n}, H={s[1]})", verdict(r, 2.0)])
+    r, _, s = worst(["GRU"], lambda s: True, against="torch GRU")
+    rows.append(
+        [
+            "GRU vs torch.nn.GRU, training",
+            "< 1",
+            f"{r:.2f} at worst (B={s[0]} H={s[1]})",
+            verdict(r, 0.999),
+        ]
+    )
+    r, _, s = worst(["Elman"], lambda s: True, against="torch RNN")
+    rows.append(
+        [
+            "Elman vs torch.nn.RNN, training",
+            "< 1",
+            f"{r:.2f} at worst (B={s[0]} H={s[1]})",
+            verdict(r, 0.999),
+        ]
+    )
+    for name in ("LSTM", "LSTM [native loop]", "GRU"):
+        if name in memory:
+            m = memory[name] / memory["torch LSTM"]
+            rows.append(
+                [f"peak memory {name}, T=500 B=128 H=512", "≤ 0.75", f"{m:.2f}", verdict(m, 0.75)]
+            )
+    others_mem = [
+        n
+        for n in memory
+        if n not in TORCH_MODELS and n not in ("LSTM", "LSTM [native loop]", "GRU")
+    ]
+    if others_mem:
+        m, n = max((memory[n] / memory["torch LSTM"], n) for n in others_mem)
+        rows.append(
+            ["peak memory, other cells (worst)", "≤ 0.75", f"{m:.2f} ({n})", verdict(m, 0.75)]
+        )
+    for shape, ratios in len_ratio.items():
+        r, n = max((v, k) for k, v in ratios.items() if not k.startswith("torch"))
+        rows.append(
+            [
+                f"lengths U[T/2, T], B={shape[0]} H={shape[1]} (worst model)",
+                "≤ 0.8",
+                f"{r:.2f} ({n})",
+                verdict(r, 0.8),
+            ]
+        )
+    print(table("Targets", ["target", "limit", "measured", "verdict"], rows))
+
+
+if __name__ == "__main__":
+    main()
