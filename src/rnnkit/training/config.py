@@ -307,7 +307,7 @@ def _unknown(key: str, known: Iterable[str]) -> str:
     same_section = [k for k in known if k.split(".", 1)[0] == head]
     leaves = {k.rpartition(".")[2]: k for k in same_section}
     hint = [leaves[m] for m in difflib.get_close_matches(leaf, list(leaves), n=1, cutoff=0.75)]
-    hint = hint or difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = hint or difflib.get_close_matches(key, known, n=1, cutoff=0.85)
     if hint:
         return f"unknown config key {key!r}: did you mean {hint[0]!r}?"
     section = key.rpartition(".")[0]
@@ -358,17 +358,14 @@ def apply_overrides(config: C, overrides: Mapping[str, str]) -> C:
     other keys apply.
     """
     known = keys(config)
-    for key in overrides:
-        if key not in known:
-            raise ConfigError(_unknown(key, known))
+    switches = [k for k in overrides if k.endswith(".type") and known.get(k) is str]
     tree = to_dict(config)
-    for key, text in overrides.items():
-        if key.endswith(".type") and known[key] is str:
-            _set(tree, key.removesuffix(".type"), {"type": text})
+    for key in switches:
+        _set(tree, key.removesuffix(".type"), {"type": overrides[key]})
     config = from_dict(type(config), tree)
-    known = keys(config)
+    known = keys(config)  # the keys of the new encoder types
     for key, text in overrides.items():
-        if key.endswith(".type") and known.get(key) is str:
+        if key in switches:
             continue
         if key not in known:
             raise ConfigError(_unknown(key, known))
