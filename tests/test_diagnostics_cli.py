@@ -156,4 +156,4 @@ def test_bad_cell_name(capsys):
     assert "cell must be one of" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         gradflow_main(["--cells", "gru@0.9", "--T", "4"])
-    assert "applies to Elman cells only" in capsys.readouterr().err
+    assert "applies to rnn, rnn-relu, linear only" in capsys.readouterr().err

@@ -29,6 +29,7 @@ from ..cells import (
     RecurrentCell,
 )
 from ..recurrent import Recurrent
+from ..search.compile import ExpressionCell
 from .checkpoint import load_recurrent
 from .flow import GradientFlow, gradient_flow
 from .report import default_lags, write_report
@@ -42,8 +43,14 @@ CELLS: dict[str, Callable[[int, int], RecurrentCell]] = {
     "gru": GRUCell,
     "mgu": MGUCell,
     "nas": NASCell,
+    # the lecture's Elman cell with g the identity: its gradient is exactly W_aa^k applied
+    "linear": partial(ExpressionCell, program="h = Wx + Uh"),
 }
-"""Cells by name. ``rnn@R`` is an Elman cell whose W_aa is rescaled to spectral radius R."""
+"""Cells by name. ``rnn@R`` (also ``rnn-relu@R``, ``linear@R``) is an Elman cell whose W_aa is
+rescaled to spectral radius R."""
+
+
+_ELMAN_LIKE = ("rnn", "rnn-relu", "linear")
 
 
 def parse_cell(spec: str) -> tuple[Callable[[int, int], RecurrentCell], float | None]:
@@ -53,8 +60,10 @@ def parse_cell(spec: str) -> tuple[Callable[[int, int], RecurrentCell], float | 
         raise ValueError(f"cell must be one of {', '.join(CELLS)} (or rnn@R), got {spec!r}")
     if not radius:
         return CELLS[name], None
-    if name not in ("rnn", "rnn-relu"):
-        raise ValueError(f"@R (a spectral radius) applies to Elman cells only, got {spec!r}")
+    if name not in _ELMAN_LIKE:
+        raise ValueError(
+            f"@R (a spectral radius) applies to {', '.join(_ELMAN_LIKE)} only, got {spec!r}"
+        )
     try:
         r = float(radius)
     except ValueError:
@@ -104,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--cells",
         default="rnn,lstm,gru",
         help=f"comma-separated, from {', '.join(CELLS)}; rnn@R rescales W_aa to "
-        "spectral radius R (default rnn,lstm,gru)",
+        "spectral radius R (also rnn-relu@R, linear@R; default rnn,lstm,gru)",
     )
     p.add_argument("--T", type=int, default=200, help="sequence length (default 200)")
     p.add_argument("--hidden-size", type=int, default=32, help="H (default 32)")

@@ -17,7 +17,8 @@ radius < 1 vanishing, > 1 exploding, in the linear regime of g.
   adding a zero "probe" to each step's state and differentiating ℓ with respect to it;
 * the largest singular value of each one-step Jacobian J^<t>, and of their products
   ∂s^<T>/∂s^<t> (the "product over lags");
-* the eigenvalues and spectral radius of W_aa for every Elman cell (:func:`recurrent_spectrum`).
+* the eigenvalues and spectral radius of W_aa for every Elman cell (:func:`recurrent_spectrum`;
+  also for a cell program with a single ``Uh``, such as the linear ``h = Wx + Uh``).
 
 ∂ℓ/∂s^<t> is the gradient with respect to the state as step t hands it on (to step t+1 and, for
 h_t, to the output): the state-space derivative that the product of Jacobians propagates. For
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..cells import ElmanCell, RecurrentCell, State
+from ..cells import RecurrentCell, State
 from ..recurrent import Recurrent
 
 
@@ -50,11 +51,20 @@ class Spectrum:
     largest_singular_value: float  # ‖W_aa‖₂ >= spectral radius; = it for a normal matrix
 
 
-def recurrent_spectrum(cell: ElmanCell) -> Spectrum:
-    """Eigenvalues, spectral radius and largest singular value of an Elman cell's W_aa."""
-    if not isinstance(cell, ElmanCell):
+def has_single_recurrent_matrix(cell: RecurrentCell) -> bool:
+    """Whether the cell's recurrence is one (H, H) matrix W_aa (``weight_hh``): an Elman cell,
+    or a cell program with a single ``Uh``."""
+    W = getattr(cell, "weight_hh", None)
+    return isinstance(W, Tensor) and tuple(W.shape) == (cell.hidden_size, cell.hidden_size)
+
+
+def recurrent_spectrum(cell: RecurrentCell) -> Spectrum:
+    """Eigenvalues, spectral radius and largest singular value of an Elman cell's W_aa (any
+    cell whose ``weight_hh`` is one (H, H) matrix)."""
+    if not has_single_recurrent_matrix(cell):
         raise TypeError(
-            f"cell must be an ElmanCell (the spectrum of W_aa), got {type(cell).__name__}"
+            f"cell must have one (H, H) recurrent matrix W_aa (an ElmanCell), "
+            f"got {type(cell).__name__}"
         )
     W = cell.weight_hh.detach().double()  # (H, H)
     eig = torch.linalg.eigvals(W)
@@ -79,7 +89,7 @@ class GradientFlow:
             (None when not computed).
         jacobian_product_norm: (K, B, T) σ_max(∂s^<T>/∂s^<t>) per sequence, t = 1..T; 1 at
             t = T (None when not computed).
-        spectra: name -> :class:`Spectrum` for every Elman cell.
+        spectra: name -> :class:`Spectrum` for every cell with one (H, H) matrix W_aa (Elman).
     """
 
     names: list[str]
@@ -224,7 +234,7 @@ def gradient_flow(
             J = step_jacobians(probe.inner, probe.inputs)  # (T, B, N, N)
             jac.append(torch.linalg.matrix_norm(J, ord=2).T)  # (B, T)
             jac_prod.append(_product_norms(J).T)  # (B, T)
-        if isinstance(probe.inner, ElmanCell):
+        if has_single_recurrent_matrix(probe.inner):
             spectra[name] = recurrent_spectrum(probe.inner)
     state_norm = torch.stack(per_cell)  # (K, S, T)
     return GradientFlow(

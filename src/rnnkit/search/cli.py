@@ -107,13 +107,15 @@ def _config(args: argparse.Namespace, logged: dict | None) -> SearchConfig:
 class _Reporter:
     """Progress: a rich bar on a terminal, else one line per record."""
 
-    def __init__(self, total: int | None, quiet: bool) -> None:
+    def __init__(self, total: int | None, quiet: bool, records: list[dict]) -> None:
         self.quiet = quiet
         self.best: float | None = None
         self.lstm: float | None = None
         self.count = 0
         self.total = total
         self.progress = None
+        for r in records:  # a resumed search starts from what its log holds
+            self.note(r)
         if not quiet and sys.stdout.isatty():
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -123,16 +125,19 @@ class _Reporter:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
             )
-            self.task = self.progress.add_task("search", total=total)
+            self.task = self.progress.add_task("search", total=total, completed=self.count)
             self.progress.start()
 
-    def __call__(self, record: dict) -> None:
+    def note(self, record: dict) -> None:
         if record["kind"] == "baseline" and record["name"] == "lstm":
             self.lstm = record["score"]
         if record["kind"] == "candidate":
             self.count += 1
             if record["score"] is not None and (self.best is None or record["score"] < self.best):
                 self.best = record["score"]
+
+    def __call__(self, record: dict) -> None:
+        self.note(record)
         text = f"best {_num(self.best)} | lstm {_num(self.lstm)}"
         if self.progress is not None:
             self.progress.update(self.task, completed=self.count, description=text)
@@ -172,7 +177,7 @@ def search_main(argv: list[str] | None = None) -> int:
     done = sum(r["kind"] == "candidate" for r in records)
     if done and not args.quiet:
         print(f"resuming {args.log}: {done} candidates already evaluated", flush=True)
-    reporter = _Reporter(args.candidates, args.quiet)
+    reporter = _Reporter(args.candidates, args.quiet, records)
     try:
         result = run_search(
             config,
