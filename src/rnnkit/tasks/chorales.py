@@ -53,7 +53,7 @@ from ..training.modules import RnnkitModule
 from .base import Task
 
 
-# -- the model ------------------------------------------------------------------------------------
+# -- the model -------------------------------------------------------------------------------------
 @dataclass
 class PianoRollConfig:
     """Frames of ``num_keys`` on/off keys, conditioned on one of ``num_labels`` labels."""
@@ -182,7 +182,7 @@ class PianoRollModel(Model):
         return torch.cat(out, dim=1)
 
 
-# -- training -----------------------------------------------------------------------------------
+# -- training --------------------------------------------------------------------------------------
 class ChoraleBatch(NamedTuple):
     """frames (B, T, K) float 0/1 padded with zeros, lengths (B,), labels (B,)."""
 
@@ -363,7 +363,7 @@ class ChoralesTask(Task):
         ]
 
 
-# -- rnnkit compose ----------------------------------------------------------------------------
+# -- rnnkit compose --------------------------------------------------------------------------------
 def compose_main(argv: Sequence[str]) -> int:
     """``rnnkit compose RUN``: sample chorales from a trained run into MIDI, MusicXML, PNG."""
     parser = argparse.ArgumentParser(

@@ -40,6 +40,18 @@ _TASKS: dict[str, tuple[str, str]] = {
         "rnnkit.tasks.chorales:ChoralesTask",
         "Bach chorales (music21) as piano rolls, next frame given the mode; NLL per frame",
     ),
+    "trigger_word": (
+        "rnnkit.tasks.trigger_word:TriggerWordTask",
+        "hear 'activate' in espeak-ng speech over noise, unseen voices; event F1",
+    ),
+    "digits_asr": (
+        "rnnkit.tasks.digits_asr:DigitsASRTask",
+        "spoken digit strings (espeak-ng, unseen voices), bidirectional GRU + CTC; WER",
+    ),
+    "captioning": (
+        "rnnkit.tasks.captioning:CaptioningTask",
+        "caption images of 8x8 digits, CNN encoder + attentive GRU decoder; exact match, BLEU",
+    ),
 }
 
 
