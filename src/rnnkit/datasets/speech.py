@@ -37,7 +37,7 @@ import json
 import shutil
 import subprocess
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
@@ -222,7 +222,11 @@ def _step_of(sample: int, stack: int) -> int:
 
 
 # -- the cache --------------------------------------------------------------------------------
-def _cached(name: str, settings: dict, make) -> dict[str, np.ndarray]:  # noqa: ANN001
+def _cached(
+    name: str, settings: dict, make: Callable[[], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray]:
+    """The arrays ``make()`` returns, computed once per ``settings`` and then read from the
+    cache (the file's sha256 checked)."""
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir("speech") / f"{name}-{settings['split']}-n{settings['n']}-{key}.npz"
     digest = path.with_suffix(".sha256")
