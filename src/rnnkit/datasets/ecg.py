@@ -5,7 +5,9 @@ Each record is made in three steps:
 1. ``neurokit2.ecg_simulate(method="ecgsyn")`` draws a clean ECG (McSharry et al. 2003) at a
    heart rate drawn uniformly from 50-110 bpm;
 2. the R peaks are found on the *clean* signal (``neurokit2.ecg_peaks``, each then moved to
-   the highest sample within +-25 ms), so they are the truth, not a detector's guess;
+   the highest sample within +-25 ms), so they are the truth, not a detector's guess; the
+   clean signal is simulated 1 s longer at either end and cut after the peaks are found, so
+   that beats at the record's ends are found too;
 3. noise is added: ``neurokit2.signal_distort`` (Laplace noise at 5, 10 and 100 Hz with an
    amplitude drawn from ``noise``, 50 Hz powerline, muscle-like artifacts) plus a baseline
    wander of three slow sinusoids (0.05-0.5 Hz).
@@ -31,7 +33,7 @@ from ._cache import atomic_write_bytes, cache_dir, sha256_file, verify_sha256
 from ._deps import require
 
 SPLITS = ("train", "valid", "test")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,11 @@ def simulate_record(
     nk = _nk()
     rng = np.random.default_rng(seed)
     seeds = rng.integers(0, 2**31 - 1, size=2)
+    n, margin = round(duration_s * sampling_rate), sampling_rate  # 1 s on either side
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clean = nk.ecg_simulate(
-            duration=duration_s,
+        longer = nk.ecg_simulate(
+            duration=duration_s + 2.0,
             sampling_rate=sampling_rate,
             noise=0.0,
             heart_rate=float(rng.uniform(50.0, 110.0)),
@@ -96,6 +99,13 @@ def simulate_record(
             method="ecgsyn",
             random_state=int(seeds[0]),
         )
+    # peaks are found on the longer signal, so a beat at either end of the record is not
+    # missed for lack of context, then both are cut to the record
+    peaks = true_r_peaks(longer, sampling_rate) - margin
+    peaks = peaks[(peaks >= 0) & (peaks < n)]
+    clean = np.asarray(longer[margin : margin + n])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         amplitude = float(rng.uniform(*noise))
         noisy = nk.signal_distort(
             clean,
@@ -114,7 +124,6 @@ def simulate_record(
         rng.uniform(0.1, 0.5) * np.sin(2 * np.pi * rng.uniform(0.05, 0.5) * t + rng.uniform(0, 7))
         for _ in range(3)
     )
-    peaks = true_r_peaks(clean, sampling_rate)
     return np.asarray(noisy + wander, np.float32), np.asarray(clean, np.float32), peaks
 
 
