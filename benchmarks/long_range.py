@@ -6,14 +6,11 @@ for copy memory). All models of a task get the same data, batch size, optimiser,
 clipping and number of updates. The budget is a few hundred updates instead of the paper's
 tens of thousands, so these numbers say which model learns *fast*, not what each reaches.
 
-The TCN is :class:`rnnkit.tcn.TCNEncoder`. The LSTM and GRU are ``torch.nn.LSTM``/``GRU`` by
-default: rnnkit's LSTM and GRU compute the same function (tests/test_layers_torch.py) but the
-runner steps through time in Python, 10-20x slower on CPU, which would leave the recurrent
-models a fraction of the updates in the same minutes. ``--rnnkit-recurrent`` uses rnnkit's
-own (``build_encoder(RecurrentEncoderConfig(...))``) instead.
+All encoders are rnnkit's, built by :func:`rnnkit.models.build_encoder`: ``"tcn"``
+(:class:`rnnkit.tcn.TCNEncoder`) and ``"recurrent"`` with the LSTM or GRU cell.
 
-    python benchmarks/long_range.py                    # the run recorded in docs/results.md
-    python benchmarks/long_range.py --tasks adding --scale 0.2
+    python benchmarks/long_range.py                    # the paper's lengths
+    python benchmarks/long_range.py --tasks adding50 copy50    # shorter sequences
 """
 
 from __future__ import annotations
@@ -134,28 +131,12 @@ def make_tasks(seed: int) -> dict[str, Task]:
     return tasks
 
 
-class TorchRecurrentEncoder(nn.Module):
-    """``torch.nn.LSTM``/``GRU`` behind the encoder contract's ``forward(x) -> (B, T, H)``."""
-
-    def __init__(self, config: RecurrentEncoderConfig, input_size: int) -> None:
-        super().__init__()
-        kind = {"lstm": nn.LSTM, "gru": nn.GRU}[config.cell]
-        self.rnn = kind(input_size, config.hidden_size, batch_first=True)
-        self.output_size = config.hidden_size
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.rnn(x)[0]
-
-
 class SequenceModel(nn.Module):
-    """An encoder and a linear head."""
+    """An rnnkit encoder and a linear head."""
 
-    def __init__(self, encoder_config, task: Task, rnnkit_recurrent: bool) -> None:
+    def __init__(self, encoder_config, task: Task) -> None:
         super().__init__()
-        if isinstance(encoder_config, RecurrentEncoderConfig) and not rnnkit_recurrent:
-            self.encoder = TorchRecurrentEncoder(encoder_config, task.input_size)
-        else:
-            self.encoder = build_encoder(encoder_config, task.input_size)
+        self.encoder = build_encoder(encoder_config, task.input_size)
         self.head = nn.Linear(self.encoder.output_size, task.output_size)
         self.per_step = task.per_step
 
@@ -215,7 +196,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rnnkit-recurrent", action="store_true", help="rnnkit's LSTM/GRU")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tasks = make_tasks(args.seed)
@@ -229,7 +209,7 @@ def main() -> None:
         print(f"{task.name}: {task.iters} updates of batch {args.batch}, Adam lr {task.lr}")
         for name, cfg in task.encoders.items():
             torch.manual_seed(args.seed)
-            model = SequenceModel(cfg, task, args.rnnkit_recurrent)
+            model = SequenceModel(cfg, task)
             n = sum(p.numel() for p in model.parameters())
             print(f"  {name}: {n} parameters", flush=True)
             seconds = train(task, model, args.batch, args.seed)
