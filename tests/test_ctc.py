@@ -80,6 +80,16 @@ def test_unpruned_beam_gives_exact_labelling_probabilities(seed):
     assert beams[0][0] == best
 
 
+def test_pruning_unlikely_symbols_keeps_the_best_labelling_of_peaked_outputs():
+    rng = np.random.default_rng(0)
+    # peaked per-step distributions, as a trained model's: pruning symbols below 1e-3 drops
+    # only paths too unlikely to change the ranking
+    lp = np.log(rng.dirichlet(np.full(6, 0.1), size=(10, 30)) + 1e-12)
+    assert beam_decode(lp, beam_size=4, prune=1e-3) == beam_decode(lp, beam_size=4)
+    with pytest.raises(ValueError, match="prune must be a probability in"):
+        prefix_beam_search(lp[0], prune=1.0)
+
+
 def test_edit_distance_and_wer_exact():
     assert edit_distance("kitten", "sitting") == 3
     assert edit_distance([], ["a", "b"]) == 2

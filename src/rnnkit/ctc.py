@@ -28,6 +28,7 @@ Shapes: log-probabilities (T, V) for one sequence or (B, T, V) with lengths (B,)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,46 +91,62 @@ def greedy_decode(log_probs: Any, lengths: Any = None, *, blank: int = 0) -> lis
     return [collapse(best[b, :n], blank) for b, n in enumerate(_lengths(lengths, B, T))]
 
 
-def _logaddexp(*xs: float) -> float:
-    m = max(xs)
-    if m == NEG_INF:
-        return NEG_INF
-    return m + float(np.log(sum(np.exp(x - m) for x in xs)))
+def _logaddexp(a: float, b: float) -> float:
+    """log(e^a + e^b) of two log-probabilities."""
+    if a == NEG_INF:
+        return b
+    if b == NEG_INF:
+        return a
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
 
 
 def _add(
     beams: dict[tuple[int, ...], list[float]], prefix: tuple[int, ...], which: int, value: float
 ) -> None:
     """Add probability ``value`` (log) to p_b (``which`` 0) or p_nb (1) of ``prefix``."""
-    entry = beams.setdefault(prefix, [NEG_INF, NEG_INF])
-    entry[which] = _logaddexp(entry[which], value)
+    entry = beams.get(prefix)
+    if entry is None:
+        beams[prefix] = [NEG_INF, NEG_INF]
+        beams[prefix][which] = value
+    else:
+        entry[which] = _logaddexp(entry[which], value)
 
 
 def prefix_beam_search(
-    log_probs: Any, *, beam_size: int = 8, blank: int = 0
+    log_probs: Any, *, beam_size: int = 8, blank: int = 0, prune: float = 0.0
 ) -> list[tuple[tuple[int, ...], float]]:
     """The ``beam_size`` best labellings of one sequence (T, V) with their log P(ℓ | x) as the
-    search scores them, best first (module docstring)."""
+    search scores them, best first (module docstring).
+
+    ``prune`` > 0 skips, at each step, the symbols whose probability is below it (as Hannun et
+    al.'s implementation does, for speed); 0 keeps every symbol, and the search is then exact
+    for a large enough beam.
+    """
     lp = _log_probs(log_probs, 2)
     T, V = lp.shape
     _check_blank(blank, V)
     if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive int, got {beam_size!r}")
+    if not isinstance(prune, (int, float)) or not 0.0 <= prune < 1.0:
+        raise ValueError(f"prune must be a probability in [0, 1), got {prune!r}")
+    cutoff = math.log(prune) if prune > 0 else NEG_INF
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG_INF)}  # ℓ -> (p_b, p_nb)
     for t in range(T):
-        y = lp[t]
+        y = lp[t].tolist()  # Python floats: the loop below is scalar arithmetic
+        symbols = [c for c in range(V) if c != blank and y[c] >= cutoff]
         grown: dict[tuple[int, ...], list[float]] = {}
         for prefix, (p_b, p_nb) in beams.items():
-            _add(grown, prefix, 0, _logaddexp(p_b, p_nb) + y[blank])
+            p = _logaddexp(p_b, p_nb)
+            _add(grown, prefix, 0, p + y[blank])
             last = prefix[-1] if prefix else None
-            for c in range(V):
-                if c == blank:
-                    continue
+            for c in symbols:
                 if c == last:
                     _add(grown, prefix, 1, p_nb + y[c])
                     _add(grown, prefix + (c,), 1, p_b + y[c])
                 else:
-                    _add(grown, prefix + (c,), 1, _logaddexp(p_b, p_nb) + y[c])
+                    _add(grown, prefix + (c,), 1, p + y[c])
+            if last is not None and last not in symbols:  # the run of `last` may go on
+                _add(grown, prefix, 1, p_nb + y[last])
         # prefixes no path reaches (P = 0) take no place in the beam
         scored = [(_logaddexp(*v), prefix, v) for prefix, v in grown.items()]
         ranked = sorted((s for s in scored if s[0] > NEG_INF), key=lambda s: -s[0])
@@ -140,13 +157,18 @@ def prefix_beam_search(
 
 
 def beam_decode(
-    log_probs: Any, lengths: Any = None, *, beam_size: int = 8, blank: int = 0
+    log_probs: Any,
+    lengths: Any = None,
+    *,
+    beam_size: int = 8,
+    blank: int = 0,
+    prune: float = 0.0,
 ) -> list[list[int]]:
     """The best labelling of each sequence of a batch (B, T, V) by :func:`prefix_beam_search`."""
     lp = _log_probs(log_probs, 3)
     B, T, _ = lp.shape
     return [
-        list(prefix_beam_search(lp[b, :n], beam_size=beam_size, blank=blank)[0][0])
+        list(prefix_beam_search(lp[b, :n], beam_size=beam_size, blank=blank, prune=prune)[0][0])
         for b, n in enumerate(_lengths(lengths, B, T))
     ]
 

@@ -8,7 +8,8 @@ mean and deviation).
 Model: a bidirectional GRU with one softmax per step over 11 symbols, the CTC blank (0) and
 the ten digits (1 + digit) (:class:`rnnkit.models.SequenceTagger`), trained with
 ``torch.nn.functional.ctc_loss`` (Graves et al. 2006): the transcript needs no alignment.
-Decoding (:mod:`rnnkit.ctc`): greedy (arg max path) and prefix beam search.
+Decoding (:mod:`rnnkit.ctc`): greedy (arg max path) and prefix beam search (symbols under
+probability 10^-3 at a step skipped, as in Hannun et al.'s implementation).
 
 Metric: word error rate on the test utterances.
 
@@ -39,6 +40,7 @@ from .base import Task
 
 BLANK = 0
 N_MELS = 40
+BEAM_PRUNE = 1e-3  # symbols below this probability at a step do not extend the beam
 
 
 class CTCBatch(NamedTuple):
@@ -175,7 +177,8 @@ class DigitsASRTask(Task):
             n = torch.from_numpy(u.lengths[lo : lo + 100])
             lp = F.log_softmax(model(x[lo : lo + 100, : int(n.max())], n), dim=2)
             greedy += greedy_decode(lp, n, blank=BLANK)
-            beam += beam_decode(lp, n, beam_size=config.data.beam_size, blank=BLANK)
+            beam += beam_decode(lp, n, beam_size=config.data.beam_size, blank=BLANK,
+                                prune=BEAM_PRUNE)  # fmt: skip
             log_probs += [lp[b, : n[b]].numpy() for b in range(len(n))]
         refs = [[d + 1 for d in said] for said in u.digits]
         words = lambda ids: [DIGITS[i - 1] for i in ids]  # noqa: E731
