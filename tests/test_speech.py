@@ -95,6 +95,11 @@ def test_digit_strings_frame_labels_follow_the_transcript(tmp_path, monkeypatch)
     again = speech.load_digit_strings("valid", 8, seed=0)  # from the cache, checksum checked
     np.testing.assert_array_equal(again.features, d.features)
     assert again.digits == d.digits
+    speech._synthesize_cached.cache_clear()
+    monkeypatch.setenv("RNNKIT_CACHE", str(tmp_path / "fresh"))
+    fresh = speech.load_digit_strings("valid", 8, seed=0)  # synthesised and composed again
+    np.testing.assert_array_equal(fresh.features, d.features)
+    np.testing.assert_array_equal(fresh.frame_labels, d.frame_labels)
 
 
 def test_bad_arguments_name_themselves():
