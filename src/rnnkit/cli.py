@@ -224,7 +224,7 @@ def _cmd_datasets() -> int:
         need = "installed" if installed else f"MISSING: pip install {package}"
         if cached is None:
             state = "nothing to download"
-        elif cached.is_dir():
+        elif name == "ecg":
             n = len(list(cached.glob("*.npz")))
             state = f"{n} cached set(s) in {cached}" if n else "not generated yet"
         else:

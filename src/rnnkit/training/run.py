@@ -289,6 +289,8 @@ def train(
         if resume:
             record = {**read_run(run.root), "config": to_dict(config)}
             record.setdefault("resumed", []).append(shlex.join(["rnnkit", *argv[1:]]))
+            for stale in run.checkpoints.glob(".*.part"):  # a save the kill interrupted
+                stale.unlink()
         _write_json(run.config, record)  # before the data loads, so a failed start is recorded
 
     pl.seed_everything(tc.seed, workers=False, verbose=False)
