@@ -144,5 +144,6 @@ def test_digits_asr_end_to_end(tmp_path, monkeypatch, speech_cache, objective):
     assert metrics["words"] == sum(len(d) for d in utts.digits)
     assert set(metrics["voices"]) <= {s.voice for s in speech.speakers("test")}
     assert metrics["objective"] == objective and (run / "posteriors.png").is_file()
+    assert (metrics["wer_beam"] is None) == (objective == "frames")
     again = evaluate(run, echo=False)["metrics"]
     assert (again["wer_greedy"], again["wer_beam"]) == (metrics["wer_greedy"], metrics["wer_beam"])
