@@ -14,8 +14,8 @@ from rnnkit.training.callbacks import read_history
 from rnnkit.training.checkpoint import load_checkpoint_file
 from rnnkit.training.run import train
 
-STEPS = 300
-EVERY = 25
+STEPS = 160
+EVERY = 20
 OVERRIDES = {
     "trainer.max_steps": str(STEPS),
     "trainer.checkpoint_every_n_steps": str(EVERY),
