@@ -46,7 +46,9 @@ MAX_WORDS = 16  # the longest caption has 13 words, then <eos>
 @dataclass
 class ImageEncoderConfig:
     """A small CNN: conv 3x3 (``channels``) twice, max-pool 2, conv 3x3 (2·``channels``),
-    max-pool 2, conv 1x1 to ``hidden_size``; ReLU after each convolution."""
+    max-pool 2, conv 1x1 to ``hidden_size``; batch norm and ReLU after each 3x3 convolution
+    (without batch norm the captions' loss stays for hundreds of steps where the words alone
+    put it, the image unused)."""
 
     type: ClassVar[str] = "cnn"
 
@@ -75,10 +77,10 @@ class ImageEncoder(nn.Module):
         self.input_size = input_size
         self.output_size = config.hidden_size
         self.net = nn.Sequential(
-            nn.Conv2d(3, c, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(c, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c, 2 * c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * c, config.hidden_size, 1), nn.ReLU(),
+            nn.Conv2d(3, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+            nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 2 * c, 3, padding=1), nn.BatchNorm2d(2 * c), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * c, config.hidden_size, 1),
         )  # fmt: skip
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -129,10 +131,10 @@ class CaptionConfig:
     )
     trainer: TrainerConfig = field(
         default_factory=lambda: TrainerConfig(
-            max_steps=2000, batch_size=64, val_every_n_steps=200, checkpoint_every_n_steps=200
+            max_steps=4000, batch_size=64, val_every_n_steps=200, checkpoint_every_n_steps=200
         )
     )
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-3))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=3e-3))
 
 
 @dataclass
