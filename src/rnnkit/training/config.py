@@ -57,7 +57,10 @@ class TrainerConfig:
     devices: int = 1
     strategy: Literal["auto", "ddp", "ddp_spawn"] = "auto"
     precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"] = "32-true"
-    num_threads: int = 0  # torch intra-op threads per process; 0 leaves torch's default
+    # torch intra-op threads per process (0 leaves torch's default). A recurrent step is a
+    # small matrix product: one thread is fastest on a CPU, and several threads competing
+    # with other processes for the cores can be ten times slower
+    num_threads: int = 1
     logger: Literal["csv", "tensorboard", "none"] = "csv"
     progress_bar: bool = True
     seed: int = 0

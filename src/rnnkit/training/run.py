@@ -30,7 +30,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 
 from .. import __version__
 from ..datasets._cache import atomic_write
@@ -88,6 +88,15 @@ class RunFolder:
     @property
     def loss_png(self) -> Path:
         return self.root / "loss.png"
+
+
+class _ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, without "Epoch 3/-2" when epochs are not the budget."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs < 0:
+            return f"Epoch {current_epoch}"
+        return super()._get_train_description(current_epoch)
 
 
 class SafetensorsModelCheckpoint(ModelCheckpoint):
@@ -172,9 +181,7 @@ def build_trainer(tc: TrainerConfig, run: RunFolder) -> tuple[pl.Trainer, ModelC
             )
         )
     if tc.progress_bar:
-        from lightning.pytorch.callbacks import RichProgressBar
-
-        callbacks.append(RichProgressBar(leave=True))
+        callbacks.append(_ProgressBar(leave=True))
     if tc.logger == "csv":
         logger: Any = pl.loggers.CSVLogger(run.root, name="logs")
     elif tc.logger == "tensorboard":
