@@ -8,7 +8,8 @@ Both libraries get the same token lists and the same hyper-parameters.
 
 Timing covers ``train()`` only (each library's vocabulary is built beforehand; rnnkit's
 ``train`` includes turning the tokens into ids). words/second = raw tokens x epochs / seconds.
-The runs alternate between the libraries so that load from other processes hits both.
+The runs alternate between the libraries so that load from other processes hits both; run r
+seeds both libraries with ``seed + r``.
 Quality: analogy accuracy on ``questions-words.txt`` restricted to the trained vocabulary
 (rnnkit's evaluator, which follows gensim's rules, applied to both sets of vectors; gensim's
 own evaluator is printed for gensim as a cross-check), WordSim-353 and SimLex-999 Spearman.
@@ -76,11 +77,11 @@ def cpu_model() -> str:
     return platform.processor()
 
 
-def run_gensim(sentences, raw_words, args):
+def run_gensim(sentences, raw_words, args, seed):
     model = GensimWord2Vec(
         sg=1, vector_size=args.vector_size, window=args.window, min_count=args.min_count,
         sample=args.sample, negative=args.negative, alpha=0.025, min_alpha=0.0001,
-        epochs=args.epochs, workers=args.workers, seed=args.seed,
+        epochs=args.epochs, workers=args.workers, seed=seed,
     )  # fmt: skip
     model.build_vocab(sentences)
     t0 = time.perf_counter()
@@ -90,11 +91,11 @@ def run_gensim(sentences, raw_words, args):
     return raw_words * args.epochs / seconds, wv, model
 
 
-def run_rnnkit(sentences, raw_words, args, compute_loss):
+def run_rnnkit(sentences, raw_words, args, seed, compute_loss):
     config = Word2VecConfig(
         vector_size=args.vector_size, window=args.window, min_count=args.min_count,
         sample=args.sample, negative=args.negative, alpha=0.025, min_alpha=0.0001,
-        epochs=args.epochs, workers=args.workers, seed=args.seed, compute_loss=compute_loss,
+        epochs=args.epochs, workers=args.workers, seed=seed, compute_loss=compute_loss,
     )  # fmt: skip
     model = Word2Vec(config)
     model.build_vocab(sentences)
@@ -126,7 +127,7 @@ def main() -> None:
     p.add_argument("--min-count", type=int, default=5)
     p.add_argument("--sample", type=float, default=1e-3)
     p.add_argument("--negative", type=int, default=5)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="run r uses seed + r")
     args = p.parse_args()
     torch.set_num_threads(args.workers)
 
@@ -141,14 +142,16 @@ def main() -> None:
     for r in range(args.repeats):
         for name in speeds:
             if name == "gensim":
-                wps, wv, model = run_gensim(sentences, raw_words, args)
+                wps, wv, model = run_gensim(sentences, raw_words, args, args.seed + r)
                 if r == 0:
                     own = model.wv.evaluate_word_analogies(
                         str(gensim_test_file("questions-words.txt")), restrict_vocab=len(wv)
                     )[0]
                     print(f"  gensim's own evaluator: analogy accuracy {own:.4f}")
             else:
-                wps, wv, model = run_rnnkit(sentences, raw_words, args, name == "rnnkit+loss")
+                wps, wv, model = run_rnnkit(
+                    sentences, raw_words, args, args.seed + r, name == "rnnkit+loss"
+                )
                 if name == "rnnkit+loss":
                     print("  rnnkit loss per epoch:", [round(h.loss, 4) for h in model.history])
             q = quality(wv)
@@ -168,15 +171,18 @@ def main() -> None:
           f"window={args.window}, negative={args.negative}, sample={args.sample}, "
           f"min_count={args.min_count}, epochs={args.epochs}, {args.repeats} runs")  # fmt: skip
     print()
-    print("| engine | words/s (median) | words/s (best) | vs gensim (median) | analogy acc. "
-          "(mean) | WordSim-353 ρ | SimLex-999 ρ |")  # fmt: skip
+    print("| engine | words/s (median) | words/s (best) | vs gensim (median) | analogy accuracy "
+          "| WordSim-353 ρ | SimLex-999 ρ |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in speeds:
         med, best = statistics.median(speeds[name]), max(speeds[name])
-        mean = {k: statistics.mean(s[k] for s in scores[name]) for k in scores[name][0]}
-        row = [f"{med:,.0f}", f"{best:,.0f}", f"{med / g_med:.2f}x", f"{mean['analogy']:.4f}",
-               f"{mean['wordsim']:.3f}", f"{mean['simlex']:.3f}"]  # fmt: skip
+        row = [f"{med:,.0f}", f"{best:,.0f}", f"{med / g_med:.2f}x"]
+        for key, digits in (("analogy", 4), ("wordsim", 3), ("simlex", 3)):
+            values = [s[key] for s in scores[name]]
+            sd = statistics.stdev(values) if len(values) > 1 else 0.0
+            row.append(f"{statistics.mean(values):.{digits}f} ± {sd:.{digits}f}")
         print(f"| {name} | " + " | ".join(row) + " |")
+    print("(quality: mean ± standard deviation over the runs)")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,19 @@ def test_errors():
         PadCollate()([[1], []])
     with pytest.raises(ValueError, match=r"targets\[0\] must have the length of its input \(2"):
         PadCollate()([([1, 2], [1, 2, 3])])
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_feeds_the_rnnkit_runner(packed):
+    """(x, lengths) and the PackedSequence go straight into rnnkit's runner, and each final
+    state equals that of the sequence run alone."""
+    import rnnkit
+
+    torch.manual_seed(1)
+    layer = rnnkit.GRU(3, 4, bidirectional=True).double()
+    seqs = [torch.randn(n, 3, dtype=torch.float64) for n in (2, 5, 3)]
+    inputs = PadCollate(packed=packed)(seqs)
+    _, h = layer(inputs) if packed else layer(inputs[0], lengths=inputs[1])
+    for b, s in enumerate(seqs):
+        _, h_alone = layer(s[:, None])
+        torch.testing.assert_close(h[:, b], h_alone[:, 0], rtol=0, atol=1e-12)

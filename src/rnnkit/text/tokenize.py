@@ -76,7 +76,7 @@ def word_tokens(
 
 def ascii_char_vocab(specials: Sequence[str] = DEFAULT_SPECIALS) -> Vocab:
     """The lecture's character vocabulary: :data:`PRINTABLE_ASCII` after ``specials``."""
-    return Vocab(PRINTABLE_ASCII, specials=specials)
+    return Vocab(list(PRINTABLE_ASCII), specials=specials)
 
 
 def char_vocab(
