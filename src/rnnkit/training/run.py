@@ -244,46 +244,20 @@ def train(
     """
     argv = list(sys.argv if argv is None else argv)
     if resume:
-        if run_dir is None:
-            raise RunError("resuming needs the run folder")
-        stored = read_run(run_dir)
-        if stored["task"] != task_name:
-            raise RunError(
-                f"{run_dir} is a {stored['task']!r} run; it cannot be resumed as {task_name!r}"
-            )
-        run = RunFolder(Path(run_dir))
-        if not run.last.is_file():
-            raise RunError(f"{run.root} has no checkpoint to resume from ({run.last} is missing)")
-        _check_checkpoint_task(run.last, task_name)
-        for key in overrides:
-            if key not in RESUMABLE_KEYS:
-                raise ConfigError(
-                    f"a resumed run keeps its configuration; only {', '.join(RESUMABLE_KEYS)} "
-                    f"may change, got {key}"
-                )
-        task, _ = _resolve(task_name, {})
-        config = apply_overrides(from_dict(task.config_class, stored["config"]), overrides)
+        task, config, run = _reopen(task_name, overrides, run_dir)
     else:
-        task, config = _resolve(task_name, overrides)
-        if run_dir is None:
-            run_dir = os.environ.get(RUN_DIR_ENV) if _is_ddp_child() else None
-            run_dir = run_dir or new_run_folder(task_name)
-        run = RunFolder(Path(run_dir))
-        if run.config.exists() and not _is_ddp_child():
-            raise RunError(
-                f"{run.root} already holds a run; resume it with `rnnkit train {task_name} "
-                f"--resume {run.root}` or choose another --run folder"
-            )
+        task, config, run = _create(task_name, overrides, run_dir)
     tc: TrainerConfig = config.trainer
     if tc.devices > 1:
         os.environ[RUN_DIR_ENV] = str(run.root)  # inherited by the processes DDP launches
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
+    command = shlex.join(["rnnkit", *argv[1:]]) if argv else ""
     record = {
         "format": CONFIG_FORMAT,
         "task": task_name,
         "config": to_dict(config),
-        "command": shlex.join(["rnnkit", *argv[1:]]) if argv else "",
+        "command": command,
         "created": dt.datetime.now().isoformat(timespec="seconds"),
         "versions": {
             "rnnkit": __version__,
@@ -295,7 +269,7 @@ def train(
         run.root.mkdir(parents=True, exist_ok=True)
         if resume:
             record = {**read_run(run.root), "config": to_dict(config)}
-            record.setdefault("resumed", []).append(shlex.join(["rnnkit", *argv[1:]]))
+            record.setdefault("resumed", []).append(command)
             for stale in run.checkpoints.glob(".*.part"):  # a save the kill interrupted
                 stale.unlink()
         _write_json(run.config, record)  # before the data loads, so a failed start is recorded
@@ -337,6 +311,49 @@ def train(
     model = module.model.to("cpu").eval()
     model.save(run.model, vocab=task.vocab(data))
     return finish(task, model, config, data, run, echo=echo)
+
+
+def _create(
+    task_name: str, overrides: dict[str, str], run_dir: str | Path | None
+) -> tuple[Any, Any, RunFolder]:
+    """(task, configuration, folder) of a new run."""
+    task, config = _resolve(task_name, overrides)
+    if run_dir is None:
+        run_dir = os.environ.get(RUN_DIR_ENV) if _is_ddp_child() else None
+        run_dir = run_dir or new_run_folder(task_name)
+    run = RunFolder(Path(run_dir))
+    if run.config.exists() and not _is_ddp_child():
+        raise RunError(
+            f"{run.root} already holds a run; resume it with `rnnkit train {task_name} "
+            f"--resume {run.root}` or choose another --run folder"
+        )
+    return task, config, run
+
+
+def _reopen(
+    task_name: str, overrides: dict[str, str], run_dir: str | Path | None
+) -> tuple[Any, Any, RunFolder]:
+    """(task, stored configuration with the allowed overrides, folder) of a run to resume."""
+    if run_dir is None:
+        raise RunError("resuming needs the run folder")
+    stored = read_run(run_dir)
+    if stored["task"] != task_name:
+        raise RunError(
+            f"{run_dir} is a {stored['task']!r} run; it cannot be resumed as {task_name!r}"
+        )
+    run = RunFolder(Path(run_dir))
+    if not run.last.is_file():
+        raise RunError(f"{run.root} has no checkpoint to resume from ({run.last} is missing)")
+    _check_checkpoint_task(run.last, task_name)
+    for key in overrides:
+        if key not in RESUMABLE_KEYS:
+            raise ConfigError(
+                f"a resumed run keeps its configuration; only {', '.join(RESUMABLE_KEYS)} "
+                f"may change, got {key}"
+            )
+    task, _ = _resolve(task_name, {})
+    config = apply_overrides(from_dict(task.config_class, stored["config"]), overrides)
+    return task, config, run
 
 
 def finish(
