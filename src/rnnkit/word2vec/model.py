@@ -147,11 +147,17 @@ class Word2Vec:
         if not isinstance(self.config, Word2VecConfig):
             raise TypeError(f"config must be a Word2VecConfig, got {type(config).__name__}")
         self.vocab: Vocab | None = None
-        self.syn0: torch.Tensor | None = None
-        self.syn1: torch.Tensor | None = None
+        self.counts: np.ndarray | None = None  # (V,) corpus count of each word
+        self.keep: np.ndarray | None = None  # (V,) probability of keeping an occurrence
+        self.noise: np.ndarray | None = None  # (V,) noise distribution P_n
+        self.noise_prob: np.ndarray | None = None  # (V,) alias table of P_n ...
+        self.noise_alias: np.ndarray | None = None  # (V,) ... for the C engine
+        self.syn0: torch.Tensor | None = None  # (V, E) input vectors v_w
+        self.syn1: torch.Tensor | None = None  # (V, E) output vectors u_w
         self.history: list[EpochStats] = []
         self.engine = self._resolve_engine()
         self._wv: WordVectors | None = None
+        self._device_tables: tuple | None = None  # the torch engine's corpus on the device
 
     def _resolve_engine(self) -> str:
         cfg = self.config
@@ -234,6 +240,7 @@ class Word2Vec:
         finally:
             if bar is not None:
                 bar.close()
+            self._device_tables = None
         self._wv = None
         return losses
 
@@ -285,7 +292,7 @@ class Word2Vec:
     def _train_torch(self, corpus: Encoded, epoch: int, epochs: int, bar) -> EpochStats:
         cfg = self.config
         device = self.syn0.device
-        if not hasattr(self, "_device_tables") or self._device_tables[0] is not corpus:
+        if self._device_tables is None or self._device_tables[0] is not corpus:
             lengths = np.diff(corpus.ends, prepend=0)
             sentence = np.repeat(np.arange(corpus.ends.size), lengths)
             self._device_tables = (
