@@ -83,7 +83,7 @@ def test_to_index_rejects_non_one_hot():
 
 def test_text_package_does_not_import_torch():
     code = (
-        "import sys, rnnkit.text, rnnkit.datasets;"
+        "import sys, rnnkit.text;"
         "from rnnkit.text import Vocab, word_tokens;"
         "Vocab.build([word_tokens('a b a')]);"
         "print('torch' in sys.modules)"
