@@ -5,8 +5,9 @@ torch.nn.LSTM, torch.nn.GRU, torch.nn.RNN and a naive loop over torch.nn.LSTMCel
 in the same run. The models take turns within every repeat (interleaved), and each number is the
 median over repeats, so load from other processes falls on all of them alike.
 
-* forward: no grad.  training step: forward, then the gradients of out.sum() with respect to
-  the input and every parameter (torch.autograd.grad, nothing accumulated).
+* forward: no grad.  training step: forward, then the gradients with respect to the input and
+  every parameter for a fixed dense gradient of the output (torch.autograd.grad, nothing
+  accumulated).
 * ratios are to torch.nn.LSTM's time for the same mode and shape; "per FLOP" divides each
   time by the model's matrix-product FLOPs relative to the LSTM's (a GRU does 3/4 of them).
 * GFLOP/s counts the matrix-product FLOPs (2 per multiply-add; a training step is 3x the
@@ -128,6 +129,9 @@ def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = N
     """(forward, training step) closures for ``model`` on ``x`` (T, B, I)."""
     params = [p for p in model.parameters()]
     kw = {} if lengths is None else {"lengths": lengths}
+    with torch.no_grad():
+        out, _ = model(x, **kw)
+    dout = torch.randn_like(out)  # a dense upstream gradient, as a real loss gives
 
     def forward() -> None:
         with torch.no_grad():
@@ -135,7 +139,7 @@ def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = N
 
     def train() -> None:
         out, _ = model(x, **kw)
-        torch.autograd.grad(out.sum(), [x, *params])
+        torch.autograd.grad(out, [x, *params], dout)
 
     return forward, train
 
@@ -368,10 +372,13 @@ def _packed_lstm_time(H: int, x: torch.Tensor, lengths: torch.Tensor, repeats: i
     model = nn.LSTM(H, H)
     params = list(model.parameters())
 
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    dout = torch.randn(packed.data.shape[0], H)
+
     def train() -> None:
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
         out, _ = model(packed)
-        torch.autograd.grad(out.data.sum(), [x, *params])
+        torch.autograd.grad(out.data, [x, *params], dout)
 
     return interleaved({"packed": train}, repeats)["packed"]
 

@@ -33,8 +33,12 @@ Params = tuple[Tensor | None, ...]
 def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> Tensor:
     """The int64 block the loops read: header, then n[steps] and off[steps]."""
     v = list(variant) + [0] * (5 - len(variant))
-    head = [plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v]
-    return torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
+    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v)
+    block = plan.memo.get(head)
+    if block is None:
+        block = torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
+        plan.memo[head] = block
+    return block
 
 
 def _or(t: Tensor | None, like: Tensor, size: int) -> Tensor:

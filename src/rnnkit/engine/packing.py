@@ -11,7 +11,7 @@ backward direction simply visits its blocks from the last to the first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
@@ -35,9 +35,9 @@ class Plan:
         unperm: (B,) original row -> sorted row, or None.
         last: (B,) packed row of each (sorted) sequence's last step.
         last_step: (B,) the step at which each (sorted) sequence ends.
-        prev: (N - B,) for packed rows B.., the packed row holding the previous step's output,
-            or None without lengths (then it is the row B before, or B after when reversed).
+        padding: flat positions t·B + b past each sequence's length, or None.
         reverse: True for the backward direction.
+        memo: values derived from the plan (the loops' geometry blocks), kept with it.
     """
 
     T: int
@@ -53,8 +53,9 @@ class Plan:
     unperm: Tensor | None
     last: Tensor
     last_step: Tensor
-    prev: Tensor | None
+    padding: Tensor | None
     reverse: bool
+    memo: dict = field(default_factory=dict, repr=False)  # per-plan values the kernels reuse
 
     @property
     def packed(self) -> bool:
@@ -98,9 +99,16 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
         unperm=None,
         last=int(off[-1]) + torch.arange(B),
         last_step=last_step,
-        prev=None,
+        padding=None,
         reverse=reverse,
     )
+
+
+def _padding(T: int, B: int, lengths: Tensor) -> Tensor:
+    """Flat positions t·B + b with t >= lengths[b], ascending."""
+    t = torch.arange(T, dtype=torch.int64).unsqueeze(1)  # (T, 1)
+    flat = t * B + torch.arange(B)  # (T, B)
+    return flat[t >= lengths.unsqueeze(0)]
 
 
 def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
@@ -121,7 +129,6 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     time_of = sorted_len[row_of] - 1 - step_of if reverse else step_of
     index = time_of * B + perm[row_of]
     last_step = sorted_len - 1
-    later = step_of[B:]
     return Plan(
         T=T,
         B=B,
@@ -136,15 +143,53 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
         unperm=torch.argsort(perm),
         last=off[last_step] + torch.arange(B),
         last_step=last_step,
-        prev=off[later - 1] + row_of[B:],
+        padding=_padding(T, B, lengths),
         reverse=reverse,
     )
+
+
+def _scatter(rows: Tensor, index: Tensor, padding: Tensor, total: int) -> Tensor:
+    """(N, ...) rows -> (total, ...) with row k at index[k] and zeros at ``padding``."""
+    out = rows.new_empty(total, *rows.shape[1:])
+    out[index] = rows  # index_put_: faster than index_copy_ on the CPU
+    out[padding] = 0.0  # only the padding is zeroed, not everything first
+    return out
+
+
+class _Gather(torch.autograd.Function):
+    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, index: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, padding)
+        return flat.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, padding = ctx.saved_tensors
+        return _Scatter.apply(grad, index, padding), None, None
+
+
+class _Scatter(torch.autograd.Function):
+    """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, index: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, padding)
+        return _scatter(rows, index, padding, index.numel() + padding.numel())
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, padding = ctx.saved_tensors
+        return _Gather.apply(grad, index, padding), None, None
 
 
 def pack(x: Tensor, plan: Plan) -> Tensor:
     """(T, B, ...) -> (N, ...) packed rows (a view when the plan has no lengths)."""
     flat = x.reshape(plan.T * plan.B, *x.shape[2:])
-    return flat if plan.index is None else flat.index_select(0, plan.index.to(x.device))
+    if plan.index is None:
+        return flat
+    return _Gather.apply(flat, plan.index.to(x.device), plan.padding.to(x.device))
 
 
 def unpack(y: Tensor, plan: Plan) -> Tensor:
@@ -152,8 +197,7 @@ def unpack(y: Tensor, plan: Plan) -> Tensor:
     shape = (plan.T, plan.B, *y.shape[1:])
     if plan.index is None:
         return y.view(shape)
-    out = y.new_zeros(plan.T * plan.B, *y.shape[1:])
-    return out.index_copy(0, plan.index.to(y.device), y).view(shape)
+    return _Scatter.apply(y, plan.index.to(y.device), plan.padding.to(y.device)).view(shape)
 
 
 def sort_rows(t: Tensor, plan: Plan) -> Tensor:
@@ -166,22 +210,26 @@ def unsort_rows(t: Tensor, plan: Plan) -> Tensor:
     return t if plan.unperm is None else t.index_select(0, plan.unperm.to(t.device))
 
 
-def previous_rows(y: Tensor, plan: Plan) -> Tensor:
-    """(N - B, F): for packed rows B.., the previous step's output of the same sequence."""
-    N, B = plan.rows, plan.B
-    if plan.prev is not None:
-        return y.index_select(0, plan.prev.to(y.device))
-    return y[B:] if plan.reverse else y[: N - B]
-
-
 def recurrent_weight_grad(dz: Tensor, h0: Tensor, y: Tensor, plan: Plan) -> Tensor:
     """Σ over packed rows of dzᵀ·h_prev, (K, H), for the product h_prev · Wᵀ of every step.
 
     ``dz`` (N, K) is the gradient at the product's output, ``h0`` (B, H) the initial state
-    (sorted), ``y`` (N, H) the packed outputs. Two large matrix products, no copies without
-    lengths: without lengths and reversed, the initial state feeds the last block of rows.
+    (sorted), ``y`` (N, H) the packed outputs. Without lengths: two large products on views
+    (reversed, the initial state feeds the last block of rows). With lengths: within a run of
+    steps with the same active rows, the previous outputs are contiguous too, so two products
+    per run and no gathered copy.
     """
     N, B = plan.rows, plan.B
-    if plan.reverse and plan.prev is None:
-        return dz[N - B :].t() @ h0 + dz[: N - B].t() @ y[B:]
-    return dz[:B].t() @ h0 + dz[B:].t() @ previous_rows(y, plan)
+    if not plan.packed:
+        if plan.reverse:
+            return dz[N - B :].t() @ h0 + dz[: N - B].t() @ y[B:]
+        return dz[:B].t() @ h0 + dz[B:].t() @ y[: N - B]
+    off = plan.off_list
+    dW = dz[:B].t() @ h0  # step 0 holds every row
+    for s0, s1, n in plan.segments():
+        if s0 > 0:  # the run's first step reads the first n rows of a larger block
+            dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
+        if s1 - s0 > 1:  # the rest: blocks of n rows on both sides
+            rows = (s1 - s0 - 1) * n
+            dW.addmm_(dz[off[s0 + 1] : off[s0 + 1] + rows].t(), y[off[s0] : off[s0] + rows])
+    return dW
