@@ -146,13 +146,16 @@ def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = N
 
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median seconds per call of each function; the functions take turns in every repeat.
-    Calls shorter than 20 ms are repeated within one sample and averaged."""
-    number = {}
+    Calls shorter than 20 ms are repeated within one sample and averaged; when every call is
+    shorter than 0.1 s, the number of repeats is doubled (plus one), which costs little."""
+    number, first = {}, {}
     for name, fn in fns.items():
-        fn()  # warm-up: first calls build kernels and compile loops
         start = time.perf_counter()
-        fn()
-        number[name] = max(1, int(0.02 / max(time.perf_counter() - start, 1e-6)))
+        fn()  # warm-up: first calls build kernels and compile loops
+        first[name] = time.perf_counter() - start
+        number[name] = max(1, int(0.02 / max(first[name], 1e-6)))
+    if max(first.values()) < 0.1:
+        repeats = 2 * repeats + 1
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
@@ -192,11 +195,23 @@ def memory_child(name: str, T: int, B: int, H: int, threads: int) -> None:
     print((_status_kb("VmHWM") - before) / 1024)
 
 
-def peak_memory_mb(name: str, T: int, B: int, H: int, threads: int) -> float:
-    cmd = [sys.executable, __file__, "--memory-child", name, f"--T={T}", f"--B={B}", f"--H={H}"]
-    cmd.append(f"--threads={threads}")
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def peak_memories(names, T: int, B: int, H: int, threads: int) -> dict[str, float]:
+    """Peak MB of one training step per model, two child processes at a time (memory does not
+    depend on timing, so they may share the cores)."""
+    result: dict[str, float] = {}
+    names = list(names)
+    for k in range(0, len(names), 2):
+        procs = {}
+        for name in names[k : k + 2]:
+            cmd = [sys.executable, __file__, "--memory-child", name]
+            cmd += [f"--T={T}", f"--B={B}", f"--H={H}", f"--threads={threads}"]
+            procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        for name, proc in procs.items():
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"memory measurement of {name} failed")
+            result[name] = float(out.strip().splitlines()[-1])
+    return result
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -217,7 +232,13 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_grid(T: int, shapes: list[tuple[int, int]], models: tuple[str, ...], repeats: int):
+def run_grid(
+    T: int,
+    shapes: list[tuple[int, int]],
+    models: tuple[str, ...],
+    repeats: int,
+    modes: tuple[str, ...] = ("forward", "training"),
+):
     """times[(B, H)][mode][model] seconds, flops[(B, H)][model] forward FLOPs."""
     times, flops = {}, {}
     for B, H in shapes:
@@ -227,12 +248,11 @@ def run_grid(T: int, shapes: list[tuple[int, int]], models: tuple[str, ...], rep
         fns = {}
         for name, model in built.items():
             fwd, train = step_fns(model, x)
-            fns[(name, "forward")], fns[(name, "training")] = fwd, train
+            for mode, fn in (("forward", fwd), ("training", train)):
+                if mode in modes:
+                    fns[(name, mode)] = fn
         measured = interleaved(fns, repeats)
-        times[(B, H)] = {
-            mode: {name: measured[(name, mode)] for name in models}
-            for mode in ("forward", "training")
-        }
+        times[(B, H)] = {mode: {name: measured[(name, mode)] for name in models} for mode in modes}
         flops[(B, H)] = {name: forward_flops(m, T, B) for name, m in built.items()}
         lstm = times[(B, H)]["training"]["torch LSTM"]
         print(f"  T={T} B={B} H={H}: torch LSTM training step {lstm * 1e3:.1f} ms", flush=True)
@@ -311,7 +331,7 @@ def main() -> None:
 
     # long sequences
     long_shapes = [(32, 256)]
-    long_times, long_flops = run_grid(500, long_shapes, models, max(1, repeats - 1))
+    long_times, long_flops = run_grid(500, long_shapes, models, max(1, repeats - 1), ("training",))
     rows = [["torch LSTM ms", f"{long_times[long_shapes[0]]['training']['torch LSTM'] * 1e3:.1f}"]]
     rows += ratio_rows(long_times, long_flops, long_shapes, models, "training")
     print(table("T=500, B=32, H=256, training: time / torch.nn.LSTM's", ["model", "ratio"], rows))
@@ -319,10 +339,14 @@ def main() -> None:
     # variable lengths
     len_shapes = [(32, 256), (128, 256)] if not args.quick else [(128, 256)]
     len_ratio: dict[tuple[int, int], dict[str, float]] = {}
+    work: dict[tuple[int, int], float] = {}
     for B, H in len_shapes:
         torch.manual_seed(0)
         x = torch.randn(100, B, H, requires_grad=True)
-        lengths = torch.randint(50, 101, (B,))
+        # evenly spaced over [T/2, T] in random order: a uniform draw whose mean is exactly
+        # 3T/4, so the ideal ratio is the work fraction printed with the table
+        lengths = torch.linspace(50, 100, B).round().long()[torch.randperm(B)]
+        work[(B, H)] = float(lengths.sum()) / (100 * B)
         fns = {}
         for name in ("torch LSTM", *rnnkit_models):
             model = build(name, H)
@@ -338,10 +362,12 @@ def main() -> None:
             packed / measured[("torch LSTM", "full")]
         )
     names = list(len_ratio[len_shapes[0]])
-    rows = [[n, *(f"{len_ratio[s][n]:.2f}" for s in len_shapes)] for n in names]
+    rows = [["padded work done (Σ lengths / T·B)", *(f"{work[s]:.3f}" for s in len_shapes)]]
+    rows += [[n, *(f"{len_ratio[s][n]:.2f}" for s in len_shapes)] for n in names]
     print(
         table(
-            "T=100, lengths ~ U[50, 100], training: time with lengths / time at full length",
+            "T=100, lengths spread evenly over [50, 100], training: time with lengths / time "
+            "at full length",
             ["model", *(f"B={B} H={H}" for B, H in len_shapes)],
             rows,
         )
@@ -353,7 +379,7 @@ def main() -> None:
         if args.quick
         else ("torch LSTM", "torch GRU", *rnnkit_models)
     )
-    memory = {name: peak_memory_mb(name, 500, 128, 512, args.threads) for name in mem_models}
+    memory = peak_memories(mem_models, 500, 128, 512, args.threads)
     base = memory["torch LSTM"]
     rows = [[n, f"{mb:.0f}", f"{mb / base:.2f}"] for n, mb in memory.items()]
     print(

@@ -687,10 +687,12 @@ static void nas_backward(const i64* geo, void* const* p, const double*) {
 // Layer-normalised LSTM (per-gate LN of x + h_prev·W_hhᵀ, LN of c), see LayerNormLSTMCell.
 // scalars[0] = eps.
 // forward  p: gx (N,4H), W_hh (4H,H), gamma (4H), beta (4H), gamma_c (H), beta_c (H), h0, c0,
-//             y, act (N,4H), xhat (N,4H: normalised gate inputs), rstd (N,5), cs (N,H),
-//             chat (N,H: normalised c), z (B,4H)
-// backward p: W_hh, gamma, gamma_c, beta_c, c0, act, xhat, rstd, cs, chat, dy, dh, dc,
-//             dgx (N,4H), acc (threads, 10H: dgamma, dbeta, dgamma_c, dbeta_c)
+//             y, act (2B,4H: scratch), xhat (N,4H: normalised gate inputs), rstd (N,5),
+//             cs (N,H), chat (N,H: normalised c), z (B,4H)
+// backward p: W_hh, gamma, gamma_c, beta_c, c0, beta, xhat, rstd, cs, chat, dy, dh, dc,
+//             dgx (N,4H), acc (threads, 10H: dgamma, dbeta, dgamma_c, dbeta_c),
+//             act (threads, 4H: scratch)
+// The gates are not saved: the backward recomputes them from xhat (4 fewer H per row).
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 static void layer_norm_row(i64 H, T eps, const T* __restrict v, T* __restrict xhat, T* rstd) {
@@ -722,6 +724,17 @@ static void lnlstm_cell_row(i64 H, const T* __restrict xh, const T* __restrict g
         a[2 * H + j] = gg;
         a[3 * H + j] = o;
         c[j] = f * cp[j] + i * gg;
+    }
+}
+
+template <typename T>
+static void lnlstm_gates_row(i64 H, const T* __restrict xh, const T* __restrict gam,
+                             const T* __restrict bet, T* __restrict a) {
+    for (i64 j = 0; j < H; ++j) {
+        a[j] = sigm(gam[j] * xh[j] + bet[j]);
+        a[H + j] = sigm(gam[H + j] * xh[H + j] + bet[H + j]);
+        a[2 * H + j] = std::tanh(gam[2 * H + j] * xh[2 * H + j] + bet[2 * H + j]);
+        a[3 * H + j] = sigm(gam[3 * H + j] * xh[3 * H + j] + bet[3 * H + j]);
     }
 }
 
@@ -807,7 +820,7 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc) {
             T* xr = xh + (so + r) * G;
             T* rr = rs + (so + r) * 5;
             T* c = cs + (so + r) * H;
-            T* a = act + (so + r) * G;
+            T* a = act + ((s & 1) * g.B + r) * G;
             add_row<T>(G, gx + (o + r) * G, zr);
             for (i64 k = 0; k < 4; ++k) layer_norm_row<T>(H, eps, zr + k * H, xr + k * H, rr + k);
             lnlstm_cell_row<T>(H, xr, gam, bet, cp + r * H, a, c);
@@ -822,15 +835,17 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
     const Geo g(geo);
     const i64 H = g.H, G = 4 * H;
     const T *Whh = P<T>(p, 0), *gam = P<T>(p, 1), *gamc = P<T>(p, 2), *betc = P<T>(p, 3);
-    const T *c0 = P<T>(p, 4), *act = P<T>(p, 5), *xh = P<T>(p, 6), *rs = P<T>(p, 7);
+    const T *c0 = P<T>(p, 4), *bet = P<T>(p, 5), *xh = P<T>(p, 6), *rs = P<T>(p, 7);
     const T *cs = P<T>(p, 8), *ch = P<T>(p, 9), *dy = P<T>(p, 10);
     T *dh = W<T>(p, 11), *dc = W<T>(p, 12), *dgx = W<T>(p, 13), *acc = W<T>(p, 14);
+    T* act = W<T>(p, 15);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = s ? cs + g.off[s - 1] * H : c0;
         for_rows(g, n, G, [&](i64 r, int t) {
-            const T* a = act + (o + r) * G;
             const T* xr = xh + (o + r) * G;
+            T* a = act + t * G;
+            lnlstm_gates_row<T>(H, xr, gam, bet, a);
             const T* rr = rs + (o + r) * 5;
             const T* cr = ch + (o + r) * H;
             T* d = dgx + (o + r) * G;

@@ -387,7 +387,12 @@ class LayerNormLSTMKernel(Kernel):
         (h0, c0), (W, gam, bet, gamc, betc) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
-        y, act, xhat = gx.new_empty(plan.rows, H), gx.new_empty(S, 4 * H), gx.new_empty(S, 4 * H)
+        # the gates are recomputed in the backward pass: act is scratch for two steps
+        y, act, xhat = (
+            gx.new_empty(plan.rows, H),
+            gx.new_empty(2 * plan.B, 4 * H),
+            gx.new_empty(S, 4 * H),
+        )
         rstd, cs, chat = gx.new_empty(S, 5), gx.new_empty(S, H), gx.new_empty(S, H)
         ln = [t.contiguous() for t in (gam, bet, gamc, betc)]
         native.call(
@@ -411,19 +416,37 @@ class LayerNormLSTMKernel(Kernel):
             scalars=cfg,
         )
         finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
-        return y, finals, [W, *ln, h0, c0, y, act, xhat, rstd, cs, chat]
+        return y, finals, [W, *ln, h0, c0, y, xhat, rstd, cs, chat]
 
     def backward(self, cfg, plan, saved, dy, dfinal, present):
-        W, gam, bet, gamc, betc, h0, c0, y, act, xhat, rstd, cs, chat = saved
+        W, gam, bet, gamc, betc, h0, c0, y, xhat, rstd, cs, chat = saved
         H = W.shape[1]
         dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx = torch.empty_like(act)
-        acc = y.new_zeros(torch.get_num_threads(), 10 * H)
+        dgx = torch.empty_like(xhat)
+        threads = torch.get_num_threads()
+        acc = y.new_zeros(threads, 10 * H)
         native.call(
             self.name,
             "backward",
             geometry(plan, H, True),
-            [W.contiguous(), gam, gamc, betc, c0, act, xhat, rstd, cs, chat, dy, dh, dc, dgx, acc],
+            [
+                W.contiguous(),
+                gam,
+                gamc,
+                betc,
+                c0,
+                bet,
+                xhat,
+                rstd,
+                cs,
+                chat,
+                dy,
+                dh,
+                dc,
+                dgx,
+                acc,
+                y.new_empty(threads, 4 * H),
+            ],
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])
