@@ -161,6 +161,33 @@ def test_native_multithreaded_steps_equal_reference(make):
     assert _max_err(got[2], ref[2]) <= 1e-9
 
 
+@needs_native
+@pytest.mark.parametrize(
+    "make",
+    [lambda: LSTMCell(5, 160, peephole=True), lambda: GRUCell(5, 160), lambda: NASCell(5, 160)],
+    ids=["peephole", "gru", "nas"],
+)
+def test_native_few_rows_split_products_over_threads(make):
+    """With a few rows, the recurrent products are split over two threads by columns."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cell = make().double()
+        B = 3
+        x = torch.randn(4, B, 5, dtype=torch.float64, requires_grad=True)
+        state = tuple(
+            torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
+        )
+        lens = torch.tensor([4, 2, 3])
+        ref = _run_with_grads(cell, x, state, lens, True, "reference")
+        got = _run_with_grads(cell, x, state, lens, True, "native")
+    finally:
+        torch.set_num_threads(threads)
+    assert (got[0] - ref[0]).abs().max().item() <= TOL
+    assert _max_err(got[1], ref[1]) <= TOL
+    assert _max_err(got[2], ref[2]) <= 1e-9
+
+
 def test_fused_lstm_with_lengths_equals_torch_packed():
     """The segmented fused path gives torch.nn.LSTM's PackedSequence results (float64)."""
     torch_lstm = torch.nn.LSTM(I, H, proj_size=2).double()

@@ -63,18 +63,49 @@ static void gemm(char ta, char tb, int m, int n, int k, double alpha, const doub
     g_dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
 }
 
+// Threads for the current call (set from the geometry block). With a few rows the product is a
+// matrix-vector product bound by reading W, which the BLAS runs on one thread; splitting W's
+// output columns over the threads reads it with all cores' bandwidth.
+static thread_local int t_threads = 1;
+
+static bool split_columns(i64 m, i64 n, i64 k) {
+    return t_threads > 1 && m <= 4 && n >= 64 && n * k >= (i64(1) << 16);
+}
+
 // C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
 template <typename T>
 static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
-    gemm('T', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+    if (!split_columns(m, n, k)) {
+        gemm('T', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+        return;
+    }
+#pragma omp parallel num_threads(t_threads)
+    {
+        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const i64 lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (hi > lo)
+            gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A,
+                 int(lda), beta, C + lo, int(ldc));
+    }
 }
 
 // C (m, n) = A (m, k) · W (k, n) + beta·C      (the backward product dz · W_hh)
 template <typename T>
 static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
-    gemm('N', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+    if (!split_columns(m, n, k)) {
+        gemm('N', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+        return;
+    }
+#pragma omp parallel num_threads(t_threads)
+    {
+        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const i64 lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (hi > lo)
+            gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda),
+                 beta, C + lo, int(ldc));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -89,6 +120,7 @@ struct Geo {
     explicit Geo(const i64* g)
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
+        t_threads = int(threads);
     }
     // first row of step s in a saved-activation buffer
     i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }
