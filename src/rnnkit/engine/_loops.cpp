@@ -63,13 +63,13 @@ static void gemm(char ta, char tb, int m, int n, int k, double alpha, const doub
     g_dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
 }
 
-// Threads for the current call (set from the geometry block). With a few rows the product is a
-// matrix-vector product bound by reading W, which the BLAS runs on one thread; splitting W's
-// output columns over the threads reads it with all cores' bandwidth.
+// Threads for the current call (set from the geometry block). With a few rows (up to 16) the
+// product is bound by reading W, and the BLAS runs it on one thread; splitting W's output
+// columns over the threads reads it with every core's bandwidth.
 static thread_local int t_threads = 1;
 
 static bool split_columns(i64 m, i64 n, i64 k) {
-    return t_threads > 1 && m <= 4 && n >= 64 && n * k >= (i64(1) << 16);
+    return t_threads > 1 && m <= 16 && n >= 64 && n * k >= (i64(1) << 16);
 }
 
 // C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
