@@ -147,8 +147,8 @@ def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = N
 def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median seconds per call of each function; the functions take turns in every repeat.
     Calls shorter than 20 ms are repeated within one sample and averaged; when every call is
-    shorter than 0.1 s, the number of repeats is doubled (plus one), which costs little; when
-    one round takes over 20 s, one repeat less."""
+    shorter than 0.1 s, the number of repeats is doubled (plus one); when one round takes under
+    10 s, two more; over 20 s, one less (the run stays short)."""
     number, first = {}, {}
     for name, fn in fns.items():
         start = time.perf_counter()
@@ -157,6 +157,8 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
         number[name] = max(1, int(0.02 / max(first[name], 1e-6)))
     if max(first.values()) < 0.1:
         repeats = 2 * repeats + 1
+    elif sum(first.values()) < 10.0:
+        repeats += 2
     elif sum(first.values()) > 20.0 and repeats > 2:  # the largest shapes: keep the run short
         repeats -= 1
     samples: dict[str, list[float]] = {name: [] for name in fns}
