@@ -13,8 +13,7 @@ their math. The engine picks one of these paths (``engine=`` names them):
   ``cell.step``, differentiated by autograd.
 * ``"reference"``: :func:`rnnkit.recurrent.run_cell`, the plain masked loop; the oracle.
 * ``"auto"`` (the default): fused, else native, else autograd; for a plain LSTM with many
-  distinct lengths, or a single sequence with H >= 256, the native loop, which is faster
-  there.
+  distinct lengths the native loop, which costs less than many fused calls.
 
 Choose with ``rnnkit.engine.set_default("reference")``, ``with rnnkit.engine.use("native"):``
 or per layer with ``layer.engine = "reference"``. Every path gives the reference's results:
@@ -41,10 +40,6 @@ ENGINES = ("auto", "fused", "native", "autograd", "reference")
 # With lengths, a plain LSTM above this many distinct lengths goes to the native loop: each
 # fused call pays a fixed cost (oneDNN reorders the weights), the native loop does not.
 FUSED_SEGMENT_LIMIT = 8
-# A single sequence (B = 1) with H >= 256: the compiled loop beats oneDNN (it splits the
-# bandwidth-bound matrix-vector products over the threads; oneDNN also reorders the weights
-# on every call). Measured by benchmarks/rnn_speed.py; below that size they are on par.
-NATIVE_LSTM_MIN_HIDDEN = 256
 
 _default = "auto"
 
@@ -86,8 +81,7 @@ def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
     if fused_supports(cell, x):
         many = lengths is not None and segment_count(lengths) > FUSED_SEGMENT_LIMIT
-        single = x.shape[1] == 1 and cell.hidden_size >= NATIVE_LSTM_MIN_HIDDEN
-        return "native" if (many or single) and native_supports(cell, x) else "fused"
+        return "native" if many and native_supports(cell, x) else "fused"
     return "native" if native_supports(cell, x) else "autograd"
 
 
