@@ -1,94 +1,22 @@
-"""What the compiled loops need from each cell: its recurrent parameters, the buffers its
-forward pass saves, and the weight gradients after the backward loop.
+"""Kernels of the Elman, LSTM and GRU families, and the choice of a kernel per cell.
 
-A :class:`Kernel` plugs one cell class into the generic sequence function
-(:mod:`rnnkit.engine.sequence`). Its math, forward and hand-written derivative, is the
-matching section of ``_loops.cpp``; this file owns only the bookkeeping around it:
-
-* ``params(cell)``: the tensors the loop reads besides the input projection (W_hh, the
-  biases that are not folded into ``project_input``, peepholes, layer-norm gains);
-* ``forward``: allocate the outputs and the saved activations, run the loop;
-* ``backward``: run the BPTT loop, which leaves the gradient of every step's input
-  projection (dgx) and of the recurrent products; then every weight gradient is one large
-  matrix product over all steps (:func:`~rnnkit.engine.packing.recurrent_weight_grad`).
-
-Shapes: N packed rows, B batch, H hidden, G the width of the input projection.
+See :mod:`rnnkit.engine.kernel_base` for what a kernel owns.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from ..cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, MGUCell
 from ..cells.base import RecurrentCell
 from ..cells.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from ..cells.nas import NASCell
 from . import native
-from .packing import Plan, recurrent_weight_grad
+from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
+from .kernels_nas_ln import LayerNormLSTMKernel, NASKernel
+from .packing import recurrent_weight_grad
 
-Params = tuple[Tensor | None, ...]
-
-
-def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> Tensor:
-    """The int64 block the loops read: header, then n[steps] and off[steps]."""
-    v = list(variant) + [0] * (5 - len(variant))
-    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v)
-    block = plan.memo.get(head)
-    if block is None:
-        block = torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
-        plan.memo[head] = block
-    return block
-
-
-def _or(t: Tensor | None, like: Tensor, size: int) -> Tensor:
-    """``t`` (contiguous), or zeros of ``size`` where the cell has no such parameter."""
-    return like.new_zeros(size) if t is None else t.contiguous()
-
-
-class Kernel:
-    """Base class: one cell family's buffers around its compiled loop."""
-
-    name: str
-    n_states: int
-
-    def params(self, cell: RecurrentCell) -> Params:
-        raise NotImplementedError
-
-    def variant(self, cell: RecurrentCell) -> tuple[int, ...]:
-        return ()
-
-    def scalars(self, cell: RecurrentCell) -> tuple[float, ...]:
-        return (0.0,)
-
-    def forward(
-        self,
-        cfg: tuple,
-        plan: Plan,
-        gx: Tensor,
-        states: tuple[Tensor, ...],
-        params: Params,
-        full: bool,
-    ) -> tuple[Tensor, tuple[Tensor, ...], list[Tensor]]:
-        """Returns (y (N, H), final states (B, ·) sorted, tensors to save)."""
-        raise NotImplementedError
-
-    def backward(
-        self,
-        cfg: tuple,
-        plan: Plan,
-        saved: tuple[Tensor, ...],
-        dy: Tensor,
-        dfinal: tuple[Tensor, ...],
-        present: tuple[bool, ...],
-    ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor | None, ...]]:
-        """Returns (dgx (N, G), d initial states, d params); ``present[k]`` says whether the
-        cell has parameter k (its gradient is None otherwise)."""
-        raise NotImplementedError
-
-
-def _grad_buffer(d: Tensor) -> Tensor:
-    return d.clone(memory_format=torch.contiguous_format)
+__all__ = ["Kernel", "kernel_for"]
 
 
 class ElmanKernel(Kernel):
@@ -295,162 +223,6 @@ class ResetBeforeKernel(Kernel):
             dW[wu : wu + H] = dgx[:, cu : cu + H].t() @ th
         db = dgx.sum(0) if present[1] else None
         return dgx, (dh,), (dW, db)
-
-
-class NASKernel(Kernel):
-    name, n_states = "nas", 2
-
-    def params(self, cell: NASCell) -> Params:
-        return (cell.weight_hh, cell.bias_hh)
-
-    def forward(self, cfg, plan, gx, states, params, full):
-        (h0, c0), (W, b) = states, params
-        H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
-        y, branches = gx.new_empty(plan.rows, H), gx.new_empty(S, 8 * H)
-        cs, xm = gx.new_empty(S, H), gx.new_empty(S, 2 * H)
-        native.call(
-            self.name,
-            "forward",
-            geometry(plan, H, full),
-            [
-                gx,
-                W.contiguous(),
-                _or(b, gx, 8 * H),
-                h0,
-                c0,
-                y,
-                branches,
-                cs,
-                xm,
-                gx.new_empty(plan.B, 8 * H),
-            ],
-        )
-        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
-        return y, finals, [W, h0, c0, y, branches, cs, xm]
-
-    def backward(self, cfg, plan, saved, dy, dfinal, present):
-        W, h0, c0, y, branches, cs, xm = saved
-        H = W.shape[1]
-        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx, dm3 = torch.empty_like(branches), torch.empty_like(cs)
-        native.call(
-            self.name,
-            "backward",
-            geometry(plan, H, True),
-            [
-                W.contiguous(),
-                h0,
-                c0,
-                y,
-                branches,
-                cs,
-                xm,
-                dy,
-                dh,
-                dc,
-                dgx,
-                dm3,
-                y.new_empty(plan.B, 8 * H),
-            ],
-        )
-        # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
-        dW = torch.cat(
-            [
-                recurrent_weight_grad(dgx[:, : 3 * H], h0, y, plan),
-                recurrent_weight_grad(dm3, h0, y, plan),
-                recurrent_weight_grad(dgx[:, 4 * H :], h0, y, plan),
-            ]
-        )
-        db = None
-        if present[1]:
-            db = torch.cat([dgx[:, : 3 * H].sum(0), dm3.sum(0), dgx[:, 4 * H :].sum(0)])
-        return dgx, (dh, dc), (dW, db)
-
-
-class LayerNormLSTMKernel(Kernel):
-    name, n_states = "lnlstm", 2
-
-    def params(self, cell: LayerNormLSTMCell) -> Params:
-        return (
-            cell.weight_hh,
-            cell.ln_gates_weight,
-            cell.ln_gates_bias,
-            cell.ln_cell_weight,
-            cell.ln_cell_bias,
-        )
-
-    def scalars(self, cell: LayerNormLSTMCell) -> tuple[float, ...]:
-        return (cell.eps,)
-
-    def forward(self, cfg, plan, gx, states, params, full):
-        (h0, c0), (W, gam, bet, gamc, betc) = states, params
-        H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
-        # the gates are recomputed in the backward pass: act is scratch for two steps
-        y, act, xhat = (
-            gx.new_empty(plan.rows, H),
-            gx.new_empty(2 * plan.B, 4 * H),
-            gx.new_empty(S, 4 * H),
-        )
-        rstd, cs, chat = gx.new_empty(S, 5), gx.new_empty(S, H), gx.new_empty(S, H)
-        ln = [t.contiguous() for t in (gam, bet, gamc, betc)]
-        native.call(
-            self.name,
-            "forward",
-            geometry(plan, H, full),
-            [
-                gx,
-                W.contiguous(),
-                *ln,
-                h0,
-                c0,
-                y,
-                act,
-                xhat,
-                rstd,
-                cs,
-                chat,
-                gx.new_empty(plan.B, 4 * H),
-            ],
-            scalars=cfg,
-        )
-        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
-        return y, finals, [W, *ln, h0, c0, y, xhat, rstd, cs, chat]
-
-    def backward(self, cfg, plan, saved, dy, dfinal, present):
-        W, gam, bet, gamc, betc, h0, c0, y, xhat, rstd, cs, chat = saved
-        H = W.shape[1]
-        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx = torch.empty_like(xhat)
-        threads = torch.get_num_threads()
-        acc = y.new_zeros(threads, 10 * H)
-        native.call(
-            self.name,
-            "backward",
-            geometry(plan, H, True),
-            [
-                W.contiguous(),
-                gam,
-                gamc,
-                betc,
-                c0,
-                bet,
-                xhat,
-                rstd,
-                cs,
-                chat,
-                dy,
-                dh,
-                dc,
-                dgx,
-                acc,
-                y.new_empty(threads, 4 * H),
-            ],
-        )
-        dW = recurrent_weight_grad(dgx, h0, y, plan)
-        dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])
-        return dgx, (dh, dc), (dW, dgam, dbet, dgamc, dbetc)
 
 
 def kernel_for(cell: RecurrentCell) -> tuple[Kernel, tuple] | None:

@@ -1,6 +1,6 @@
 """The generic sequence engine: one autograd node for a whole sequence of any cell.
 
-For a cell with a :class:`~rnnkit.engine.kernels.Kernel`:
+For a cell with a :class:`~rnnkit.engine.kernel_base.Kernel`:
 
 1. the input half of every step, ``cell.project_input``, is one matrix product over all packed
    rows, recorded by autograd as usual (its backward is two more large products);

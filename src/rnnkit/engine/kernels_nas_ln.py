@@ -1,0 +1,170 @@
+"""Kernels of the two widest cells: NAS (eight branches) and the layer-normalised LSTM.
+
+See :mod:`rnnkit.engine.kernel_base` for what a kernel owns.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..cells import LayerNormLSTMCell
+from ..cells.nas import NASCell
+from . import native
+from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
+from .packing import recurrent_weight_grad
+
+
+class NASKernel(Kernel):
+    name, n_states = "nas", 2
+
+    def params(self, cell: NASCell) -> Params:
+        return (cell.weight_hh, cell.bias_hh)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0, c0), (W, b) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        y, branches = gx.new_empty(plan.rows, H), gx.new_empty(S, 8 * H)
+        cs, xm = gx.new_empty(S, H), gx.new_empty(S, 2 * H)
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full),
+            [
+                gx,
+                W.contiguous(),
+                _or(b, gx, 8 * H),
+                h0,
+                c0,
+                y,
+                branches,
+                cs,
+                xm,
+                gx.new_empty(plan.B, 8 * H),
+            ],
+        )
+        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
+        return y, finals, [W, h0, c0, y, branches, cs, xm]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, h0, c0, y, branches, cs, xm = saved
+        H = W.shape[1]
+        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
+        dgx, dm3 = torch.empty_like(branches), torch.empty_like(cs)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True),
+            [
+                W.contiguous(),
+                h0,
+                c0,
+                y,
+                branches,
+                cs,
+                xm,
+                dy,
+                dh,
+                dc,
+                dgx,
+                dm3,
+                y.new_empty(plan.B, 8 * H),
+            ],
+        )
+        # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
+        dW = torch.cat(
+            [
+                recurrent_weight_grad(dgx[:, : 3 * H], h0, y, plan),
+                recurrent_weight_grad(dm3, h0, y, plan),
+                recurrent_weight_grad(dgx[:, 4 * H :], h0, y, plan),
+            ]
+        )
+        db = None
+        if present[1]:
+            db = torch.cat([dgx[:, : 3 * H].sum(0), dm3.sum(0), dgx[:, 4 * H :].sum(0)])
+        return dgx, (dh, dc), (dW, db)
+
+
+class LayerNormLSTMKernel(Kernel):
+    name, n_states = "lnlstm", 2
+
+    def params(self, cell: LayerNormLSTMCell) -> Params:
+        return (
+            cell.weight_hh,
+            cell.ln_gates_weight,
+            cell.ln_gates_bias,
+            cell.ln_cell_weight,
+            cell.ln_cell_bias,
+        )
+
+    def scalars(self, cell: LayerNormLSTMCell) -> tuple[float, ...]:
+        return (cell.eps,)
+
+    def forward(self, cfg, plan, gx, states, params, full):
+        (h0, c0), (W, gam, bet, gamc, betc) = states, params
+        H = W.shape[1]
+        S = plan.rows if full else 2 * plan.B
+        # the gates are recomputed in the backward pass: act is scratch for two steps
+        y, act, xhat = (
+            gx.new_empty(plan.rows, H),
+            gx.new_empty(2 * plan.B, 4 * H),
+            gx.new_empty(S, 4 * H),
+        )
+        rstd, cs, chat = gx.new_empty(S, 5), gx.new_empty(S, H), gx.new_empty(S, H)
+        ln = [t.contiguous() for t in (gam, bet, gamc, betc)]
+        native.call(
+            self.name,
+            "forward",
+            geometry(plan, H, full),
+            [
+                gx,
+                W.contiguous(),
+                *ln,
+                h0,
+                c0,
+                y,
+                act,
+                xhat,
+                rstd,
+                cs,
+                chat,
+                gx.new_empty(plan.B, 4 * H),
+            ],
+            scalars=cfg,
+        )
+        finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
+        return y, finals, [W, *ln, h0, c0, y, xhat, rstd, cs, chat]
+
+    def backward(self, cfg, plan, saved, dy, dfinal, present):
+        W, gam, bet, gamc, betc, h0, c0, y, xhat, rstd, cs, chat = saved
+        H = W.shape[1]
+        dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
+        dgx = torch.empty_like(xhat)
+        threads = torch.get_num_threads()
+        acc = y.new_zeros(threads, 10 * H)
+        native.call(
+            self.name,
+            "backward",
+            geometry(plan, H, True),
+            [
+                W.contiguous(),
+                gam,
+                gamc,
+                betc,
+                c0,
+                bet,
+                xhat,
+                rstd,
+                cs,
+                chat,
+                dy,
+                dh,
+                dc,
+                dgx,
+                acc,
+                y.new_empty(threads, 4 * H),
+            ],
+        )
+        dW = recurrent_weight_grad(dgx, h0, y, plan)
+        dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])
+        return dgx, (dh, dc), (dW, dgam, dbet, dgamc, dbetc)
