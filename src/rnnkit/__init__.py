@@ -23,11 +23,16 @@ _EXPORTS = {
     "MUT2Cell": "rnnkit.cells",
     "MUT3Cell": "rnnkit.cells",
     "NASCell": "rnnkit.cells",
+    "ConvLSTMCell": "rnnkit.cells",
+    "ConvGRUCell": "rnnkit.cells",
     # runner and torch-compatible layers
     "Recurrent": "rnnkit.recurrent",
     "RNN": "rnnkit.layers",
     "LSTM": "rnnkit.layers",
     "GRU": "rnnkit.layers",
+    # temporal convolution network
+    "TCN": "rnnkit.tcn",
+    "receptive_field": "rnnkit.tcn",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
