@@ -13,14 +13,14 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,data,dev]'
+	$(PIP) install -q -e '.[train,data,apps,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(JOBS) --dist loadfile
+	RNNKIT_FULL_SUITE=1 $(PY) -m pytest -q -n $(JOBS) --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -23,3 +23,31 @@ def _fixed_seeds():
         return
     torch.manual_seed(0)
     yield
+
+
+# `make test` sets RNNKIT_FULL_SUITE=1 after installing every extra: there a test that skips
+# because a dependency, espeak-ng, a compiler or a cached dataset is missing is a failure,
+# so a broken install cannot pass as a green suite. Only these skips are expected there:
+EXPECTED_SKIPS = ("needs a CUDA device", "no compiled loop for this cell")
+FULL_SUITE = os.environ.get("RNNKIT_FULL_SUITE") == "1"
+
+
+def _fail_unexpected_skip(report) -> None:
+    if not (FULL_SUITE and report.skipped) or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if not any(expected in str(reason) for expected in EXPECTED_SKIPS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in the full suite (RNNKIT_FULL_SUITE=1): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_unexpected_skip(outcome.get_result())

