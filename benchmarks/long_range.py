@@ -16,11 +16,11 @@ All encoders are rnnkit's, built by :func:`rnnkit.models.build_encoder`: ``"tcn"
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from dataclasses import dataclass, field
 
 import torch
+from machine import cpu_name
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -35,18 +35,6 @@ from rnnkit.tasks.synthetic import (
     seq_digits,
 )
 from rnnkit.tcn import TCNEncoderConfig
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 @dataclass

@@ -12,11 +12,11 @@ frame: frame 2 is predicted from one frame (no motion seen yet), later frames fr
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from functools import partial
 
 import torch
+from machine import cpu_name
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -24,18 +24,6 @@ import rnnkit
 from rnnkit import LSTMCell, Recurrent
 from rnnkit.cells import ConvLSTMCell
 from rnnkit.tasks.moving_digits import moving_digits
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class ConvLSTMPredictor(nn.Module):

@@ -9,6 +9,9 @@ are checked equal (full sequence and streamed), so both compute the same functio
 * streaming step: one new time step for the whole batch, from the per-layer buffers, no grad.
   pytorch-tcn streams a batch of one only; for B=32 its row shows the fallback, recomputing
   the last receptive-field window of the sequence for every new step.
+* streaming against recomputing: at B=32 and T in {256, 1024, 4096} steps seen so far, the
+  cost of the next output by one streaming step against a forward pass over all T + 1 steps
+  (what a model without buffers does for every new step), both rnnkit, no grad.
 
     pip install pytorch-tcn==1.2.3     # optional: without it only rnnkit's rows are measured
     python benchmarks/tcn_speed.py
@@ -17,13 +20,13 @@ are checked equal (full sequence and streamed), so both compute the same functio
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from importlib import metadata
 
 import torch
+from machine import cpu_name
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -34,17 +37,6 @@ try:
     import pytorch_tcn
 except ImportError:  # benchmark-time optional
     pytorch_tcn = None
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timeit(fns: list[Callable[[], object]], repeats: int, numbers: list[int]) -> list[float]:
@@ -181,12 +173,42 @@ def main() -> None:
         rows.append((what, B, t[0], t_ref))
         rows.append(("streaming step, rnnkit in `parametrize.cached()`", B, t[1] / 50, t_ref))
 
+    stream_rows = streaming_vs_recompute(ours, args)
+
     print("\n| measurement | B | rnnkit ms | pytorch-tcn ms | pytorch-tcn / rnnkit |")
     print("|---|---|---|---|---|")
     for what, B, a, b in rows:
         ref_ms = "-" if b is None else f"{1e3 * b:.3f}"
         ratio = "-" if b is None else f"{b / a:.2f}"
         print(f"| {what} | {B} | {1e3 * a:.3f} | {ref_ms} | {ratio} |")
+
+    print("\n| T seen | B | recompute T + 1 steps, ms | streaming step, ms | recompute / stream |")
+    print("|---|---|---|---|---|")
+    for T, B, full, step in stream_rows:
+        print(f"| {T} | {B} | {1e3 * full:.2f} | {1e3 * step:.3f} | {full / step:.1f} |")
+
+
+@torch.no_grad()
+def streaming_vs_recompute(ours: TCN, args, B: int = 32) -> list[tuple[int, int, float, float]]:
+    """Per T: (T, B, seconds of a forward over T + 1 steps, seconds of one streaming step)."""
+    ours.eval()
+    rows = []
+    for T in (256, 1024, 4096):
+        history = torch.randn(B, T + 1, args.inputs)
+        _, state = ours(history[:, :T])  # the buffers after T steps
+        box = [state]
+        new = history[:, T:]
+
+        def recompute(history=history) -> None:
+            ours(history)[0][:, -1:]
+
+        def stream(new=new, box=box, state=state) -> None:
+            y, _ = ours(new, box[0])
+
+        assert torch.allclose(ours(history)[0][:, -1:], ours(new, state)[0], atol=1e-5)
+        full, step = timeit([recompute, stream], args.repeats, [max(1, 2048 // T), 100])
+        rows.append((T, B, full, step))
+    return rows
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gensim.corpora.wikicorpus import extract_pages, filter_wiki  # noqa: E402
 from gensim.models import Word2Vec as GensimWord2Vec  # noqa: E402
+from machine import cpu_name  # noqa: E402
 
 import rnnkit  # noqa: E402
 from rnnkit.datasets import load_shakespeare  # noqa: E402
@@ -64,17 +65,6 @@ def load_corpus() -> list[list[str]]:
             if tokens:
                 sentences.append(tokens)
     return sentences
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def run_gensim(sentences, raw_words, args, seed):
@@ -163,7 +153,7 @@ def main() -> None:
 
     g_med = statistics.median(speeds["gensim"])
     print()
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; workers={args.workers}; "
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; workers={args.workers}; "
           f"{datetime.date.today()}; python {platform.python_version()}, torch "
           f"{torch.__version__}, numpy {np.__version__}, gensim {gensim.__version__}, rnnkit "
           f"{rnnkit.__version__}")  # fmt: skip
