@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from functools import partial
 
 import torch
 from machine import cpu_name
@@ -21,60 +20,14 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 import rnnkit
-from rnnkit import LSTMCell, Recurrent
-from rnnkit.cells import ConvLSTMCell
 from rnnkit.tasks.moving_digits import moving_digits
-
-
-class ConvLSTMPredictor(nn.Module):
-    """ConvLSTM over the frames, then a 1x1 convolution to the next frame's logits."""
-
-    def __init__(self, canvas: int, channels: int, kernel_size: int, peephole: bool) -> None:
-        super().__init__()
-        cell = partial(
-            ConvLSTMCell, kernel_size=kernel_size, spatial_size=(canvas, canvas), peephole=peephole
-        )
-        self.rnn = Recurrent(cell, 1, channels, batch_first=True)
-        self.head = nn.Conv2d(channels, 1, 1)
-
-    def forward(self, frames: Tensor) -> Tensor:
-        out, _ = self.rnn(frames)  # (B, T, C, S, S)
-        B, T = out.shape[:2]
-        return self.head(out.flatten(0, 1)).view(B, T, *frames.shape[2:])  # (B, T, 1, S, S)
-
-
-class FCLSTMPredictor(nn.Module):
-    """LSTM over flattened frames, then a linear map to the next frame's logits."""
-
-    def __init__(self, canvas: int, hidden: int) -> None:
-        super().__init__()
-        self.rnn = Recurrent(LSTMCell, canvas * canvas, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, canvas * canvas)
-
-    def forward(self, frames: Tensor) -> Tensor:
-        out, _ = self.rnn(frames.flatten(2))  # (B, T, H)
-        return self.head(out).view(frames.shape)  # (B, T, 1, S, S)
-
-
-def n_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def fc_hidden_matching(canvas: int, target: int) -> int:
-    """The FC-LSTM width whose parameter count is closest to ``target``."""
-    return min(range(1, 512), key=lambda h: abs(n_params(FCLSTMPredictor(canvas, h)) - target))
-
-
-def per_frame_losses(pred_logits: Tensor | None, pred_probs: Tensor, target: Tensor) -> dict:
-    """Mean per-pixel BCE and MSE of each predicted frame: (T-1,) each."""
-    dims = (0, 2, 3, 4)
-    mse = ((pred_probs - target) ** 2).mean(dim=dims)
-    if pred_logits is None:
-        p = pred_probs.clamp(1e-3, 1 - 1e-3)  # a baseline that outputs hard 0/1 pixels
-        bce = -(target * p.log() + (1 - target) * (1 - p).log()).mean(dim=dims)
-    else:
-        bce = F.binary_cross_entropy_with_logits(pred_logits, target, reduction="none").mean(dims)
-    return {"bce": bce, "mse": mse}
+from rnnkit.tasks.next_frame import (
+    ConvLSTMPredictor,
+    FCLSTMPredictor,
+    fc_hidden_matching,
+    n_params,
+    per_frame_losses,
+)
 
 
 def train(model: nn.Module, train_x: Tensor, epochs: int, batch: int, lr: float, seed: int):

@@ -52,6 +52,18 @@ _TASKS: dict[str, tuple[str, str]] = {
         "rnnkit.tasks.captioning:CaptioningTask",
         "caption images of 8x8 digits, CNN encoder + attentive GRU decoder; exact match, BLEU",
     ),
+    "adding": (
+        "rnnkit.tasks.long_range:AddingTask",
+        "adding problem (Bai et al. 2018), TCN or RNN; test MSE against predicting 1 (1/6)",
+    ),
+    "copy": (
+        "rnnkit.tasks.long_range:CopyTask",
+        "copy memory (Bai et al. 2018), TCN or RNN; cross-entropy per step, recall accuracy",
+    ),
+    "next_frame": (
+        "rnnkit.tasks.next_frame:NextFrameTask",
+        "next frame of moving 8x8 digits, ConvLSTM or FC-LSTM; BCE and MSE per frame",
+    ),
 }
 
 
