@@ -19,4 +19,3 @@ def test_top_level_name_is_the_modules_object(name: str) -> None:
 def test_unknown_top_level_name_raises_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no attribute 'LSTMcell'"):
         rnnkit.LSTMcell  # noqa: B018
-
