@@ -475,6 +475,8 @@ def print_targets(times, flops, shapes, rnnkit_models, len_ratio, memory) -> Non
     )
     r, n, s = worst(rnnkit_models, lambda s: s[0] == 1)
     rows.append(["B = 1, every rnnkit model", "≤ 2", f"{r:.2f} ({n}, H={s[1]})", verdict(r, 2.0)])
+    r, n, s = worst(rnnkit_models, lambda s: s[0] == 1, per_flop=True)
+    rows.append(["B = 1 (per FLOP)", "≤ 2", f"{r:.2f} ({n}, H={s[1]})", verdict(r, 2.0)])
     r, _, s = worst(["GRU"], lambda s: True, against="torch GRU")
     rows.append(
         [
