@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from cli_checks import fails
 from rnnkit.cli import main
 from rnnkit.training.run import train
 
@@ -22,14 +23,6 @@ def digits_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "digits"
     train("digits", TINY, run_dir=run, argv=["rnnkit"], echo=False)
     return run
-
-
-def fails(capsys, argv: list[str], message: str) -> None:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err, err
-    assert err.count("\n") == 1  # one line, no traceback
 
 
 def test_unknown_task(capsys):

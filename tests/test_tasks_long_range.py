@@ -10,6 +10,7 @@ import math
 import pytest
 import torch
 
+from cli_checks import fails
 from rnnkit.cli import main
 from rnnkit.models import load_model
 from rnnkit.tasks.long_range import check_reach
@@ -101,14 +102,6 @@ def test_tcn_reach_check_matches_the_gradient(kernel_size, num_layers, causal):
     check_reach(config, reach)
     with pytest.raises(ConfigError, match="raise model.encoder.num_layers"):
         check_reach(config, reach + 1)
-
-
-def fails(capsys, argv: list[str], message: str) -> None:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err, err
-    assert err.count("\n") == 1  # one line, no traceback
 
 
 @pytest.mark.parametrize(

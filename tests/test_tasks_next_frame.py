@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit.cli import main
+from cli_checks import fails
 from rnnkit.models import load_model
 from rnnkit.tasks.moving_digits import moving_digits
 from rnnkit.tasks.next_frame import (
@@ -95,14 +95,6 @@ def test_predictors_read_frames_one_step_at_a_time():
             a, b = model(frames), model(changed)
         torch.testing.assert_close(a[:, :3], b[:, :3], rtol=0, atol=0)
         assert (a[:, 3] - b[:, 3]).abs().max() > 0
-
-
-def fails(capsys, argv: list[str], message: str) -> None:
-    capsys.readouterr()
-    assert main(argv) == 2
-    err = capsys.readouterr().err
-    assert message in err, err
-    assert err.count("\n") == 1  # one line, no traceback
 
 
 @pytest.mark.parametrize(
