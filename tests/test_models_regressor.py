@@ -55,3 +55,34 @@ def test_forecast_needs_output_size_equal_to_input_size():
     model = SequenceRegressor(RegressorConfig(input_size=2, output_size=1, encoder=enc))
     with pytest.raises(ValueError, match="output_size=1 must equal input_size=2"):
         model.forecast(torch.randn(1, 4, 2), 3)
+
+
+def test_autoregressive_term_is_the_linear_model_of_the_last_p_steps():
+    enc = RecurrentEncoderConfig(cell="gru", hidden_size=4)
+    cfg = RegressorConfig(input_size=2, output_size=1, encoder=enc, horizon=3, autoregressive=4)
+    model = SequenceRegressor(cfg).double().eval()
+    x = torch.randn(3, 6, 2, dtype=torch.float64)
+    lengths = torch.tensor([6, 5, 2])  # the third is shorter than p = 4
+    with torch.no_grad():
+        got = model(x, lengths)  # (3, 3, 1)
+        A, a = model.linear_ar.weight, model.linear_ar.bias  # (3, 8), (3,)
+        for b, n in enumerate(lengths.tolist()):
+            seq = x[b : b + 1, :n]
+            network = model.head(model.pooling(model.encoder(seq, None), None))[0]  # (3,)
+            window = torch.zeros(4, 2, dtype=torch.float64)  # oldest first, zeros before start
+            for j in range(4):
+                t = n - 4 + j
+                if t >= 0:
+                    window[j] = x[b, t]
+            expected = network + A @ window.flatten() + a
+            torch.testing.assert_close(got[b, :, 0], expected, rtol=1e-10, atol=1e-12)
+            # padding past the length changes nothing: the sequence alone gives the same
+            torch.testing.assert_close(model(seq)[0], got[b], rtol=1e-10, atol=1e-12)
+
+
+def test_autoregressive_needs_many_to_one_and_a_non_negative_order():
+    enc = RecurrentEncoderConfig(cell="gru", hidden_size=4)
+    with pytest.raises(ValueError, match="autoregressive=2 needs mode='many_to_one'"):
+        RegressorConfig(input_size=1, encoder=enc, mode="many_to_many", autoregressive=2)
+    with pytest.raises(ValueError, match="autoregressive"):
+        RegressorConfig(input_size=1, encoder=enc, autoregressive=-1)

@@ -5,6 +5,12 @@ With ``horizon`` h the model predicts the next h values at once (direct multi-st
 * ``mode="many_to_one"``: the pooled sequence gives ŷ (B, h, O), the h values that follow it;
 * ``mode="many_to_many"``: every step t gives ŷ^<t> (B, T, h, O), the h values after step t.
 
+``autoregressive`` = p > 0 (many-to-one) adds a linear autoregressive term to the output, the
+"highway" of Lai et al. 2018 (LSTNet): ŷ = head(pooled) + A·vec(x^<n-p+1>, ..., x^<n>) + a,
+where n is each sequence's last valid step (steps before its start count as zero). The linear
+part carries the scale and the persistence of the series; the recurrent part learns what a
+linear model misses.
+
 :meth:`SequenceRegressor.forecast` goes further than h by feeding its predictions back as
 inputs (recursive forecast; needs O = I, e.g. a univariate series).
 """
@@ -38,6 +44,7 @@ class RegressorConfig:
     pooling: str = "last"
     attention_size: int = 32
     dropout: float = 0.0
+    autoregressive: int = 0  # p: a linear term on the last p input steps (many_to_one); 0: none
 
     def __post_init__(self) -> None:
         check_int("input_size", self.input_size, low=1)
@@ -47,6 +54,11 @@ class RegressorConfig:
         check_choice("pooling", self.pooling, POOLINGS)
         check_int("attention_size", self.attention_size, low=1)
         self.dropout = check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
+        check_int("autoregressive", self.autoregressive, low=0)
+        if self.autoregressive and self.mode != "many_to_one":
+            raise ValueError(
+                f"autoregressive={self.autoregressive} needs mode='many_to_one', got {self.mode!r}"
+            )
 
 
 class SequenceRegressor(Model):
@@ -65,6 +77,10 @@ class SequenceRegressor(Model):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(H, config.horizon * config.output_size)
+        p = config.autoregressive
+        self.linear_ar = (
+            nn.Linear(p * config.input_size, config.horizon * config.output_size) if p else None
+        )
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """(B, T, I) -> (B, h, O) for many_to_one, (B, T, h, O) for many_to_many."""
@@ -74,6 +90,8 @@ class SequenceRegressor(Model):
         if self.pooling is not None:
             out = self.pooling(out, lengths)  # (B, H)
         y = self.head(self.dropout(out))  # (..., h*O)
+        if self.linear_ar is not None:
+            y = y + self.linear_ar(last_steps(x, lengths, self.config.autoregressive))
         return y.view(*y.shape[:-1], self.config.horizon, self.config.output_size)
 
     def loss(self, x: Tensor, y: Tensor, lengths: Tensor | None = None) -> Tensor:
@@ -124,6 +142,17 @@ class SequenceRegressor(Model):
             raise ValueError(f"x must be a float tensor (B, T, I={I}), got {got}")
         if not x.dtype.is_floating_point:
             raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+
+
+def last_steps(x: Tensor, lengths: Tensor | None, p: int) -> Tensor:
+    """(B, p·I): x^<n-p+1>, ..., x^<n> of each sequence, n its last valid step, oldest first;
+    steps before the sequence's start are zeros."""
+    B, T, I = x.shape
+    n = torch.full((B,), T, device=x.device) if lengths is None else lengths.to(x.device)
+    steps = n.unsqueeze(1) - p + torch.arange(p, device=x.device)  # (B, p), may be < 0
+    inside = (steps >= 0).to(x.dtype).unsqueeze(2)  # (B, p, 1)
+    index = steps.clamp(min=0).unsqueeze(2).expand(B, p, I)
+    return (x.gather(1, index) * inside).reshape(B, p * I)
 
 
 def _append(x: Tensor, n: Tensor, values: Tensor) -> Tensor:
