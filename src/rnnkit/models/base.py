@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,12 @@ M = TypeVar("M", bound="Model")
 
 #: Every model class by its ``model_type``, filled in as the classes are defined.
 MODEL_TYPES: dict[str, type[Model]] = {}
+#: Model types defined outside rnnkit.models, by the module that defines them: load_model
+#: imports it on first use, so a saved task model loads without importing its task first.
+MODEL_PLUGINS = {
+    "PianoRollModel": "rnnkit.tasks.chorales",
+    "FramePredictor": "rnnkit.tasks.next_frame",
+}
 
 
 class Model(nn.Module):
@@ -70,11 +77,19 @@ class Model(nn.Module):
 def load_model(directory: str | os.PathLike) -> Model:
     """Rebuild whichever model was saved in ``directory`` (in eval mode, on the CPU)."""
     ckpt = io.read_checkpoint(directory)
+    if ckpt.model_type not in MODEL_TYPES and ckpt.model_type in MODEL_PLUGINS:
+        module = MODEL_PLUGINS[ckpt.model_type]
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ValueError(
+                f"{directory} holds a {ckpt.model_type}, which needs {module}: {err}"
+            ) from None
     cls = MODEL_TYPES.get(ckpt.model_type)
     if cls is None:
         raise ValueError(
             f"{directory} holds a model of unknown type {ckpt.model_type!r}; known types: "
-            f"{sorted(MODEL_TYPES)}"
+            f"{sorted(set(MODEL_TYPES) | set(MODEL_PLUGINS))}"
         )
     try:
         config = config_from_dict(cls.config_class, ckpt.config)

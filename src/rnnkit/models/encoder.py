@@ -76,7 +76,8 @@ def make_cell(name: str, input_size: int, hidden_size: int) -> RecurrentCell:
 
 # -- registry ----------------------------------------------------------------------------------
 _ENCODERS: dict[str, tuple[type, Callable[[Any, int], nn.Module]]] = {}
-_PLUGINS = {"tcn": "rnnkit.tcn"}  # encoder types registered by a module imported on first use
+# encoder types registered by a module imported on first use
+_PLUGINS = {"tcn": "rnnkit.tcn", "cnn": "rnnkit.tasks.captioning"}
 
 
 def register_encoder(name: str, config_class: type, build: Callable[[Any, int], nn.Module]) -> None:
