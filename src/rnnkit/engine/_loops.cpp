@@ -72,40 +72,40 @@ static bool split_columns(i64 m, i64 n, i64 k) {
     return t_threads > 1 && m <= 16 && n >= 64 && n * k >= (i64(1) << 16);
 }
 
-// C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
-template <typename T>
-static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
-                  i64 ldc) {
+// product(lo, hi) computes output columns lo..hi-1 of an (m, n) product over k; run once for
+// all columns, or in column blocks over the threads when the product has few rows.
+template <typename F>
+static void by_columns(i64 m, i64 n, i64 k, F product) {
     if (!split_columns(m, n, k)) {
-        gemm('T', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
+        product(0, n);
         return;
     }
 #pragma omp parallel num_threads(t_threads)
     {
         const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
         const i64 lo = n * t / nt, hi = n * (t + 1) / nt;
-        if (hi > lo)
-            gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A,
-                 int(lda), beta, C + lo, int(ldc));
+        if (hi > lo) product(lo, hi);
     }
+}
+
+// C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
+template <typename T>
+static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                  i64 ldc) {
+    by_columns(m, n, k, [&](i64 lo, i64 hi) {
+        gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A, int(lda),
+             beta, C + lo, int(ldc));
+    });
 }
 
 // C (m, n) = A (m, k) · W (k, n) + beta·C      (the backward product dz · W_hh)
 template <typename T>
 static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
-    if (!split_columns(m, n, k)) {
-        gemm('N', 'N', int(n), int(m), int(k), T(1), W, int(ldw), A, int(lda), beta, C, int(ldc));
-        return;
-    }
-#pragma omp parallel num_threads(t_threads)
-    {
-        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
-        const i64 lo = n * t / nt, hi = n * (t + 1) / nt;
-        if (hi > lo)
-            gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda),
-                 beta, C + lo, int(ldc));
-    }
+    by_columns(m, n, k, [&](i64 lo, i64 hi) {
+        gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda), beta,
+             C + lo, int(ldc));
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from torch import nn
 
 from . import io
 from .config import config_from_dict, config_to_dict
+from .encoder import import_plugin
 
 M = TypeVar("M", bound="Model")
 
@@ -78,13 +78,7 @@ def load_model(directory: str | os.PathLike) -> Model:
     """Rebuild whichever model was saved in ``directory`` (in eval mode, on the CPU)."""
     ckpt = io.read_checkpoint(directory)
     if ckpt.model_type not in MODEL_TYPES and ckpt.model_type in MODEL_PLUGINS:
-        module = MODEL_PLUGINS[ckpt.model_type]
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ValueError(
-                f"{directory} holds a {ckpt.model_type}, which needs {module}: {err}"
-            ) from None
+        import_plugin(MODEL_PLUGINS[ckpt.model_type], f"{directory} holds a {ckpt.model_type}; it")
     cls = MODEL_TYPES.get(ckpt.model_type)
     if cls is None:
         raise ValueError(

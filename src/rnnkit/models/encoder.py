@@ -94,12 +94,17 @@ def register_encoder(name: str, config_class: type, build: Callable[[Any, int], 
     _ENCODERS[name] = (config_class, build)
 
 
+def import_plugin(module: str, what: str) -> None:
+    """Import ``module``, which registers ``what`` when imported; ValueError if it cannot."""
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"{what} needs {module}: {err}") from None
+
+
 def _lookup(name: object) -> tuple[type, Callable[[Any, int], nn.Module]]:
     if isinstance(name, str) and name not in _ENCODERS and name in _PLUGINS:
-        try:
-            importlib.import_module(_PLUGINS[name])
-        except ImportError as err:
-            raise ValueError(f"encoder type {name!r} needs {_PLUGINS[name]}: {err}") from None
+        import_plugin(_PLUGINS[name], f"encoder type {name!r}")
     if not isinstance(name, str) or name not in _ENCODERS:
         known = sorted(set(_ENCODERS) | set(_PLUGINS))
         raise ValueError(f"encoder type must be one of {known}; got {name!r}")
