@@ -142,18 +142,22 @@ def test_native_gradcheck(name):
 )
 def test_native_multithreaded_steps_equal_reference(make):
     """Large enough steps are split over two threads, with per-thread gradient sums."""
+    _check_on_two_threads(make, torch.randint(1, 6, (48,)), T=5, reverse=False)
+
+
+def _check_on_two_threads(make, lens: torch.Tensor, T: int, reverse: bool) -> None:
+    """The native path on two threads equals the reference (outputs and gradients)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         cell = make().double()
-        B = 48
-        x = torch.randn(5, B, 5, dtype=torch.float64, requires_grad=True)
+        B = lens.numel()
+        x = torch.randn(T, B, 5, dtype=torch.float64, requires_grad=True)
         state = tuple(
             torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
         )
-        lens = torch.randint(1, 6, (B,))
-        ref = _run_with_grads(cell, x, state, lens, False, "reference")
-        got = _run_with_grads(cell, x, state, lens, False, "native")
+        ref = _run_with_grads(cell, x, state, lens, reverse, "reference")
+        got = _run_with_grads(cell, x, state, lens, reverse, "native")
     finally:
         torch.set_num_threads(threads)
     assert (got[0] - ref[0]).abs().max().item() <= TOL
@@ -169,23 +173,7 @@ def test_native_multithreaded_steps_equal_reference(make):
 )
 def test_native_few_rows_split_products_over_threads(make):
     """With a few rows, the recurrent products are split over two threads by columns."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        cell = make().double()
-        B = 3
-        x = torch.randn(4, B, 5, dtype=torch.float64, requires_grad=True)
-        state = tuple(
-            torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
-        )
-        lens = torch.tensor([4, 2, 3])
-        ref = _run_with_grads(cell, x, state, lens, True, "reference")
-        got = _run_with_grads(cell, x, state, lens, True, "native")
-    finally:
-        torch.set_num_threads(threads)
-    assert (got[0] - ref[0]).abs().max().item() <= TOL
-    assert _max_err(got[1], ref[1]) <= TOL
-    assert _max_err(got[2], ref[2]) <= 1e-9
+    _check_on_two_threads(make, torch.tensor([4, 2, 3]), T=4, reverse=True)
 
 
 def test_fused_lstm_with_lengths_equals_torch_packed():
