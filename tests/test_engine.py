@@ -12,6 +12,7 @@ from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
 from rnnkit.engine.fused_lstm import fused_supports
 from rnnkit.engine.kernels import kernel_for
+from rnnkit.engine.packing import GATHER_SEGMENTS, make_plan
 
 TOL = 1e-10
 I, H, T = 3, 4, 6
@@ -192,3 +193,55 @@ def test_fused_lstm_with_lengths_equals_torch_packed():
     assert (out - ref).abs().max().item() <= TOL
     assert (h_n - h_ref[0]).abs().max().item() <= TOL
     assert (c_n - c_ref[0]).abs().max().item() <= TOL
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_native_many_distinct_lengths_equal_reference(name, reverse):
+    """More runs of equal active rows than GATHER_SEGMENTS: the recurrent weight gradient
+    takes the gathered-previous-outputs product instead of one product per run."""
+    cell = CELLS[name](I, H).double()
+    if kernel_for(cell) is None:
+        pytest.skip("no compiled loop for this cell")
+    T_long = 14
+    lens = torch.randperm(T_long - 1, generator=torch.Generator().manual_seed(5))[:11] + 2
+    plan = make_plan(T_long, lens.numel(), lens, reverse)
+    assert len(plan.segments()) > GATHER_SEGMENTS
+    B = lens.numel()
+    x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
+    state = tuple(
+        torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
+    )
+    ref = _run_with_grads(cell, x, state, lens, reverse, "reference")
+    got = _run_with_grads(cell, x, state, lens, reverse, "native")
+    assert (got[0] - ref[0]).abs().max().item() <= TOL
+    assert _max_err(got[1], ref[1]) <= TOL
+    assert _max_err(got[2], ref[2]) <= TOL
+
+
+def test_plan_places_every_row_once():
+    """The packed layout against a direct construction: step s holds, longest sequence first,
+    the s-th valid step (from the end when reversed) of every sequence longer than s; every
+    valid position appears once and every other position is listed as padding."""
+    lens = torch.tensor([3, 7, 1, 7, 5, 2])
+    T, B = 8, lens.numel()
+    for reverse in (False, True):
+        plan = make_plan(T, B, lens, reverse)
+        order = sorted(range(B), key=lambda b: -int(lens[b]))  # stable: ties keep their order
+        expected = []
+        for s in range(int(lens.max())):
+            for b in (b for b in order if lens[b] > s):
+                t = int(lens[b]) - 1 - s if reverse else s
+                expected.append(t * B + b)
+        assert plan.index.tolist() == expected
+        valid = set(expected)
+        assert plan.padding.tolist() == [p for p in range(T * B) if p not in valid]
+        assert [plan.source[p].item() for p in expected] == list(range(len(expected)))
+        assert plan.perm.tolist() == order
+        # previous: the packed row of the same sequence one step earlier
+        seq_of = [p % B for p in expected]
+        for k, prev in enumerate(plan.previous.tolist(), start=B):
+            assert seq_of[prev] == seq_of[k]
+            assert plan.index[prev] // B == plan.index[k] // B + (1 if reverse else -1)
+        assert make_plan(T, B, lens.clone(), reverse) is plan  # cached by value

@@ -14,7 +14,7 @@ from ..cells.nas import NASCell
 from . import native
 from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
 from .kernels_nas_ln import LayerNormLSTMKernel, NASKernel
-from .packing import recurrent_weight_grad
+from .packing import PreviousOutputs, recurrent_weight_grad
 
 __all__ = ["Kernel", "kernel_for"]
 
@@ -141,12 +141,8 @@ class GRUKernel(Kernel):
             geometry(plan, H, True),
             [W.contiguous(), h0, y, act, hn, dy, dh, dgx, dzn, y.new_empty(plan.B, 3 * H)],
         )
-        dW = torch.cat(
-            [
-                recurrent_weight_grad(dgx[:, : 2 * H], h0, y, plan),
-                recurrent_weight_grad(dzn, h0, y, plan),
-            ]
-        )
+        prev = PreviousOutputs(h0, y, plan)
+        dW = torch.cat([prev.weight_grad(dgx[:, : 2 * H]), prev.weight_grad(dzn)])
         db = torch.cat([dgx[:, : 2 * H].sum(0), dzn.sum(0)]) if present[1] else None
         return dgx, (dh,), (dW, db)
 
@@ -215,10 +211,11 @@ class ResetBeforeKernel(Kernel):
         )
         dW = torch.zeros_like(W)
         dW[wn : wn + H] = dgx[:, cn : cn + H].t() @ rh
-        if cr != cu:
-            dW[wr : wr + H] = recurrent_weight_grad(dgx[:, cr : cr + H], h0, y, plan)
-        if src == 1:
-            dW[wu : wu + H] = recurrent_weight_grad(dgx[:, cu : cu + H], h0, y, plan)
+        prev = PreviousOutputs(h0, y, plan) if cr != cu or src == 1 else None
+        if prev is not None and cr != cu:
+            dW[wr : wr + H] = prev.weight_grad(dgx[:, cr : cr + H])
+        if prev is not None and src == 1:
+            dW[wu : wu + H] = prev.weight_grad(dgx[:, cu : cu + H])
         elif src == 2:
             dW[wu : wu + H] = dgx[:, cu : cu + H].t() @ th
         db = dgx.sum(0) if present[1] else None

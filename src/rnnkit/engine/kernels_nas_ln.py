@@ -11,7 +11,7 @@ from ..cells import LayerNormLSTMCell
 from ..cells.nas import NASCell
 from . import native
 from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
-from .packing import recurrent_weight_grad
+from .packing import PreviousOutputs, recurrent_weight_grad
 
 
 class NASKernel(Kernel):
@@ -72,11 +72,12 @@ class NASKernel(Kernel):
             ],
         )
         # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
+        prev = PreviousOutputs(h0, y, plan)
         dW = torch.cat(
             [
-                recurrent_weight_grad(dgx[:, : 3 * H], h0, y, plan),
-                recurrent_weight_grad(dm3, h0, y, plan),
-                recurrent_weight_grad(dgx[:, 4 * H :], h0, y, plan),
+                prev.weight_grad(dgx[:, : 3 * H]),
+                prev.weight_grad(dm3),
+                prev.weight_grad(dgx[:, 4 * H :]),
             ]
         )
         db = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,6 +37,10 @@ class Plan:
         last: (B,) packed row of each (sorted) sequence's last step.
         last_step: (B,) the step at which each (sorted) sequence ends.
         padding: flat positions t·B + b past each sequence's length, or None.
+        source: (T·B,) int64, the packed row that lands at each flat position t·B + b (0 at
+            the padding, which is zeroed after), or None without lengths.
+        previous: (N - B,) int64, the packed row holding the previous step of packed rows
+            B..N-1 (rows 0..B-1 are step 0, which starts from the initial state), or None.
         reverse: True for the backward direction.
         memo: values derived from the plan (the loops' geometry blocks), kept with it.
     """
@@ -54,6 +59,8 @@ class Plan:
     last: Tensor
     last_step: Tensor
     padding: Tensor | None
+    source: Tensor | None
+    previous: Tensor | None
     reverse: bool
     memo: dict = field(default_factory=dict, repr=False)  # per-plan values the kernels reuse
 
@@ -100,88 +107,117 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
         last=int(off[-1]) + torch.arange(B),
         last_step=last_step,
         padding=None,
+        source=None,
+        previous=None,
         reverse=reverse,
     )
 
 
-def _padding(T: int, B: int, lengths: Tensor) -> Tensor:
-    """Flat positions t·B + b with t >= lengths[b], ascending."""
-    t = torch.arange(T, dtype=torch.int64).unsqueeze(1)  # (T, 1)
-    flat = t * B + torch.arange(B)  # (T, B)
-    return flat[t >= lengths.unsqueeze(0)]
-
-
 def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
-    """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated)."""
+    """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated).
+
+    Plans are cached by their lengths, so the layers and directions of one batch share one.
+    """
     if lengths is None:
         return _unpacked_plan(T, B, reverse)
-    lengths = lengths.to(device="cpu", dtype=torch.int64)
-    if bool((lengths == T).all()):
+    key = lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
+    return _packed_plan(T, B, key, reverse)
+
+
+@lru_cache(maxsize=32)
+def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
+    """:func:`make_plan` for lengths given as the bytes of an int64 array (NumPy: a few small
+    arrays, where torch's per-op overhead would dominate)."""
+    lengths = np.frombuffer(key, dtype=np.int64)
+    if (lengths == T).all():
         return _unpacked_plan(T, B, reverse)
-    sorted_len, perm = torch.sort(lengths, descending=True, stable=True)
+    perm = np.argsort(-lengths, kind="stable")
+    sorted_len = lengths[perm]
     steps = int(sorted_len[0])
-    step = torch.arange(steps, dtype=torch.int64)
-    n = (sorted_len.unsqueeze(0) > step.unsqueeze(1)).sum(1)  # (steps,)
-    off = torch.cumsum(n, 0) - n
+    # rows still running at step s: those with length > s
+    n = B - np.cumsum(np.bincount(lengths, minlength=steps + 1))[:steps]
+    off = np.cumsum(n) - n
     rows = int(n.sum())
-    step_of = torch.repeat_interleave(step, n)  # (N,) the step of each packed row
-    row_of = torch.arange(rows) - off[step_of]  # (N,) its (sorted) batch row
+    step_of = np.repeat(np.arange(steps), n)  # (N,) the step of each packed row
+    row_of = np.arange(rows) - off[step_of]  # (N,) its (sorted) batch row
     time_of = sorted_len[row_of] - 1 - step_of if reverse else step_of
     index = time_of * B + perm[row_of]
+    source = np.zeros(T * B, dtype=np.int64)
+    source[index] = np.arange(rows)
+    # flat positions t·B + b with t >= lengths[b], ascending
+    padding = np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :])
+    # the packed row of each row's previous step (rows of step 0 start from h0)
+    previous = off[step_of[B:] - 1] + row_of[B:]
     last_step = sorted_len - 1
+    as_tensor = torch.from_numpy
     return Plan(
         T=T,
         B=B,
         steps=steps,
         rows=rows,
-        n=n,
-        off=off,
+        n=as_tensor(n),
+        off=as_tensor(off),
         n_list=tuple(n.tolist()),
         off_list=tuple(off.tolist()),
-        index=index,
-        perm=perm,
-        unperm=torch.argsort(perm),
-        last=off[last_step] + torch.arange(B),
-        last_step=last_step,
-        padding=_padding(T, B, lengths),
+        index=as_tensor(index),
+        perm=as_tensor(perm),
+        unperm=as_tensor(np.argsort(perm)),
+        last=as_tensor(off[last_step] + np.arange(B)),
+        last_step=as_tensor(last_step),
+        padding=as_tensor(padding),
+        source=as_tensor(source),
+        previous=as_tensor(previous),
         reverse=reverse,
     )
 
 
-def _scatter(rows: Tensor, index: Tensor, padding: Tensor, total: int) -> Tensor:
-    """(N, ...) rows -> (total, ...) with row k at index[k] and zeros at ``padding``."""
-    out = rows.new_empty(total, *rows.shape[1:])
-    out[index] = rows  # index_put_: faster than index_copy_ on the CPU
-    out[padding] = 0.0  # only the padding is zeroed, not everything first
-    return out
+def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+    """(N, ...) rows -> (T·B, ...): position p takes row ``source[p]``, the padding is zeroed.
+
+    A gather through the inverse map, not ``out[index] = rows``: index_put_ writes rows one at a
+    time and cost about 10 % of a whole Elman training step with lengths; index_select and
+    index_fill_ run in parallel at memory speed.
+    """
+    return rows.index_select(0, source).index_fill_(0, padding, 0.0)
 
 
 class _Gather(torch.autograd.Function):
     """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding."""
 
     @staticmethod
-    def forward(ctx, flat: Tensor, index: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, padding)
+    def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, source, padding)
         return flat.index_select(0, index)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        index, padding = ctx.saved_tensors
-        return _Scatter.apply(grad, index, padding), None, None
+        index, source, padding = ctx.saved_tensors
+        return _Scatter.apply(grad, index, source, padding), None, None, None
 
 
 class _Scatter(torch.autograd.Function):
     """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
 
     @staticmethod
-    def forward(ctx, rows: Tensor, index: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, padding)
-        return _scatter(rows, index, padding, index.numel() + padding.numel())
+    def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, source, padding)
+        return _scatter(rows, source, padding)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        index, padding = ctx.saved_tensors
-        return _Gather.apply(grad, index, padding), None, None
+        index, source, padding = ctx.saved_tensors
+        return _Gather.apply(grad, index, source, padding), None, None, None
+
+
+def _indices(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """(index, source, padding) on ``device``, moved once per plan and device."""
+    key = ("indices", device)
+    found = plan.memo.get(key)
+    if found is None:
+        assert plan.index is not None and plan.source is not None and plan.padding is not None
+        found = tuple(t.to(device) for t in (plan.index, plan.source, plan.padding))
+        plan.memo[key] = found
+    return found
 
 
 def pack(x: Tensor, plan: Plan) -> Tensor:
@@ -189,7 +225,7 @@ def pack(x: Tensor, plan: Plan) -> Tensor:
     flat = x.reshape(plan.T * plan.B, *x.shape[2:])
     if plan.index is None:
         return flat
-    return _Gather.apply(flat, plan.index.to(x.device), plan.padding.to(x.device))
+    return _Gather.apply(flat, *_indices(plan, x.device))
 
 
 def unpack(y: Tensor, plan: Plan) -> Tensor:
@@ -197,7 +233,7 @@ def unpack(y: Tensor, plan: Plan) -> Tensor:
     shape = (plan.T, plan.B, *y.shape[1:])
     if plan.index is None:
         return y.view(shape)
-    return _Scatter.apply(y, plan.index.to(y.device), plan.padding.to(y.device)).view(shape)
+    return _Scatter.apply(y, *_indices(plan, y.device)).view(shape)
 
 
 def sort_rows(t: Tensor, plan: Plan) -> Tensor:
@@ -210,26 +246,55 @@ def unsort_rows(t: Tensor, plan: Plan) -> Tensor:
     return t if plan.unperm is None else t.index_select(0, plan.unperm.to(t.device))
 
 
-def recurrent_weight_grad(dz: Tensor, h0: Tensor, y: Tensor, plan: Plan) -> Tensor:
-    """Σ over packed rows of dzᵀ·h_prev, (K, H), for the product h_prev · Wᵀ of every step.
+# Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
+# product; below, a product per run on views costs less than the gathered copy.
+GATHER_SEGMENTS = 8
 
-    ``dz`` (N, K) is the gradient at the product's output, ``h0`` (B, H) the initial state
-    (sorted), ``y`` (N, H) the packed outputs. Without lengths: two large products on views
-    (reversed, the initial state feeds the last block of rows). With lengths: within a run of
-    steps with the same active rows, the previous outputs are contiguous too, so two products
-    per run and no gathered copy.
+
+class PreviousOutputs:
+    """h_prev of every packed row, for the weight gradient Σ over rows of dzᵀ·h_prev.
+
+    ``h0`` (B, H) is the initial state (sorted), ``y`` (N, H) the packed outputs. Build one per
+    backward pass and call :meth:`weight_grad` for each product h_prev · Wᵀ of the cell.
     """
-    N, B = plan.rows, plan.B
-    if not plan.packed:
-        if plan.reverse:
-            return dz[N - B :].t() @ h0 + dz[: N - B].t() @ y[B:]
-        return dz[:B].t() @ h0 + dz[B:].t() @ y[: N - B]
-    off = plan.off_list
-    dW = dz[:B].t() @ h0  # step 0 holds every row
-    for s0, s1, n in plan.segments():
-        if s0 > 0:  # the run's first step reads the first n rows of a larger block
-            dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
-        if s1 - s0 > 1:  # the rest: blocks of n rows on both sides
-            rows = (s1 - s0 - 1) * n
-            dW.addmm_(dz[off[s0 + 1] : off[s0 + 1] + rows].t(), y[off[s0] : off[s0] + rows])
-    return dW
+
+    def __init__(self, h0: Tensor, y: Tensor, plan: Plan) -> None:
+        self.h0, self.y, self.plan = h0, y, plan
+        self.segments = plan.segments() if plan.packed else []
+        self.gathered: Tensor | None = None
+        if len(self.segments) > GATHER_SEGMENTS:
+            assert plan.previous is not None
+            # (N, H): the previous step's row of every packed row, h0 for step 0
+            self.gathered = torch.cat([h0, y.index_select(0, plan.previous.to(y.device))])
+
+    def weight_grad(self, dz: Tensor) -> Tensor:
+        """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
+        product's output.
+
+        Without lengths: two large products on views (reversed, the initial state feeds the
+        last block of rows). With a few runs of equal active rows, the previous outputs of a
+        run are contiguous too: two products per run and no copy. With many runs: one product
+        against the gathered previous outputs.
+        """
+        plan, h0, y = self.plan, self.h0, self.y
+        N, B = plan.rows, plan.B
+        if not plan.packed:
+            if plan.reverse:
+                return dz[N - B :].t() @ h0 + dz[: N - B].t() @ y[B:]
+            return dz[:B].t() @ h0 + dz[B:].t() @ y[: N - B]
+        if self.gathered is not None:
+            return dz.t() @ self.gathered
+        off = plan.off_list
+        dW = dz[:B].t() @ h0  # step 0 holds every row
+        for s0, s1, n in self.segments:
+            if s0 > 0:  # the run's first step reads the first n rows of a larger block
+                dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
+            if s1 - s0 > 1:  # the rest: blocks of n rows on both sides
+                rows = (s1 - s0 - 1) * n
+                dW.addmm_(dz[off[s0 + 1] : off[s0 + 1] + rows].t(), y[off[s0] : off[s0] + rows])
+        return dW
+
+
+def recurrent_weight_grad(dz: Tensor, h0: Tensor, y: Tensor, plan: Plan) -> Tensor:
+    """Σ over packed rows of dzᵀ·h_prev, (K, H): :meth:`PreviousOutputs.weight_grad` once."""
+    return PreviousOutputs(h0, y, plan).weight_grad(dz)
