@@ -13,6 +13,7 @@ from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import ConvLSTMCell, GRUCell, LSTMCell
 from rnnkit.engine import sequence
+from rnnkit.engine.fused_lstm import HEAD_MIN_STEPS, fused_route
 
 TOL = 1e-10
 I, H, T = 3, 4, 6
@@ -57,11 +58,17 @@ def test_auto_picks_fused_native_autograd():
     assert engine.choose(GRUCell(I, H), x.half(), None) == "autograd"
     conv = ConvLSTMCell(I, H, 3, (5,))
     assert engine.choose(conv, torch.randn(T, 2, I, 5), None) == "autograd"
-    # a plain LSTM with many distinct lengths leaves the fused kernel for the compiled loop
+    # a plain LSTM with many distinct lengths: the fused kernel for the steps every row runs,
+    # the compiled loop after them; all in the compiled loop when the shortest is short
     few = torch.tensor([6, 6, 3, 3])
     many = torch.arange(1, engine.FUSED_SEGMENT_LIMIT + 2)
+    long_head = many + HEAD_MIN_STEPS
     assert engine.choose(LSTMCell(I, H), x, few) == "fused"
     assert engine.choose(LSTMCell(I, H), x, many) == native
+    assert engine.choose(LSTMCell(I, H), x, long_head) == "fused"
+    assert fused_route(LSTMCell(I, H), x, few) == "segments"
+    expected = "head" if engine.native_available() else "segments"
+    assert fused_route(LSTMCell(I, H), x, long_head) == expected
 
 
 def test_default_engine_context_and_layer_attribute():
@@ -121,4 +128,31 @@ def test_convolutional_cell_with_lengths_equals_reference():
     ref, (h_ref, c_ref) = layer(x, lengths=lengths)
     gx_ref = torch.autograd.grad(ref.square().sum() + h_ref.sum() + c_ref.sum(), x)[0]
     for a, b in ((out, ref), (h, h_ref), (c, c_ref), (gx, gx_ref)):
+        assert (a - b).abs().max().item() <= TOL
+
+
+@pytest.mark.skipif(not engine.native_available(), reason="the compiled loops could not be built")
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_head_then_compiled_loop_equals_reference(reverse):
+    """A plain LSTM with many distinct lengths and a long shortest sequence: the first
+    segment runs on the fused kernel, the rest in the compiled loop; outputs, final states and
+    every gradient equal the reference (float64)."""
+    cell = LSTMCell(I, H).double()
+    gen = torch.Generator().manual_seed(11)
+    lengths = HEAD_MIN_STEPS + torch.randperm(12, generator=gen)[:10]  # 10 distinct, min >= 8
+    T_long, B = int(lengths.max()) + 2, lengths.numel()
+    x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
+    state = (
+        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
+        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
+    )
+    assert fused_route(cell, x, lengths) == "head"
+    results = {}
+    for path in ("fused", "reference"):
+        out, (h, c) = engine.run(cell, x, state, lengths, reverse=reverse, engine=path)
+        w = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
+        loss = (out * w).sum() + (h * 1.5).sum() - (c * 0.5).sum()
+        grads = torch.autograd.grad(loss, [x, *state, *cell.parameters()])
+        results[path] = [out, h, c, *grads]
+    for a, b in zip(results["fused"], results["reference"]):
         assert (a - b).abs().max().item() <= TOL

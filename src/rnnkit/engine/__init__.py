@@ -12,8 +12,10 @@ their math. The engine picks one of these paths (``engine=`` names them):
 * ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
   ``cell.step``, differentiated by autograd.
 * ``"reference"``: :func:`rnnkit.recurrent.run_cell`, the plain masked loop; the oracle.
-* ``"auto"`` (the default): fused, else native, else autograd; for a plain LSTM with many
-  distinct lengths the native loop, which costs less than many fused calls.
+* ``"auto"`` (the default): fused, else native, else autograd. A plain LSTM with many
+  distinct lengths runs its first steps (every row still running) fused and the shrinking
+  batch after them in the compiled loop; when the shortest sequence is short, all of it in
+  the compiled loop, which costs less than many fused calls.
 
 Choose with ``rnnkit.engine.set_default("reference")``, ``with rnnkit.engine.use("native"):``
 or per layer with ``layer.engine = "reference"``. Every path gives the reference's results:
@@ -30,16 +32,20 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
 from . import native
-from .fused_lstm import fused_supports, run_fused, segment_count
+from .fused_lstm import FUSED_SEGMENT_LIMIT, fused_route, fused_supports, run_fused
 from .sequence import native_supports, run_autograd, run_native
 
-__all__ = ["ENGINES", "get_default", "native_available", "run", "set_default", "use"]
+__all__ = [
+    "ENGINES",
+    "FUSED_SEGMENT_LIMIT",
+    "get_default",
+    "native_available",
+    "run",
+    "set_default",
+    "use",
+]
 
 ENGINES = ("auto", "fused", "native", "autograd", "reference")
-
-# With lengths, a plain LSTM above this many distinct lengths goes to the native loop: each
-# fused call pays a fixed cost (oneDNN reorders the weights), the native loop does not.
-FUSED_SEGMENT_LIMIT = 8
 
 _default = "auto"
 
@@ -80,8 +86,7 @@ def native_available() -> bool:
 def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
     if fused_supports(cell, x):
-        many = lengths is not None and segment_count(lengths) > FUSED_SEGMENT_LIMIT
-        return "native" if many and native_supports(cell, x) else "fused"
+        return "native" if fused_route(cell, x, lengths) == "native" else "fused"
     return "native" if native_supports(cell, x) else "autograd"
 
 

@@ -8,8 +8,10 @@ With lengths, torch's own answer (a ``PackedSequence``) runs on a slower generic
 CPU: oneDNN has no variable-length mode. Here the sequences are sorted by length once and the
 fused kernel is called once per run of steps with the same active rows ("segment"), on the
 rows still running; each call is a view into the packed input, and finished rows leave the
-batch. With many distinct lengths the per-call cost grows, so :func:`segment_count` lets the
-dispatcher pick the compiled loop instead (see :mod:`rnnkit.engine`).
+batch. Each call pays a fixed cost (oneDNN prepares its weights), so with more than
+``FUSED_SEGMENT_LIMIT`` distinct lengths only the first segment, where every row is still
+running, goes to the fused kernel, and the compiled loop (:mod:`rnnkit.engine.sequence`)
+takes the shrinking batch from there (:func:`fused_route` says which).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ from torch import Tensor
 
 from ..cells import LSTMCell
 from ..cells.base import RecurrentCell, State
-from .packing import make_plan, pack, sort_rows, unpack, unsort_rows
+from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
+from .sequence import native_supports, run_native_packed
+
+# More distinct lengths than this: one fused call per segment costs more than the compiled loop.
+FUSED_SEGMENT_LIMIT = 8
+# The fused head must cover at least this many steps to pay for its call (else: compiled loop).
+HEAD_MIN_STEPS = 8
 
 
 def fused_supports(cell: RecurrentCell, x: Tensor) -> bool:
@@ -37,49 +45,73 @@ def _weights(cell: LSTMCell) -> list[Tensor]:
     return weights
 
 
+def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
+    """How the fused path runs a plain LSTM: "whole" (one call, no lengths), "segments" (one
+    call per run of equal active rows), "head" (the first segment fused, the rest in the
+    compiled loop) or "native" (many segments and a short first one: the compiled loop)."""
+    if lengths is None:
+        return "whole"
+    distinct = torch.unique(lengths)
+    if distinct.numel() <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
+        return "segments"
+    return "head" if int(distinct[0]) >= HEAD_MIN_STEPS else "native"
+
+
+def _lstm(cell: LSTMCell, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One fused call: x (steps, n, I), h and c (1, n, ·) -> (out, h_n, c_n)."""
+    train = torch.is_grad_enabled()
+    return torch._VF.lstm(x, (h, c), _weights(cell), cell.bias, 1, 0.0, train, False, False)
+
+
 def run_fused(
     cell: LSTMCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
     """``x`` (T, B, I), ``state`` (h (B, P or H), c (B, H)) -> ((T, B, P or H), (h_n, c_n))."""
-    weights = _weights(cell)
-    train = torch.is_grad_enabled()
     h0, c0 = state
     T, B = x.shape[0], x.shape[1]
     plan = make_plan(T, B, lengths, reverse)
     if not plan.packed:
         seq = x.flip(0) if reverse else x
-        out, h, c = torch._VF.lstm(
-            seq,
-            (h0.unsqueeze(0), c0.unsqueeze(0)),
-            weights,
-            cell.bias,
-            1,
-            0.0,
-            train,
-            False,
-            False,
-        )
+        out, h, c = _lstm(cell, seq, h0.unsqueeze(0), c0.unsqueeze(0))
         return (out.flip(0) if reverse else out), (h[0], c[0])
+    xp = pack(x, plan)  # (N, I)
+    h, c = sort_rows(h0, plan), sort_rows(c0, plan)  # (B, P or H), (B, H)
+    if fused_route(cell, x, lengths) == "head":
+        y, (h, c) = _head_then_loop(cell, xp, h, c, plan)
+    else:
+        y, (h, c) = _segments(cell, xp, h, c, plan)
+    return unpack(y, plan), (unsort_rows(h, plan), unsort_rows(c, plan))
 
+
+def _segments(
+    cell: LSTMCell, xp: Tensor, h0: Tensor, c0: Tensor, plan: Plan
+) -> tuple[Tensor, State]:
+    """One fused call per segment on packed rows; returns (y (N, ·), sorted finals)."""
     segments = plan.segments()
-    xs = pack(x, plan).split([(s1 - s0) * n for s0, s1, n in segments])  # (N, I) by segment
-    h = sort_rows(h0, plan).unsqueeze(0)  # (1, B, P or H)
-    c = sort_rows(c0, plan).unsqueeze(0)  # (1, B, H)
+    xs = xp.split([(s1 - s0) * n for s0, s1, n in segments])  # (rows, I) by segment
+    h, c = h0.unsqueeze(0), c0.unsqueeze(0)
     outputs, done = [], []
     for (s0, s1, n), x_seg in zip(segments, xs):
         if n < h.shape[1]:  # rows n.. have ended: their state is final
             done.append((h[0, n:], c[0, n:]))
             h, c = h[:, :n], c[:, :n]
-        x_seg = x_seg.view(s1 - s0, n, x.shape[-1])  # (steps, n, I)
-        out, h, c = torch._VF.lstm(x_seg, (h, c), weights, cell.bias, 1, 0.0, train, False, False)
+        out, h, c = _lstm(cell, x_seg.view(s1 - s0, n, xp.shape[-1]), h, c)
         outputs.append(out.reshape((s1 - s0) * n, out.shape[-1]))
     done.append((h[0], c[0]))
     h_n = torch.cat([d[0] for d in reversed(done)])
     c_n = torch.cat([d[1] for d in reversed(done)])
-    y = torch.cat(outputs)  # (N, P or H) packed
-    return unpack(y, plan), (unsort_rows(h_n, plan), unsort_rows(c_n, plan))
+    return torch.cat(outputs), (h_n, c_n)
 
 
-def segment_count(lengths: Tensor | None) -> int:
-    """How many fused calls :func:`run_fused` makes for these lengths."""
-    return 1 if lengths is None else int(torch.unique(lengths).numel())
+def _head_then_loop(
+    cell: LSTMCell, xp: Tensor, h0: Tensor, c0: Tensor, plan: Plan
+) -> tuple[Tensor, State]:
+    """The first segment (all B rows) in one fused call, the rest in the compiled loop."""
+    s1 = plan.segments()[0][1]  # the first step at which some row has ended
+    head, B, n1 = plan.off_list[s1], plan.B, plan.n_list[s1]
+    out, h, c = _lstm(cell, xp[:head].view(s1, B, xp.shape[-1]), h0.unsqueeze(0), c0.unsqueeze(0))
+    y_tail, (h_t, c_t) = run_native_packed(
+        cell, xp[head:], (h[0, :n1], c[0, :n1]), tail_plan(plan, s1)
+    )
+    y = torch.cat([out.reshape(head, out.shape[-1]), y_tail])
+    return y, (torch.cat([h_t, h[0, n1:]]), torch.cat([c_t, c[0, n1:]]))

@@ -171,6 +171,38 @@ def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
     )
 
 
+def tail_plan(plan: Plan, s1: int) -> Plan:
+    """The steps ``s1`` onwards of a packed ``plan`` as a plan of their own: its batch is the
+    n[s1] sorted rows still running at step s1, its packed rows those of ``plan`` from
+    ``off[s1]`` on (renumbered from 0). ``index`` and ``perm`` keep their meaning; the plan
+    has no padding layout of its own (unpack with ``plan``)."""
+    if not plan.packed or not 0 < s1 < plan.steps:
+        raise ValueError(f"s1 must split a packed plan's steps (1..{plan.steps - 1}), got {s1}")
+    assert plan.index is not None and plan.perm is not None and plan.previous is not None
+    head, B = plan.off_list[s1], plan.n_list[s1]
+    n, off = plan.n[s1:], plan.off[s1:] - head
+    last_step = plan.last_step[:B] - s1
+    return Plan(
+        T=plan.T,
+        B=B,
+        steps=plan.steps - s1,
+        rows=plan.rows - head,
+        n=n,
+        off=off,
+        n_list=plan.n_list[s1:],
+        off_list=tuple(o - head for o in plan.off_list[s1:]),
+        index=plan.index[head:],
+        perm=plan.perm[:B],
+        unperm=None,
+        last=off[last_step] + torch.arange(B),
+        last_step=last_step,
+        padding=None,
+        source=None,
+        previous=plan.previous[head + B - plan.B :] - head,
+        reverse=plan.reverse,
+    )
+
+
 def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
     """(N, ...) rows -> (T·B, ...): position p takes row ``source[p]``, the padding is zeroed.
 

@@ -63,14 +63,24 @@ def run_native(
     cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
+    T, B = x.shape[0], x.shape[1]
+    plan = make_plan(T, B, lengths, reverse)
+    states = tuple(sort_rows(s, plan) for s in state)
+    y, finals = run_native_packed(cell, pack(x, plan), states, plan)
+    return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+
+
+def run_native_packed(
+    cell: RecurrentCell, xp: Tensor, states: State, plan: Plan
+) -> tuple[Tensor, State]:
+    """The compiled loop on packed rows: ``xp`` (N, I) laid out by ``plan``, ``states`` (B, ·)
+    in sorted order -> (y (N, H) packed, final states (B, ·) sorted)."""
     found = kernel_for(cell)
     if found is None:
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
     kernel, cfg = found
-    T, B = x.shape[0], x.shape[1]
-    plan = make_plan(T, B, lengths, reverse)
-    gx = cell.project_input(pack(x, plan)).contiguous()  # (N, G): one product for all steps
-    states = tuple(sort_rows(s, plan).contiguous() for s in state)
+    gx = cell.project_input(xp).contiguous()  # (N, G): one product for all steps
+    states = tuple(s.contiguous() for s in states)
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
@@ -78,7 +88,7 @@ def run_native(
     else:
         with torch.no_grad():
             y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
-    return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+    return y, tuple(finals)
 
 
 def run_autograd(
