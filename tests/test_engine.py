@@ -10,6 +10,7 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
+from rnnkit.engine import native
 from rnnkit.engine.fused_lstm import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import GATHER_SEGMENTS, make_plan
@@ -245,3 +246,24 @@ def test_plan_places_every_row_once():
             assert seq_of[prev] == seq_of[k]
             assert plan.index[prev] // B == plan.index[k] // B + (1 if reverse else -1)
         assert make_plan(T, B, lens.clone(), reverse) is plan  # cached by value
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "make", [lambda: GRUCell(5, 160), lambda: NASCell(5, 96)], ids=["gru", "nas"]
+)
+def test_native_products_threaded_by_the_blas_equal_reference(make):
+    """With column splitting off, the BLAS threads every recurrent product itself; the results
+    still equal the reference (the default splits products of up to 256 rows)."""
+    native.set_split_rows(0)
+    try:
+        _check_on_two_threads(make, torch.randint(1, 6, (40,)), T=5, reverse=True)
+    finally:
+        native.set_split_rows(256)
+
+
+@needs_native
+@pytest.mark.parametrize("rows", [-1, 2.5, True])
+def test_set_split_rows_rejects_bad_values(rows):
+    with pytest.raises(ValueError, match="rows must be an int >= 0"):
+        native.set_split_rows(rows)

@@ -131,6 +131,8 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.rnnkit_set_blas.restype = None
     lib.rnnkit_set_blas(sgemm, dgemm)
+    lib.rnnkit_set_split_rows.argtypes = [ctypes.c_longlong]
+    lib.rnnkit_set_split_rows.restype = None
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
@@ -138,6 +140,17 @@ def load() -> ctypes.CDLL | None:
                 fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
                 fn.restype = None
     return lib
+
+
+def set_split_rows(rows: int) -> None:
+    """Up to how many rows a recurrent product splits W_hh's columns over the threads itself
+    (default 256; 0 leaves every product to the BLAS's own threading). For measurements."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        raise ValueError(f"rows must be an int >= 0, got {rows!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    lib.rnnkit_set_split_rows(rows)
 
 
 def available() -> bool:
