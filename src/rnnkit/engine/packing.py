@@ -116,7 +116,8 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
 def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated).
 
-    Plans are cached by their lengths, so the layers and directions of one batch share one.
+    Plans are cached by their lengths (the last few), so the layers and directions of one batch
+    share one.
     """
     if lengths is None:
         return _unpacked_plan(T, B, reverse)
@@ -124,7 +125,7 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     return _packed_plan(T, B, key, reverse)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
 def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
     """:func:`make_plan` for lengths given as the bytes of an int64 array (NumPy: a few small
     arrays, where torch's per-op overhead would dominate)."""
