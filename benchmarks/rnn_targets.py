@@ -99,12 +99,14 @@ def print_targets(times, flops, shapes, rnnkit_models, len_ratio, memory) -> Non
             ["peak memory, other cells (worst)", "≤ 0.75", f"{m:.2f} ({n})", verdict(m, 0.75)]
         )
     for shape, ratios in len_ratio.items():
-        r, n = max((v, k) for k, v in ratios.items() if not k.startswith("torch"))
+        mine = {k: v for k, v in ratios.items() if not k.startswith("torch")}
+        r, n = max((v, k) for k, v in mine.items())
+        within = sum(v <= 0.8 for v in mine.values())
         rows.append(
             [
                 f"lengths U[T/2, T], B={shape[0]} H={shape[1]} (worst model)",
                 "≤ 0.8",
-                f"{r:.2f} ({n})",
+                f"{r:.2f} ({n}); {within} of {len(mine)} models within",
                 verdict(r, 0.8),
             ]
         )
