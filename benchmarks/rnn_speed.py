@@ -19,6 +19,7 @@ median over repeats, so load from other processes falls on all of them alike.
 
     python benchmarks/rnn_speed.py            # the full run (a few minutes on 2 threads)
     python benchmarks/rnn_speed.py --quick    # a smaller grid and one repeat
+    python benchmarks/rnn_speed.py --lengths-only   # only the variable-lengths ratios
 """
 
 from __future__ import annotations
@@ -261,71 +262,11 @@ def ratio_rows(times, flops, shapes, models, mode, per_flop=False):
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
-    parser.add_argument("--B", type=int, default=128, help=argparse.SUPPRESS)
-    parser.add_argument("--H", type=int, default=512, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.memory_child:
-        memory_child(args.memory_child, args.T, args.B, args.H, args.threads)
-        return
-
-    torch.set_num_threads(args.threads)
-    repeats = args.repeats or (1 if args.quick else 3)
-    if args.quick:
-        shapes = [(1, 64), (32, 256), (128, 512)]
-    else:
-        shapes = [(B, H) for B in (1, 32, 128) for H in (64, 256, 512)]
-    models = MODELS
-    rnnkit_models = tuple(m for m in models if m not in TORCH_MODELS)
-
-    print("## Recurrent layers (engine)\n")
-    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
-    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
-    print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- command: `python benchmarks/rnn_speed.py {' '.join(sys.argv[1:])}`".rstrip())
-    print(f"- compiled loops available: {rnnkit.engine.native_available()}")
-    ceiling = gemm_ceiling()
-    print(f"- GEMM ceiling (torch.mm 2048^3 float32): {ceiling:.0f} GFLOP/s")
-    print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
-
-    times, flops = run_grid(100, shapes, models, repeats)
-    header = ["model", *(f"B={B} H={H}" for B, H in shapes)]
-    for mode in ("training", "forward"):
-        absolute = ["torch LSTM ms", *(f"{times[s][mode]['torch LSTM'] * 1e3:.2f}" for s in shapes)]
-        rows = [absolute, *ratio_rows(times, flops, shapes, models, mode)]
-        print(table(f"T=100, {mode}: time / torch.nn.LSTM's time", header, rows))
-    varied = [m for m in models if flops[shapes[0]][m] != flops[shapes[0]]["torch LSTM"]]
-    print(
-        table(
-            "T=100, training, per FLOP: (time / FLOPs) / torch.nn.LSTM's",
-            header,
-            ratio_rows(times, flops, shapes, varied, "training", per_flop=True),
-        )
-    )
-    rows = []
-    for name in models:
-        cells = []
-        for s in shapes:
-            gflops = 3 * flops[s][name] / times[s]["training"][name] / 1e9
-            cells.append(f"{gflops:.0f} ({100 * gflops / ceiling:.0f} %)")
-        rows.append([name, *cells])
-    print(table("T=100, training, effective GFLOP/s (% of the GEMM ceiling)", header, rows))
-
-    # long sequences
-    long_shapes = [(32, 256)]
-    long_times, long_flops = run_grid(500, long_shapes, models, max(1, repeats - 1), ("training",))
-    rows = [["torch LSTM ms", f"{long_times[long_shapes[0]]['training']['torch LSTM'] * 1e3:.1f}"]]
-    rows += ratio_rows(long_times, long_flops, long_shapes, models, "training")
-    print(table("T=500, B=32, H=256, training: time / torch.nn.LSTM's", ["model", "ratio"], rows))
-
-    # variable lengths
-    len_shapes = [(32, 256), (128, 256)] if not args.quick else [(128, 256)]
+def lengths_table(
+    len_shapes: list[tuple[int, int]], rnnkit_models: tuple[str, ...], repeats: int
+) -> dict[tuple[int, int], dict[str, float]]:
+    """Print and return, per shape, each model's training time with lengths spread evenly over
+    [T/2, T] over its time at full length (and torch's PackedSequence over its padded batch)."""
     len_ratio: dict[tuple[int, int], dict[str, float]] = {}
     work: dict[tuple[int, int], float] = {}
     for B, H in len_shapes:
@@ -360,8 +301,84 @@ def main() -> None:
             "at full length",
             ["model", *(f"B={B} H={H}" for B, H in len_shapes)],
             rows,
+        ),
+        flush=True,
+    )
+    return len_ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument(
+        "--lengths-only", action="store_true", help="only the variable-lengths ratios"
+    )
+    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
+    parser.add_argument("--B", type=int, default=128, help=argparse.SUPPRESS)
+    parser.add_argument("--H", type=int, default=512, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        memory_child(args.memory_child, args.T, args.B, args.H, args.threads)
+        return
+
+    torch.set_num_threads(args.threads)
+    repeats = args.repeats or (1 if args.quick else 3)
+    if args.quick:
+        shapes = [(1, 64), (32, 256), (128, 512)]
+    else:
+        shapes = [(B, H) for B in (1, 32, 128) for H in (64, 256, 512)]
+    models = MODELS
+    rnnkit_models = tuple(m for m in models if m not in TORCH_MODELS)
+
+    print("## Recurrent layers (engine)\n")
+    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- command: `python benchmarks/rnn_speed.py {' '.join(sys.argv[1:])}`".rstrip())
+    print(f"- compiled loops available: {rnnkit.engine.native_available()}")
+    ceiling = gemm_ceiling()
+    print(f"- GEMM ceiling (torch.mm 2048^3 float32): {ceiling:.0f} GFLOP/s")
+    print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
+    if args.lengths_only:
+        lengths_table([(32, 256), (128, 256)], rnnkit_models, repeats)
+        return
+
+    times, flops = run_grid(100, shapes, models, repeats)
+    header = ["model", *(f"B={B} H={H}" for B, H in shapes)]
+    for mode in ("training", "forward"):
+        absolute = ["torch LSTM ms", *(f"{times[s][mode]['torch LSTM'] * 1e3:.2f}" for s in shapes)]
+        rows = [absolute, *ratio_rows(times, flops, shapes, models, mode)]
+        print(table(f"T=100, {mode}: time / torch.nn.LSTM's time", header, rows))
+    varied = [m for m in models if flops[shapes[0]][m] != flops[shapes[0]]["torch LSTM"]]
+    print(
+        table(
+            "T=100, training, per FLOP: (time / FLOPs) / torch.nn.LSTM's",
+            header,
+            ratio_rows(times, flops, shapes, varied, "training", per_flop=True),
         )
     )
+    rows = []
+    for name in models:
+        cells = []
+        for s in shapes:
+            gflops = 3 * flops[s][name] / times[s]["training"][name] / 1e9
+            cells.append(f"{gflops:.0f} ({100 * gflops / ceiling:.0f} %)")
+        rows.append([name, *cells])
+    print(table("T=100, training, effective GFLOP/s (% of the GEMM ceiling)", header, rows))
+
+    # long sequences
+    long_shapes = [(32, 256)]
+    long_times, long_flops = run_grid(500, long_shapes, models, max(1, repeats - 1), ("training",))
+    rows = [["torch LSTM ms", f"{long_times[long_shapes[0]]['training']['torch LSTM'] * 1e3:.1f}"]]
+    rows += ratio_rows(long_times, long_flops, long_shapes, models, "training")
+    print(table("T=500, B=32, H=256, training: time / torch.nn.LSTM's", ["model", "ratio"], rows))
+
+    # variable lengths
+    len_shapes = [(32, 256), (128, 256)] if not args.quick else [(128, 256)]
+    len_ratio = lengths_table(len_shapes, rnnkit_models, repeats)
 
     # memory
     mem_models = (
