@@ -259,7 +259,7 @@ def test_native_products_threaded_by_the_blas_equal_reference(make):
     try:
         _check_on_two_threads(make, torch.randint(1, 6, (40,)), T=5, reverse=True)
     finally:
-        native.set_split_rows(256)
+        native.set_split_rows(native.SPLIT_ROWS)
 
 
 @needs_native

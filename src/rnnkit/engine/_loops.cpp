@@ -71,7 +71,7 @@ static void gemm(char ta, char tb, int m, int n, int k, double alpha, const doub
 // 0.85 at B = 32, 0.9 at B = 64 and 0.93 at B = 128 for H = 256 and 512, every cell. Above
 // g_split_rows rows (not measured) the BLAS threads the product itself.
 static thread_local int t_threads = 1;
-static i64 g_split_rows = 256;
+static i64 g_split_rows = 256;  // set from native.SPLIT_ROWS at load
 
 // For measurements: the most rows a column-split product may have (0: never split).
 extern "C" void rnnkit_set_split_rows(long long rows) { g_split_rows = rows; }

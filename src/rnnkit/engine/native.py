@@ -57,6 +57,9 @@ FLAGS = (
 FALLBACK_FLAGS = ("-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC")
 KERNELS = ("elman", "lstm", "gru", "rb", "nas", "lnlstm")
 HEADER = 10  # int64 entries before the per-step arrays in a geometry block
+# Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
+# (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
+SPLIT_ROWS = 256
 
 
 def _cpu_model() -> str:
@@ -133,6 +136,7 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_blas(sgemm, dgemm)
     lib.rnnkit_set_split_rows.argtypes = [ctypes.c_longlong]
     lib.rnnkit_set_split_rows.restype = None
+    lib.rnnkit_set_split_rows(SPLIT_ROWS)
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
@@ -144,7 +148,8 @@ def load() -> ctypes.CDLL | None:
 
 def set_split_rows(rows: int) -> None:
     """Up to how many rows a recurrent product splits W_hh's columns over the threads itself
-    (default 256; 0 leaves every product to the BLAS's own threading). For measurements."""
+    (default :data:`SPLIT_ROWS`; 0 leaves every product to the BLAS's own threading). For
+    measurements."""
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ValueError(f"rows must be an int >= 0, got {rows!r}")
     lib = load()
