@@ -142,7 +142,9 @@ class GRUKernel(Kernel):
             [W.contiguous(), h0, y, act, hn, dy, dh, dgx, dzn, y.new_empty(plan.B, 3 * H)],
         )
         prev = PreviousOutputs(h0, y, plan)
-        dW = torch.cat([prev.weight_grad(dgx[:, : 2 * H]), prev.weight_grad(dzn)])
+        dW = W.new_empty(3 * H, H)  # rows r, u from dgx; n from dzn (r multiplies W_hn·h)
+        prev.weight_grad(dgx[:, : 2 * H], out=dW[: 2 * H])
+        prev.weight_grad(dzn, out=dW[2 * H :])
         db = torch.cat([dgx[:, : 2 * H].sum(0), dzn.sum(0)]) if present[1] else None
         return dgx, (dh,), (dW, db)
 
@@ -210,14 +212,14 @@ class ResetBeforeKernel(Kernel):
             [W.contiguous(), h0, y, act, rh, th, dy, dh, dgx, y.new_empty(plan.B, H)],
         )
         dW = torch.zeros_like(W)
-        dW[wn : wn + H] = dgx[:, cn : cn + H].t() @ rh
+        torch.mm(dgx[:, cn : cn + H].t(), rh, out=dW[wn : wn + H])
         prev = PreviousOutputs(h0, y, plan) if cr != cu or src == 1 else None
         if prev is not None and cr != cu:
-            dW[wr : wr + H] = prev.weight_grad(dgx[:, cr : cr + H])
+            prev.weight_grad(dgx[:, cr : cr + H], out=dW[wr : wr + H])
         if prev is not None and src == 1:
-            dW[wu : wu + H] = prev.weight_grad(dgx[:, cu : cu + H])
+            prev.weight_grad(dgx[:, cu : cu + H], out=dW[wu : wu + H])
         elif src == 2:
-            dW[wu : wu + H] = dgx[:, cu : cu + H].t() @ th
+            torch.mm(dgx[:, cu : cu + H].t(), th, out=dW[wu : wu + H])
         db = dgx.sum(0) if present[1] else None
         return dgx, (dh,), (dW, db)
 

@@ -73,13 +73,10 @@ class NASKernel(Kernel):
         )
         # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
         prev = PreviousOutputs(h0, y, plan)
-        dW = torch.cat(
-            [
-                prev.weight_grad(dgx[:, : 3 * H]),
-                prev.weight_grad(dm3),
-                prev.weight_grad(dgx[:, 4 * H :]),
-            ]
-        )
+        dW = W.new_empty(8 * H, H)
+        prev.weight_grad(dgx[:, : 3 * H], out=dW[: 3 * H])
+        prev.weight_grad(dm3, out=dW[3 * H : 4 * H])
+        prev.weight_grad(dgx[:, 4 * H :], out=dW[4 * H :])
         db = None
         if present[1]:
             db = torch.cat([dgx[:, : 3 * H].sum(0), dm3.sum(0), dgx[:, 4 * H :].sum(0)])

@@ -300,9 +300,10 @@ class PreviousOutputs:
             # (N, H): the previous step's row of every packed row, h0 for step 0
             self.gathered = torch.cat([h0, y.index_select(0, plan.previous.to(y.device))])
 
-    def weight_grad(self, dz: Tensor) -> Tensor:
+    def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
         """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
-        product's output.
+        product's output; written into ``out`` (K, H, contiguous) when given, so that a cell
+        with several products fills the row blocks of one weight gradient without copies.
 
         Without lengths: two large products on views (reversed, the initial state feeds the
         last block of rows). With a few runs of equal active rows, the previous outputs of a
@@ -312,13 +313,13 @@ class PreviousOutputs:
         plan, h0, y = self.plan, self.h0, self.y
         N, B = plan.rows, plan.B
         if not plan.packed:
-            if plan.reverse:
-                return dz[N - B :].t() @ h0 + dz[: N - B].t() @ y[B:]
-            return dz[:B].t() @ h0 + dz[B:].t() @ y[: N - B]
+            first, rest = (dz[N - B :], dz[: N - B]) if plan.reverse else (dz[:B], dz[B:])
+            dW = torch.mm(first.t(), h0, out=out)  # the initial state's rows
+            return dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
         if self.gathered is not None:
-            return dz.t() @ self.gathered
+            return torch.mm(dz.t(), self.gathered, out=out)
         off = plan.off_list
-        dW = dz[:B].t() @ h0  # step 0 holds every row
+        dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
         for s0, s1, n in self.segments:
             if s0 > 0:  # the run's first step reads the first n rows of a larger block
                 dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
