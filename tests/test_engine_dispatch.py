@@ -63,12 +63,17 @@ def test_auto_picks_fused_native_autograd():
     few = torch.tensor([6, 6, 3, 3])
     many = torch.arange(1, engine.FUSED_SEGMENT_LIMIT + 2)
     long_head = many + HEAD_MIN_STEPS
-    assert engine.choose(LSTMCell(I, H), x, few) == "fused"
-    assert engine.choose(LSTMCell(I, H), x, many) == native
-    assert engine.choose(LSTMCell(I, H), x, long_head) == "fused"
-    assert fused_route(LSTMCell(I, H), x, few) == "segments"
+    T_long = int(long_head.max())
+
+    def batch(lengths):  # an input whose (T, B) fits the lengths
+        return torch.randn(T_long, lengths.numel(), I)
+
+    assert engine.choose(LSTMCell(I, H), batch(few), few) == "fused"
+    assert engine.choose(LSTMCell(I, H), batch(many), many) == native
+    assert engine.choose(LSTMCell(I, H), batch(long_head), long_head) == "fused"
+    assert fused_route(LSTMCell(I, H), batch(few), few) == "segments"
     expected = "head" if engine.native_available() else "segments"
-    assert fused_route(LSTMCell(I, H), x, long_head) == expected
+    assert fused_route(LSTMCell(I, H), batch(long_head), long_head) == expected
 
 
 def test_default_engine_context_and_layer_attribute():

@@ -46,15 +46,23 @@ def _weights(cell: LSTMCell) -> list[Tensor]:
 
 
 def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
-    """How the fused path runs a plain LSTM: "whole" (one call, no lengths), "segments" (one
-    call per run of equal active rows), "head" (the first segment fused, the rest in the
-    compiled loop) or "native" (many segments and a short first one: the compiled loop)."""
+    """How the fused path runs a plain LSTM on ``x`` (T, B, I): "whole" (one call, no
+    lengths), "segments" (one call per run of equal active rows), "head" (the first segment
+    fused, the rest in the compiled loop) or "native" (many segments and a short first one:
+    the compiled loop)."""
     if lengths is None:
         return "whole"
-    distinct = torch.unique(lengths)
-    if distinct.numel() <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
+    return _route(cell, x, make_plan(x.shape[0], x.shape[1], lengths, False))
+
+
+def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
+    """:func:`fused_route` from the batch's plan (a run of equal rows per distinct length)."""
+    if not plan.packed:
+        return "whole"
+    segments = plan.segments()
+    if len(segments) <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
         return "segments"
-    return "head" if int(distinct[0]) >= HEAD_MIN_STEPS else "native"
+    return "head" if segments[0][1] >= HEAD_MIN_STEPS else "native"
 
 
 def _lstm(cell: LSTMCell, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -76,7 +84,7 @@ def run_fused(
         return (out.flip(0) if reverse else out), (h[0], c[0])
     xp = pack(x, plan)  # (N, I)
     h, c = sort_rows(h0, plan), sort_rows(c0, plan)  # (B, P or H), (B, H)
-    if fused_route(cell, x, lengths) == "head":
+    if _route(cell, x, plan) == "head":
         y, (h, c) = _head_then_loop(cell, xp, h, c, plan)
     else:
         y, (h, c) = _segments(cell, xp, h, c, plan)

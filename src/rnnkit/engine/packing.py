@@ -76,15 +76,19 @@ class Plan:
             return self.last
         return (self.last_step % 2) * self.B + torch.arange(self.B)
 
-    def segments(self) -> list[tuple[int, int, int]]:
-        """Runs of steps with the same active rows: (first step, end step, rows)."""
-        out: list[tuple[int, int, int]] = []
-        start = 0
-        for s in range(1, self.steps + 1):
-            if s == self.steps or self.n_list[s] != self.n_list[start]:
-                out.append((start, s, self.n_list[start]))
-                start = s
-        return out
+    def segments(self) -> tuple[tuple[int, int, int], ...]:
+        """Runs of steps with the same active rows: (first step, end step, rows); one run per
+        distinct length. Computed once per plan."""
+        found = self.memo.get("segments")
+        if found is None:
+            out: list[tuple[int, int, int]] = []
+            start = 0
+            for s in range(1, self.steps + 1):
+                if s == self.steps or self.n_list[s] != self.n_list[start]:
+                    out.append((start, s, self.n_list[start]))
+                    start = s
+            found = self.memo["segments"] = tuple(out)
+        return found
 
 
 @lru_cache(maxsize=64)
@@ -293,7 +297,7 @@ class PreviousOutputs:
 
     def __init__(self, h0: Tensor, y: Tensor, plan: Plan) -> None:
         self.h0, self.y, self.plan = h0, y, plan
-        self.segments = plan.segments() if plan.packed else []
+        self.segments = plan.segments() if plan.packed else ()
         self.gathered: Tensor | None = None
         if len(self.segments) > GATHER_SEGMENTS:
             assert plan.previous is not None
