@@ -75,6 +75,11 @@ def _native(layer: Recurrent) -> Recurrent:
     return layer
 
 
+def _checkpointed(layer: Recurrent, steps: int = 50) -> Recurrent:
+    layer.checkpoint = steps
+    return layer
+
+
 def build(name: str, H: int) -> nn.Module:
     """Model ``name`` with I = H; rnnkit LSTMs start from torch's initialisation."""
     makers: dict[str, Callable[[], nn.Module]] = {
@@ -94,6 +99,9 @@ def build(name: str, H: int) -> nn.Module:
         "MUT2": lambda: Recurrent(MUT2Cell, H, H),
         "MUT3": lambda: Recurrent(MUT3Cell, H, H),
         "NAS": lambda: Recurrent(NASCell, H, H),
+        # recomputed in segments of 50 steps (rnnkit.engine.checkpoint): less memory
+        "LSTM [checkpoint 50]": lambda: _checkpointed(rnnkit.LSTM(H, H, forget_bias=0.0)),
+        "NAS [checkpoint 50]": lambda: _checkpointed(Recurrent(NASCell, H, H)),
     }
     return makers[name]()
 

@@ -136,10 +136,14 @@ class Recurrent(nn.Module):
 
     Each layer-direction runs through :func:`rnnkit.engine.run`; set ``layer.engine`` to one of
     ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`run_cell`) to pick a path
-    for this layer, or leave it None for the engine's default ("auto").
+    for this layer, or leave it None for the engine's default ("auto"). Set
+    ``layer.checkpoint = K`` (steps) to train with less memory: each layer-direction then runs
+    in segments of K steps whose activations are recomputed in the backward pass
+    (:mod:`rnnkit.engine.checkpoint`; the same results, one more forward pass of compute).
     """
 
     engine: str | None = None
+    checkpoint: int | None = None
 
     def __init__(
         self,
@@ -261,7 +265,13 @@ class Recurrent(nn.Module):
                 k = layer * self.num_directions + d
                 cell = self.cells[k]
                 out, final = _engine.run(
-                    cell, layer_input, states[k], lengths, reverse=d == 1, engine=self.engine
+                    cell,
+                    layer_input,
+                    states[k],
+                    lengths,
+                    reverse=d == 1,
+                    engine=self.engine,
+                    checkpoint=self.checkpoint,
                 )
                 outs.append(out)
                 finals.append(final)

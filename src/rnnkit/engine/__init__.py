@@ -32,6 +32,7 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
 from . import native
+from .checkpoint import check_checkpoint, run_checkpointed
 from .fused_lstm import FUSED_SEGMENT_LIMIT, fused_route, fused_supports, run_fused
 from .sequence import native_supports, run_autograd, run_native
 
@@ -98,32 +99,61 @@ def run(
     *,
     reverse: bool = False,
     engine: str | None = None,
+    checkpoint: int | None = None,
 ) -> tuple[Tensor, State]:
     """Run ``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ...)).
 
     ``lengths`` (B,) int64 in [1, T] (validated by the caller); ``reverse`` reads each sequence
     backwards within its valid part. Returns (outputs (T, B, O), final state), outputs zero
     past each length and the final state taken at each sequence's last valid step.
+
+    ``checkpoint=K`` runs the sequence in segments of K steps whose activations are recomputed
+    in the backward pass (:mod:`rnnkit.engine.checkpoint`): the same results, less memory,
+    one more forward pass of compute.
     """
     name = _check(engine or _default)
+    steps = check_checkpoint(checkpoint)
     if name == "auto":
-        name = choose(cell, x, lengths)
-    if name == "reference":
-        from ..recurrent import reverse_padded, run_cell  # the runner imports this module
+        path = _auto
+    else:
+        path = _PATHS[name]
+        if name in _CHECKS:  # fail before any segment runs
+            _CHECKS[name](cell, x)
+    if steps is None:
+        return path(cell, x, state, lengths, reverse)
+    return run_checkpointed(path, cell, x, state, lengths, reverse, steps)
 
-        if not reverse:
-            return run_cell(cell, x, state, lengths)
-        out, final = run_cell(cell, reverse_padded(x, lengths), state, lengths)
-        return reverse_padded(out, lengths), final
-    if name == "fused":
-        if not fused_supports(cell, x):
-            raise ValueError(f"engine 'fused' runs plain LSTM cells only, got {cell!r}")
-        return run_fused(cell, x, state, lengths, reverse)
-    if name == "native":
-        if not native_supports(cell, x):
-            raise ValueError(
-                f"engine 'native' cannot run {type(cell).__name__} on a {x.dtype} tensor on "
-                f"{x.device} (compiled loops available: {native.available()})"
-            )
-        return run_native(cell, x, state, lengths, reverse)
-    return run_autograd(cell, x, state, lengths, reverse)
+
+def _auto(cell, x, state, lengths, reverse):
+    return _PATHS[choose(cell, x, lengths)](cell, x, state, lengths, reverse)
+
+
+def _reference(cell, x, state, lengths, reverse):
+    from ..recurrent import reverse_padded, run_cell  # the runner imports this module
+
+    if not reverse:
+        return run_cell(cell, x, state, lengths)
+    out, final = run_cell(cell, reverse_padded(x, lengths), state, lengths)
+    return reverse_padded(out, lengths), final
+
+
+def _check_fused(cell, x):
+    if not fused_supports(cell, x):
+        raise ValueError(f"engine 'fused' runs plain LSTM cells only, got {cell!r}")
+
+
+def _check_native(cell, x):
+    if not native_supports(cell, x):
+        raise ValueError(
+            f"engine 'native' cannot run {type(cell).__name__} on a {x.dtype} tensor on "
+            f"{x.device} (compiled loops available: {native.available()})"
+        )
+
+
+_PATHS = {
+    "fused": run_fused,
+    "native": run_native,
+    "autograd": run_autograd,
+    "reference": _reference,
+}
+_CHECKS = {"fused": _check_fused, "native": _check_native}
