@@ -16,10 +16,13 @@ median over repeats, so load from other processes falls on all of them alike.
   the same batch at full length (three times the repeats: a ratio of two short calls).
 * memory: peak resident memory of one training step, measured in a fresh process per model
   (Linux: VmHWM reset through /proc/self/clear_refs), minus the memory resident before it.
+* checkpoint: LSTM and NAS layers with ``layer.checkpoint = 50`` (activations recomputed in
+  50-step segments) against the same layers without it: training time and peak memory.
 
     python benchmarks/rnn_speed.py            # the full run (a few minutes on 2 threads)
     python benchmarks/rnn_speed.py --quick    # a smaller grid and one repeat
     python benchmarks/rnn_speed.py --lengths-only   # only the variable-lengths ratios
+    python benchmarks/rnn_speed.py --checkpoint-only   # only recomputation's time and memory
 """
 
 from __future__ import annotations
@@ -315,6 +318,35 @@ def lengths_table(
     return len_ratio
 
 
+CHECKPOINTED = {"LSTM [checkpoint 50]": "LSTM", "NAS [checkpoint 50]": "NAS"}
+
+
+def checkpoint_table(repeats: int) -> None:
+    """Print the training time of layers recomputed in 50-step segments over the same layers
+    without recomputation (and both over torch.nn.LSTM), interleaved in one run."""
+    shapes = [(100, 32, 256), (500, 128, 256)]
+    rows: dict[str, list[str]] = {}
+    for T, B, H in shapes:
+        torch.manual_seed(0)
+        x = torch.randn(T, B, H, requires_grad=True)
+        names = ("torch LSTM", *CHECKPOINTED.values(), *CHECKPOINTED)
+        t = interleaved({n: step_fns(build(n, H), x)[1] for n in names}, repeats)
+        for n in names[1:]:
+            cell = [f"{t[n] / t['torch LSTM']:.2f}"]
+            if n in CHECKPOINTED:
+                cell.append(f"{t[n] / t[CHECKPOINTED[n]]:.2f}")
+            rows.setdefault(n, []).append(" / ".join(cell))
+    print(
+        table(
+            "Training with recomputation (checkpoint=50): time / torch LSTM "
+            "[/ the same layer without checkpoint]",
+            ["model", *(f"T={T} B={B} H={H}" for T, B, H in shapes)],
+            [[n, *r] for n, r in rows.items()],
+        ),
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
@@ -322,6 +354,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument(
         "--lengths-only", action="store_true", help="only the variable-lengths ratios"
+    )
+    parser.add_argument(
+        "--checkpoint-only",
+        action="store_true",
+        help="only the time and memory of recomputation in segments (checkpoint=50)",
     )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
@@ -352,6 +389,13 @@ def main() -> None:
     print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
     if args.lengths_only:
         lengths_table([(32, 256), (128, 256)], rnnkit_models, repeats)
+        return
+    if args.checkpoint_only:
+        checkpoint_table(repeats)
+        names = ("torch LSTM", *CHECKPOINTED.values(), *CHECKPOINTED)
+        memory = peak_memories(names, 500, 128, 512, args.threads)
+        rows = [[n, f"{mb:.0f}", f"{mb / memory['torch LSTM']:.2f}"] for n, mb in memory.items()]
+        print(table("Peak memory, T=500, B=128, H=512", ["model", "MB", "/ torch LSTM"], rows))
         return
 
     times, flops = run_grid(100, shapes, models, repeats)
@@ -403,8 +447,11 @@ def main() -> None:
             "Elman",
             "MUT3",
             "NAS",
+            *CHECKPOINTED,
         )
     )
+    if not args.quick:
+        checkpoint_table(repeats)
     memory = peak_memories(mem_models, 500, 128, 512, args.threads)
     base = memory["torch LSTM"]
     rows = [[n, f"{mb:.0f}", f"{mb / base:.2f}"] for n, mb in memory.items()]

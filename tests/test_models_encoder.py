@@ -91,3 +91,31 @@ def test_state_vector_layout():
     assert c[3, 1].tolist() == [24 + 12 + 9.0, 24 + 12 + 10.0, 24 + 12 + 11.0]
     picked = enc.select_state((h, c), torch.tensor([1]))
     assert torch.equal(picked[0][:, 0], h[:, 1]) and torch.equal(picked[1][:, 0], c[:, 1])
+
+
+def test_recurrent_encoder_checkpoint_gives_the_same_model():
+    """encoder.checkpoint recomputes in segments: outputs and every gradient unchanged."""
+    torch.manual_seed(0)
+    cfg = RecurrentEncoderConfig(cell="mut2", hidden_size=4, num_layers=2, bidirectional=True)
+    plain = RecurrentEncoder(cfg, 3).double()
+    cfg_ck = RecurrentEncoderConfig(
+        cell="mut2", hidden_size=4, num_layers=2, bidirectional=True, checkpoint=2
+    )
+    segmented = RecurrentEncoder(cfg_ck, 3).double()
+    segmented.load_state_dict(plain.state_dict())
+    assert segmented.rnn.checkpoint == 2 and plain.rnn.checkpoint is None
+    x = torch.randn(3, 7, 3, dtype=torch.float64)
+    lengths = torch.tensor([7, 2, 5])
+    w = torch.randn(3, 7, 8, dtype=torch.float64)
+    grads = []
+    for enc in (plain, segmented):
+        out = enc(x, lengths)
+        grads.append((out, *torch.autograd.grad((out * w).sum(), list(enc.parameters()))))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("value,error", [(0, ValueError), (2.0, TypeError)])
+def test_recurrent_encoder_checkpoint_is_checked(value, error):
+    with pytest.raises(error, match="encoder.checkpoint"):
+        RecurrentEncoderConfig(checkpoint=value)

@@ -182,6 +182,7 @@ def test_config_round_trips_through_json():
         "merge_mode": "sum",
         "dropout": 0.0,
         "residual": False,
+        "checkpoint": None,
     }
     assert config_from_dict(Seq2SeqConfig, data) == cfg
     with pytest.raises(ValueError, match=r"unknown Seq2SeqConfig key\(s\) \['beam'\]"):

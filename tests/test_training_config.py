@@ -110,13 +110,14 @@ def test_apply_overrides_sets_exactly_the_named_keys():
             "data.shape": "4,5,6",
             "model.encoder.hidden_size": "17",
             "model.encoder.cell": "gru",
+            "model.encoder.checkpoint": "25",
             "trainer.max_minutes": "2.5",
             "optim.name": "sgd",
         },
     )
     expected = to_dict(base)
     expected["data"].update(size=9, limit=None, shape=[4, 5, 6])
-    expected["model"]["encoder"].update(hidden_size=17, cell="gru")
+    expected["model"]["encoder"].update(hidden_size=17, cell="gru", checkpoint=25)
     expected["trainer"]["max_minutes"] = 2.5
     expected["optim"]["name"] = "sgd"
     assert to_dict(new) == expected
