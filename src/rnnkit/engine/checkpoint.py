@@ -6,7 +6,8 @@ most of a training step's peak memory. With ``checkpoint=K`` the sequence runs a
 K steps, each under :func:`torch.utils.checkpoint.checkpoint`: the forward pass keeps only the
 state at each segment's start and the outputs; the backward pass reruns one segment's forward
 (input projection included) just before it is differentiated, so only one segment's activations
-exist at a time. The price is one more forward pass of the recurrence.
+exist at a time. The price is one more forward pass of every segment but the last one run (the
+first one differentiated, whose activations are simply kept).
 
 Segments cut every sequence at the same time steps. With lengths, a segment gives each row the
 part of its sequence that falls inside it (``lengths - t0`` clipped to [0, K]); rows with
@@ -103,20 +104,17 @@ def run_checkpointed(
     if reverse:
         order.reverse()
     outs: dict[int, Tensor] = {}
-    for t0, piece in order:
+    for k, (t0, piece) in enumerate(order):
         seg_len = None
         if lengths is not None:
             seg_len = (lengths - t0).clamp(0, piece.shape[0])
-        out, *final = _checkpoint(
-            _segment,
-            path,
-            cell,
-            reverse,
-            piece,
-            seg_len,
-            *state,
-            use_reentrant=False,
-        )
+        args = (path, cell, reverse, piece, seg_len, *state)
+        if k == len(order) - 1:
+            # the backward pass starts with this segment: its activations would be recomputed
+            # at once, so keep them (the peak is the same: one segment's activations)
+            out, *final = _segment(*args)
+        else:
+            out, *final = _checkpoint(_segment, *args, use_reentrant=False)
         outs[t0] = out
         state = tuple(final)
     return torch.cat([outs[t0] for t0 in starts]), state
