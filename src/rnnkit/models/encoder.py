@@ -149,7 +149,7 @@ class RecurrentEncoderConfig:
     ``cell`` is a key of :data:`CELLS`: "rnn", "rnn_relu", "lstm", "peephole_lstm",
     "layernorm_lstm", "gru", "gru_reset_before", "mgu", "mut1", "mut2", "mut3" or "nas".
     ``checkpoint``: None, or K to recompute the activations in K-step segments in the backward
-    pass (less memory for long sequences, about 35 % more training time; ``Recurrent``'s
+    pass (less memory for long sequences, 25-30 % more training time; ``Recurrent``'s
     attribute of that name).
     """
 
