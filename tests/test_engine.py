@@ -4,6 +4,8 @@ float32 within rounding, and gradcheck on the hand-written backward passes."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 
@@ -11,7 +13,7 @@ from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
 from rnnkit.engine import native
-from rnnkit.engine.fused_lstm import fused_supports
+from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import GATHER_SEGMENTS, make_plan
 
@@ -176,6 +178,37 @@ def _check_on_two_threads(make, lens: torch.Tensor, T: int, reverse: bool) -> No
 def test_native_few_rows_split_products_over_threads(make):
     """With a few rows, the recurrent products are split over two threads by columns."""
     _check_on_two_threads(make, torch.tensor([4, 2, 3]), T=4, reverse=True)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh", "rnn_relu"])
+def test_fused_gru_and_elman_with_lengths_equal_torch_packed(kind):
+    """GRU (reset after) and Elman on the fused path give torch.nn.GRU's / torch.nn.RNN's
+    PackedSequence results with the same weights (float64), both directions."""
+    if kind == "gru":
+        torch_layer = torch.nn.GRU(I, H, bidirectional=True).double()
+        make = GRUCell
+    else:
+        nonlinearity = kind.removeprefix("rnn_")
+        torch_layer = torch.nn.RNN(I, H, nonlinearity=nonlinearity, bidirectional=True).double()
+        make = partial(ElmanCell, nonlinearity=nonlinearity)
+    B = len(LENGTHS)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    h0 = torch.randn(2, B, H, dtype=torch.float64)
+    lens = torch.tensor(LENGTHS)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(x, lens, enforce_sorted=False)
+    ref, h_ref = torch_layer(packed, h0)
+    ref, _ = torch.nn.utils.rnn.pad_packed_sequence(ref, total_length=T)
+    for d, suffix in enumerate(("_l0", "_l0_reverse")):
+        cell = make(I, H).double()
+        weights = {
+            k.removesuffix(suffix): v
+            for k, v in torch_layer.state_dict().items()
+            if k.endswith(suffix)
+        }
+        cell.load_state_dict(weights)
+        out, (h_n,) = engine.run(cell, x, (h0[d],), lens, reverse=d == 1, engine="fused")
+        assert (out - ref[..., d * H : (d + 1) * H]).abs().max().item() <= TOL
+        assert (h_n - h_ref[d]).abs().max().item() <= TOL
 
 
 def test_fused_lstm_with_lengths_equals_torch_packed():

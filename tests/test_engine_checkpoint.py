@@ -167,7 +167,7 @@ def test_bad_checkpoint_values(value, error):
 
 
 def test_unknown_path_fails_before_running():
-    cell = CELLS["gru"](I, H)
+    cell = CELLS["mut1"](I, H)
     x = torch.randn(T, 2, I, requires_grad=True)
     with pytest.raises(ValueError, match="engine 'fused'"):
         engine.run(cell, x, (torch.zeros(2, H),), engine="fused", checkpoint=2)

@@ -11,9 +11,9 @@ import torch
 import rnnkit
 from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
-from rnnkit.cells import ConvLSTMCell, GRUCell, LSTMCell
+from rnnkit.cells import ConvLSTMCell, ElmanCell, GRUCell, LSTMCell, MUT1Cell
 from rnnkit.engine import sequence
-from rnnkit.engine.fused_lstm import HEAD_MIN_STEPS, fused_route
+from rnnkit.engine.fused import HEAD_MIN_STEPS, fused_kind, fused_route
 
 TOL = 1e-10
 I, H, T = 3, 4, 6
@@ -55,7 +55,10 @@ def test_auto_picks_fused_native_autograd():
     assert engine.choose(LSTMCell(I, H, proj_size=2), x, None) == "fused"
     assert engine.choose(LSTMCell(I, H, peephole=True), x, None) == native
     assert engine.choose(GRUCell(I, H), x, None) == native
-    assert engine.choose(GRUCell(I, H), x.half(), None) == "autograd"
+    assert engine.choose(ElmanCell(I, H), x, None) == native
+    # no compiled loop for half: torch's own GRU kernel has the math, else the autograd loop
+    assert engine.choose(GRUCell(I, H), x.half(), None) == "fused"
+    assert engine.choose(GRUCell(I, H, reset_after=False), x.half(), None) == "autograd"
     conv = ConvLSTMCell(I, H, 3, (5,))
     assert engine.choose(conv, torch.randn(T, 2, I, 5), None) == "autograd"
     # a plain LSTM with many distinct lengths: the fused kernel for the steps every row runs,
@@ -74,6 +77,25 @@ def test_auto_picks_fused_native_autograd():
     assert fused_route(LSTMCell(I, H), batch(few), few) == "segments"
     expected = "head" if engine.native_available() else "segments"
     assert fused_route(LSTMCell(I, H), batch(long_head), long_head) == expected
+
+
+def test_auto_off_the_cpu_sends_torch_math_cells_to_the_fused_kernels():
+    """Off the CPU (no compiled loops there) the cells with torch.nn's math go to torch's fused
+    ops (cuDNN on a GPU), the others to the autograd loop; "meta" stands in for the device."""
+    x = torch.empty(T, 2, I, device="meta")
+    for cell in (LSTMCell(I, H), GRUCell(I, H), ElmanCell(I, H), ElmanCell(I, H, "relu")):
+        assert engine.choose(cell.to("meta"), x, None) == "fused", cell
+    for cell in (LSTMCell(I, H, peephole=True), GRUCell(I, H, reset_after=False), MUT1Cell(I, H)):
+        assert engine.choose(cell.to("meta"), x, None) == "autograd", cell
+
+
+def test_fused_kinds():
+    assert fused_kind(LSTMCell(I, H, proj_size=2)) == "lstm"
+    assert fused_kind(GRUCell(I, H)) == "gru"
+    assert fused_kind(ElmanCell(I, H, "relu")) == "rnn_relu"
+    assert fused_kind(ElmanCell(I, H)) == "rnn_tanh"
+    for cell in (LSTMCell(I, H, peephole=True), GRUCell(I, H, reset_after=False), MUT1Cell(I, H)):
+        assert fused_kind(cell) is None
 
 
 def test_default_engine_context_and_layer_attribute():
@@ -99,8 +121,8 @@ def test_default_engine_context_and_layer_attribute():
 
 def test_forcing_a_path_that_cannot_run_the_cell_is_an_error():
     x = torch.randn(T, 2, I)
-    with pytest.raises(ValueError, match="plain LSTM cells only"):
-        engine.run(GRUCell(I, H), x, (torch.zeros(2, H),), engine="fused")
+    with pytest.raises(ValueError, match="engine 'fused' runs the cells with torch.nn's math"):
+        engine.run(MUT1Cell(I, H), x, (torch.zeros(2, H),), engine="fused")
     with pytest.raises(ValueError, match="engine 'native' cannot run LSTMCell"):
         cell = LSTMCell(I, H, proj_size=2)
         engine.run(cell, x, cell.init_state(2), engine="native")
@@ -137,27 +159,54 @@ def test_convolutional_cell_with_lengths_equals_reference():
 
 
 @pytest.mark.skipif(not engine.native_available(), reason="the compiled loops could not be built")
+@pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "elman_tanh", "elman_relu"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_fused_head_then_compiled_loop_equals_reference(reverse):
-    """A plain LSTM with many distinct lengths and a long shortest sequence: the first
+def test_fused_head_then_compiled_loop_equals_reference(name, reverse):
+    """A torch-math cell with many distinct lengths and a long shortest sequence: the first
     segment runs on the fused kernel, the rest in the compiled loop; outputs, final states and
     every gradient equal the reference (float64)."""
-    cell = LSTMCell(I, H).double()
+    cell = CELLS[name](I, H).double()
     gen = torch.Generator().manual_seed(11)
     lengths = HEAD_MIN_STEPS + torch.randperm(12, generator=gen)[:10]  # 10 distinct, min >= 8
     T_long, B = int(lengths.max()) + 2, lengths.numel()
     x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
-    state = (
-        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
-        torch.randn(B, H, dtype=torch.float64, requires_grad=True),
+    state = tuple(
+        torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
     )
-    assert fused_route(cell, x, lengths) == "head"
+    # a projected LSTM has no compiled loop: one fused call per segment
+    expected = "head" if sequence.native_supports(cell, x) else "segments"
+    assert fused_route(cell, x, lengths) == expected
     results = {}
     for path in ("fused", "reference"):
-        out, (h, c) = engine.run(cell, x, state, lengths, reverse=reverse, engine=path)
+        out, final = engine.run(cell, x, state, lengths, reverse=reverse, engine=path)
         w = torch.randn(out.shape, generator=torch.Generator().manual_seed(2), dtype=out.dtype)
-        loss = (out * w).sum() + (h * 1.5).sum() - (c * 0.5).sum()
+        loss = (out * w).sum() + sum((f * (1.5 - k)).sum() for k, f in enumerate(final))
         grads = torch.autograd.grad(loss, [x, *state, *cell.parameters()])
-        results[path] = [out, h, c, *grads]
+        results[path] = [out, *final, *grads]
     for a, b in zip(results["fused"], results["reference"]):
         assert (a - b).abs().max().item() <= TOL
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["lstm", "gru", "elman_tanh", "mut1"])
+def test_cuda_paths_equal_the_cpu_reference(name):
+    """On a GPU, "auto" runs the torch-math cells on cuDNN and the others in the autograd loop;
+    both give the CPU reference's outputs and gradients (float64, with lengths, both
+    directions)."""
+    layer = Recurrent(CELLS[name], I, H, bidirectional=True).double()
+    x = torch.randn(T, 4, I, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 1, 4, 3])
+    want = "autograd" if name == "mut1" else "fused"
+    assert engine.choose(layer.cells[0].cuda(), x.cuda(), lengths) == want
+    layer.cpu()
+    layer.engine = "reference"
+    out_ref, _ = layer(x, lengths=lengths)
+    g_ref = torch.autograd.grad(out_ref.sum(), [x, *layer.parameters()])
+    layer.engine = None
+    layer.cuda()
+    x_gpu = x.detach().cuda().requires_grad_()
+    out, _ = layer(x_gpu, lengths=lengths.cuda())
+    grads = torch.autograd.grad(out.sum(), [x_gpu, *layer.parameters()])
+    assert (out.cpu() - out_ref).abs().max().item() <= 1e-8
+    for a, b in zip(grads, g_ref):
+        assert (a.cpu() - b).abs().max().item() <= 1e-8

@@ -3,16 +3,19 @@
 :class:`rnnkit.Recurrent` hands every layer and direction to :func:`run`; the cells state only
 their math. The engine picks one of these paths (``engine=`` names them):
 
-* ``"fused"``: a plain :class:`~rnnkit.cells.LSTMCell` (no peepholes) runs on torch's own fused
-  LSTM kernel with the same weights (oneDNN on the CPU, cuDNN on the GPU); with lengths, once
-  per run of steps with the same active rows (:mod:`rnnkit.engine.fused_lstm`).
+* ``"fused"``: a cell with torch.nn's exact math (a plain :class:`~rnnkit.cells.LSTMCell`, a
+  :class:`~rnnkit.cells.GRUCell` with ``reset_after=True``, an
+  :class:`~rnnkit.cells.ElmanCell`) runs on torch's own fused kernel with the same weights
+  (oneDNN on the CPU, cuDNN on the GPU); with lengths, once per run of steps with the same
+  active rows (:mod:`rnnkit.engine.fused`).
 * ``"native"``: every other built-in cell on the CPU (float32, float64) runs in a compiled
   loop with a hand-written BPTT backward (:mod:`rnnkit.engine.sequence`,
   :mod:`rnnkit.engine.kernels`, ``_loops.cpp``).
 * ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
   ``cell.step``, differentiated by autograd.
 * ``"reference"``: :func:`rnnkit.recurrent.run_cell`, the plain masked loop; the oracle.
-* ``"auto"`` (the default): fused, else native, else autograd. A plain LSTM with many
+* ``"auto"`` (the default): for a plain LSTM fused, else native, else fused (GRU and Elman
+  off the CPU, where cuDNN beats a loop of small kernels), else autograd. A plain LSTM with many
   distinct lengths runs its first steps (every row still running) fused and the shrinking
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
   the compiled loop, which costs less than many fused calls.
@@ -33,7 +36,7 @@ from torch import Tensor
 from ..cells.base import RecurrentCell, State
 from . import native
 from .checkpoint import check_checkpoint, run_checkpointed
-from .fused_lstm import FUSED_SEGMENT_LIMIT, fused_route, fused_supports, run_fused
+from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
 from .sequence import native_supports, run_autograd, run_native
 
 __all__ = [
@@ -86,9 +89,10 @@ def native_available() -> bool:
 
 def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
-    if fused_supports(cell, x):
+    native_ok = native_supports(cell, x)
+    if fused_supports(cell, x) and (fused_kind(cell) == "lstm" or not native_ok):
         return "native" if fused_route(cell, x, lengths) == "native" else "fused"
-    return "native" if native_supports(cell, x) else "autograd"
+    return "native" if native_ok else "autograd"
 
 
 def run(
@@ -139,7 +143,11 @@ def _reference(cell, x, state, lengths, reverse):
 
 def _check_fused(cell, x):
     if not fused_supports(cell, x):
-        raise ValueError(f"engine 'fused' runs plain LSTM cells only, got {cell!r}")
+        raise ValueError(
+            f"engine 'fused' runs the cells with torch.nn's math only (LSTMCell without "
+            f"peepholes, GRUCell with reset_after=True, ElmanCell) on floating-point input; "
+            f"got {cell!r} on {x.dtype}"
+        )
 
 
 def _check_native(cell, x):
