@@ -56,6 +56,20 @@ from rnnkit.cells import (
 )
 
 
+# The device every model and tensor lives on (--device; the CPU unless told otherwise).
+DEVICE = torch.device("cpu")
+
+
+def _sync() -> None:
+    """Wait for the GPU's queued work, so that a timed call includes it."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
+def _input(T: int, B: int, H: int) -> torch.Tensor:
+    return torch.randn(T, B, H, device=DEVICE, requires_grad=True)
+
+
 # -- models -----------------------------------------------------------------------------------
 class LSTMCellLoop(nn.Module):
     """The naive custom-cell baseline: a Python loop over torch.nn.LSTMCell."""
@@ -106,7 +120,7 @@ def build(name: str, H: int) -> nn.Module:
         "LSTM [checkpoint 50]": lambda: _checkpointed(rnnkit.LSTM(H, H, forget_bias=0.0)),
         "NAS [checkpoint 50]": lambda: _checkpointed(Recurrent(NASCell, H, H)),
     }
-    return makers[name]()
+    return makers[name]().to(DEVICE)
 
 
 MODELS = (
@@ -148,10 +162,12 @@ def step_fns(model: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None = N
     def forward() -> None:
         with torch.no_grad():
             model(x, **kw)
+        _sync()
 
     def train() -> None:
         out, _ = model(x, **kw)
         torch.autograd.grad(out, [x, *params], dout)
+        _sync()
 
     return forward, train
 
@@ -184,10 +200,16 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
 
 
 def gemm_ceiling(repeats: int = 5) -> float:
-    """GFLOP/s of torch.mm on 2048 x 2048 x 2048 float32."""
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    seconds = interleaved({"mm": lambda: torch.mm(a, b)}, repeats)["mm"]
-    return 2 * 2048**3 / seconds / 1e9
+    """GFLOP/s of torch.mm on 2048 x 2048 x 2048 float32 (on the GPU: 8192^3)."""
+    n = 8192 if DEVICE.type == "cuda" else 2048
+    a, b = torch.randn(n, n, device=DEVICE), torch.randn(n, n, device=DEVICE)
+
+    def mm() -> None:
+        torch.mm(a, b)
+        _sync()
+
+    seconds = interleaved({"mm": mm}, repeats)["mm"]
+    return 2 * n**3 / seconds / 1e9
 
 
 # -- memory -----------------------------------------------------------------------------------
@@ -203,9 +225,15 @@ def memory_child(name: str, T: int, B: int, H: int, threads: int) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build(name, H)
-    x = torch.randn(T, B, H, requires_grad=True)
+    x = _input(T, B, H)
     _, train = step_fns(model, x)
     train()  # warm-up: kernels, compiled loops, allocator pools
+    if DEVICE.type == "cuda":  # the allocator's peak of tensor memory
+        torch.cuda.reset_peak_memory_stats(DEVICE)
+        before = torch.cuda.memory_allocated(DEVICE)
+        train()
+        print((torch.cuda.max_memory_allocated(DEVICE) - before) / 2**20)
+        return
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     before = _status_kb("VmRSS")
     train()
@@ -222,6 +250,7 @@ def peak_memories(names, T: int, B: int, H: int, threads: int) -> dict[str, floa
         for name in names[k : k + 2]:
             cmd = [sys.executable, __file__, "--memory-child", name]
             cmd += [f"--T={T}", f"--B={B}", f"--H={H}", f"--threads={threads}"]
+            cmd += [f"--device={DEVICE}"]
             procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         for name, proc in procs.items():
             out, _ = proc.communicate()
@@ -243,7 +272,7 @@ def run_grid(
     times, flops = {}, {}
     for B, H in shapes:
         torch.manual_seed(0)
-        x = torch.randn(T, B, H, requires_grad=True)
+        x = _input(T, B, H)
         built = {name: build(name, H) for name in models}
         fns = {}
         for name, model in built.items():
@@ -282,7 +311,7 @@ def lengths_table(
     work: dict[tuple[int, int], float] = {}
     for B, H in len_shapes:
         torch.manual_seed(0)
-        x = torch.randn(100, B, H, requires_grad=True)
+        x = _input(100, B, H)
         # evenly spaced over [T/2, T] in random order: a uniform draw whose mean is exactly
         # 3T/4, so the ideal ratio is the work fraction printed with the table
         lengths = torch.linspace(50, 100, B).round().long()[torch.randperm(B)]
@@ -328,7 +357,7 @@ def checkpoint_table(repeats: int) -> None:
     rows: dict[str, list[str]] = {}
     for T, B, H in shapes:
         torch.manual_seed(0)
-        x = torch.randn(T, B, H, requires_grad=True)
+        x = _input(T, B, H)
         names = ("torch LSTM", *CHECKPOINTED.values(), *CHECKPOINTED)
         t = interleaved({n: step_fns(build(n, H), x)[1] for n in names}, repeats)
         for n in names[1:]:
@@ -351,6 +380,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, or cuda to time against cuDNN (no compiled loops there: models that force "
+        "them are left out, and memory is the CUDA allocator's peak)",
+    )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument(
         "--lengths-only", action="store_true", help="only the variable-lengths ratios"
@@ -365,6 +400,12 @@ def main() -> None:
     parser.add_argument("--B", type=int, default=128, help=argparse.SUPPRESS)
     parser.add_argument("--H", type=int, default=512, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = torch.device(args.device)
+    if DEVICE.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is visible to torch")
+    if DEVICE.type not in ("cpu", "cuda"):
+        parser.error(f"--device must be cpu or cuda, got {args.device!r}")
     if args.memory_child:
         memory_child(args.memory_child, args.T, args.B, args.H, args.threads)
         return
@@ -376,16 +417,21 @@ def main() -> None:
     else:
         shapes = [(B, H) for B in (1, 32, 128) for H in (64, 256, 512)]
     models = MODELS
+    if DEVICE.type != "cpu":
+        models = tuple(m for m in models if "[native loop]" not in m)
     rnnkit_models = tuple(m for m in models if m not in TORCH_MODELS)
 
     print("## Recurrent layers (engine)\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    if DEVICE.type == "cuda":
+        print(f"- device: {torch.cuda.get_device_name(DEVICE)} (CUDA {torch.version.cuda})")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- command: `python benchmarks/rnn_speed.py {' '.join(sys.argv[1:])}`".rstrip())
     print(f"- compiled loops available: {rnnkit.engine.native_available()}")
     ceiling = gemm_ceiling()
-    print(f"- GEMM ceiling (torch.mm 2048^3 float32): {ceiling:.0f} GFLOP/s")
+    n = 8192 if DEVICE.type == "cuda" else 2048
+    print(f"- GEMM ceiling (torch.mm {n}^3 float32): {ceiling:.0f} GFLOP/s")
     print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
     if args.lengths_only:
         lengths_table([(32, 256), (128, 256)], rnnkit_models, repeats)
@@ -450,6 +496,7 @@ def main() -> None:
             *CHECKPOINTED,
         )
     )
+    mem_models = tuple(m for m in mem_models if m in models or m in CHECKPOINTED)
     if not args.quick:
         checkpoint_table(repeats)
     memory = peak_memories(mem_models, 500, 128, 512, args.threads)
@@ -468,16 +515,17 @@ def main() -> None:
 def _packed_lstm_time(H: int, x: torch.Tensor, lengths: torch.Tensor, repeats: int) -> float:
     """torch.nn.LSTM on a PackedSequence (its own variable-length path)."""
     torch.manual_seed(0)
-    model = nn.LSTM(H, H)
+    model = nn.LSTM(H, H).to(DEVICE)
     params = list(model.parameters())
 
     packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
-    dout = torch.randn(packed.data.shape[0], H)
+    dout = torch.randn(packed.data.shape[0], H, device=DEVICE)
 
     def train() -> None:
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
         out, _ = model(packed)
         torch.autograd.grad(out.data, [x, *params], dout)
+        _sync()
 
     return interleaved({"packed": train}, repeats)["packed"]
 
