@@ -55,7 +55,6 @@ from rnnkit.cells import (
     NASCell,
 )
 
-
 # The device every model and tensor lives on (--device; the CPU unless told otherwise).
 DEVICE = torch.device("cpu")
 
