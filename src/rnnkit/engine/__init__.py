@@ -89,10 +89,12 @@ def native_available() -> bool:
 
 def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
-    native_ok = native_supports(cell, x)
-    if fused_supports(cell, x) and (fused_kind(cell) == "lstm" or not native_ok):
-        return "native" if fused_route(cell, x, lengths) == "native" else "fused"
-    return "native" if native_ok else "autograd"
+    if fused_supports(cell, x):
+        # the LSTM prefers oneDNN/cuDNN; GRU and Elman prefer the compiled loops where they run
+        if fused_kind(cell) == "lstm" or not native_supports(cell, x):
+            return "native" if fused_route(cell, x, lengths) == "native" else "fused"
+        return "native"
+    return "native" if native_supports(cell, x) else "autograd"
 
 
 def run(
