@@ -20,6 +20,10 @@ their math. The engine picks one of these paths (``engine=`` names them):
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
   the compiled loop, which costs less than many fused calls.
 
+Any path can run with ``checkpoint=K`` (``layer.checkpoint = K``): segments of K steps whose
+activations are recomputed in the backward pass, for a fraction of the memory
+(:mod:`rnnkit.engine.checkpoint`).
+
 Choose with ``rnnkit.engine.set_default("reference")``, ``with rnnkit.engine.use("native"):``
 or per layer with ``layer.engine = "reference"``. Every path gives the reference's results:
 outputs zero past each length, final states at each sequence's last valid step, the backward
