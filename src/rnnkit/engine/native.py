@@ -158,11 +158,13 @@ def set_split_rows(rows: int) -> None:
     lib.rnnkit_set_split_rows(rows)
 
 
+@torch.compiler.disable  # torch.compile: a host-side check, run eagerly
 def available() -> bool:
     """Whether the compiled loops can be used in this process."""
     return load() is not None
 
 
+@torch.compiler.disable  # torch.compile: a ctypes call into the compiled loops, run eagerly
 def call(
     kernel: str,
     direction: str,

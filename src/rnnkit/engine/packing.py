@@ -117,6 +117,7 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
     )
 
 
+@torch.compiler.disable  # host-side bookkeeping (NumPy, a cache): nothing to trace
 def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated).
 

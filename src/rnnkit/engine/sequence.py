@@ -70,6 +70,8 @@ def run_native(
     return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
 
 
+# torch.compile runs these eagerly: the loops are already compiled C++, called through ctypes
+@torch.compiler.disable
 def run_native_packed(
     cell: RecurrentCell, xp: Tensor, states: State, plan: Plan
 ) -> tuple[Tensor, State]:
