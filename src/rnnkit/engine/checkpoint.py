@@ -29,17 +29,17 @@ from ..cells.base import RecurrentCell, State
 PathRun = Callable[[RecurrentCell, Tensor, State, "Tensor | None", bool], tuple[Tensor, State]]
 
 
-def check_checkpoint(value: object) -> int | None:
-    """Validate a ``checkpoint`` setting: None (off) or a positive number of steps."""
+def check_checkpoint(value: object, name: str = "checkpoint") -> int | None:
+    """Validate a ``checkpoint`` setting (called ``name`` in the message): None (off) or a
+    positive number of steps."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"checkpoint must be None or a positive int (steps per segment), "
-            f"got {type(value).__name__}"
+            f"{name} must be None or a positive int (steps per segment), got {type(value).__name__}"
         )
     if value < 1:
-        raise ValueError(f"checkpoint must be a positive number of steps, got {value}")
+        raise ValueError(f"{name} must be a positive number of steps, got {value}")
     return value
 
 

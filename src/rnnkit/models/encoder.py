@@ -46,6 +46,7 @@ from ..cells import (
     NASCell,
     RecurrentCell,
 )
+from ..engine.checkpoint import check_checkpoint
 from ..recurrent import MERGE_MODES, Recurrent
 from .checks import check_bool, check_choice, check_float, check_int
 
@@ -174,8 +175,7 @@ class RecurrentEncoderConfig:
             "encoder.dropout", self.dropout, low=0.0, high=1.0, high_open=True
         )
         check_bool("encoder.residual", self.residual)
-        if self.checkpoint is not None:
-            check_int("encoder.checkpoint", self.checkpoint, low=1)
+        check_checkpoint(self.checkpoint, "encoder.checkpoint")
 
 
 class RecurrentEncoder(nn.Module):
