@@ -35,8 +35,10 @@ def _paths(cell, x):
     return paths
 
 
-def _run_with_grads(cell, x, state, lengths, reverse, path):
-    out, final = engine.run(cell, x, state, lengths, reverse=reverse, engine=path)
+def _run_with_grads(cell, x, state, lengths, reverse, path, checkpoint=None):
+    out, final = engine.run(
+        cell, x, state, lengths, reverse=reverse, engine=path, checkpoint=checkpoint
+    )
     gen = torch.Generator().manual_seed(1)
     w_out = torch.randn(out.shape, generator=gen, dtype=torch.float64).to(out.dtype)
     w_fin = [torch.randn(f.shape, generator=gen, dtype=torch.float64).to(f.dtype) for f in final]

@@ -11,7 +11,7 @@ from cell_zoo import CELLS
 from rnnkit import GRU, engine
 from rnnkit.cells import ConvLSTMCell, NASCell
 from rnnkit.engine.checkpoint import check_checkpoint
-from test_engine import TOL, _max_err, _paths, needs_native
+from test_engine import TOL, _max_err, _paths, _run_with_grads, needs_native
 
 I, H, T, K = 3, 4, 7, 3  # segments [0, 3), [3, 6), [6, 7)
 LENGTHS = {
@@ -21,17 +21,6 @@ LENGTHS = {
     # nobody reaches the last segment: every row passes through it
     "short": [5, 2, 4, 1, 3, 4],
 }
-
-
-def _run(cell, x, state, lens, reverse, path, checkpoint):
-    out, final = engine.run(
-        cell, x, state, lens, reverse=reverse, engine=path, checkpoint=checkpoint
-    )
-    gen = torch.Generator().manual_seed(1)
-    w_out = torch.randn(out.shape, generator=gen, dtype=torch.float64)
-    w_fin = [torch.randn(f.shape, generator=gen, dtype=torch.float64) for f in final]
-    loss = (out * w_out).sum() + sum((f * w).sum() for f, w in zip(final, w_fin))
-    return out, final, torch.autograd.grad(loss, [x, *state, *cell.parameters()])
 
 
 def _inputs(cell, B, seed=0):
@@ -52,9 +41,9 @@ def test_checkpointed_equals_reference(name, reverse, lengths):
     cell = CELLS[name](I, H).double()
     lens = None if LENGTHS[lengths] is None else torch.tensor(LENGTHS[lengths])
     x, state = _inputs(cell, 6)
-    ref = _run(cell, x, state, lens, reverse, "reference", None)
+    ref = _run_with_grads(cell, x, state, lens, reverse, "reference", None)
     for path in ["reference", *_paths(cell, x)]:
-        out, final, grads = _run(cell, x, state, lens, reverse, path, K)
+        out, final, grads = _run_with_grads(cell, x, state, lens, reverse, path, K)
         assert (out - ref[0]).abs().max().item() <= TOL, path
         assert _max_err(final, ref[1]) <= TOL, path
         assert _max_err(grads, ref[2]) <= TOL, path
@@ -66,8 +55,8 @@ def test_checkpointed_conv_cell(reverse):
     cell = ConvLSTMCell(2, 3, kernel_size=3, spatial_size=(4, 4), peephole=True).double()
     lens = torch.tensor(LENGTHS["short"][:3])
     x, state = _inputs(cell, 3)
-    ref = _run(cell, x, state, lens, reverse, "reference", None)
-    out, final, grads = _run(cell, x, state, lens, reverse, None, 2)
+    ref = _run_with_grads(cell, x, state, lens, reverse, "reference", None)
+    out, final, grads = _run_with_grads(cell, x, state, lens, reverse, None, 2)
     assert (out - ref[0]).abs().max().item() <= TOL
     assert _max_err(final, ref[1]) <= TOL
     assert _max_err(grads, ref[2]) <= TOL
