@@ -12,13 +12,19 @@ For a cell with a :class:`~rnnkit.engine.kernel_base.Kernel`:
 Without a kernel (a user's own cell, a GPU tensor, a dtype the loops do not handle), or without
 a C++ compiler, :func:`run_autograd` runs the same sorted, shrinking-batch loop over
 ``cell.step`` and lets autograd derive the backward pass.
+
+Second derivatives (``create_graph=True``: gradient penalties, Hessian-vector products,
+``gradgradcheck``) go through the same node: its backward, asked for a differentiable result,
+recomputes the sequence with that autograd loop from the saved packed input and initial
+states, and differentiates the recomputation instead of running the compiled BPTT loop. A
+first-order backward pass never pays for this.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
+from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
 from . import native
@@ -27,25 +33,94 @@ from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
 
 class SequenceFunction(torch.autograd.Function):
-    """(gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...)."""
+    """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...).
+
+    ``gx`` is ``cell.project_input(xp)``; ``xp`` itself is only kept (autograd keeps it anyway
+    for the input projection's backward) for a second-order backward pass, which recomputes
+    ``gx`` from it.
+    """
 
     @staticmethod
-    def forward(ctx, kernel: Kernel, cfg: tuple, plan: Plan, gx: Tensor, *inputs: Tensor):
-        states, params = inputs[: kernel.n_states], inputs[kernel.n_states :]
+    def forward(ctx, kernel: Kernel, cfg: tuple, plan: Plan, cell: RecurrentCell, *inputs: Tensor):
+        xp, gx = inputs[0], inputs[1]
+        states = inputs[2 : 2 + kernel.n_states]
+        params = inputs[2 + kernel.n_states :]
         y, finals, saved = kernel.forward(cfg, plan, gx, states, params, True)
-        ctx.kernel, ctx.cfg, ctx.plan = kernel, cfg, plan
+        ctx.kernel, ctx.cfg, ctx.plan, ctx.cell = kernel, cfg, plan, cell
         ctx.present = tuple(p is not None for p in params)
-        ctx.save_for_backward(*saved)
+        ctx.save_for_backward(xp, *states, *saved)
         return (y, *finals)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy: Tensor, *dfinal: Tensor):
         kernel: Kernel = ctx.kernel
-        dgx, dstates, dparams = kernel.backward(
-            ctx.cfg, ctx.plan, ctx.saved_tensors, dy.contiguous(), dfinal, ctx.present
+        xp, *rest = ctx.saved_tensors
+        states, saved = tuple(rest[: kernel.n_states]), tuple(rest[kernel.n_states :])
+        if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
+            dgx, dstates, dparams = _recomputed_backward(ctx.cell, ctx.plan, xp, states, dy, dfinal)
+            dparams = tuple(d if present else None for d, present in zip(dparams, ctx.present))
+        else:
+            dgx, dstates, dparams = kernel.backward(
+                ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
+            )
+        return (None, None, None, None, None, dgx, *dstates, *dparams)
+
+
+def _recomputed_backward(
+    cell: RecurrentCell,
+    plan: Plan,
+    xp: Tensor,
+    states: tuple[Tensor, ...],
+    dy: Tensor,
+    dfinal: tuple[Tensor, ...],
+) -> tuple[Tensor, tuple[Tensor | None, ...], tuple[Tensor | None, ...]]:
+    """:class:`SequenceFunction`'s backward pass as a differentiable graph: the sequence again
+    through :func:`step_loop` (``gx`` recomputed from ``xp``, equal to the forward's and a
+    function of the same leaves), differentiated with ``create_graph=True``.
+
+    The recomputation is differentiated with respect to fresh aliases of the initial states and
+    of the recurrent parameters, not the tensors themselves: an initial state may itself depend
+    on those parameters (the previous segment or chunk of the same layer), and asking for the
+    parameters' gradient would then also run the graph behind the state, which the caller's
+    backward pass runs again.
+    """
+    kernel, _ = kernel_for(cell)  # type: ignore[misc]
+    params = kernel.params(cell)
+    names = {id(p): name for name, p in cell.named_parameters()}
+    wanted = {names[id(p)]: p.view_as(p) for p in params if p is not None and p.requires_grad}
+    gx = cell.project_input(xp)
+    alias = tuple(s.view_as(s) for s in states)
+    y, finals = functional_call(
+        _StepLoop(cell), {f"cell.{k}": v for k, v in wanted.items()}, (gx, alias, plan)
+    )
+    inputs = [gx, *alias, *wanted.values()]
+    needed = [t.requires_grad for t in inputs]
+    grads = iter(
+        torch.autograd.grad(
+            (y, *finals),
+            [t for t, n in zip(inputs, needed) if n],
+            grad_outputs=(dy, *dfinal),
+            create_graph=True,
+            allow_unused=True,
         )
-        return (None, None, None, dgx, *dstates, *dparams)
+    )
+    dgx, *found = [next(grads) if n else None for n in needed]
+    dstates = tuple(found[: len(states)])
+    dwanted = dict(zip(wanted, found[len(states) :]))
+    dparams = tuple(None if p is None else dwanted.get(names[id(p)]) for p in params)
+    return dgx, dstates, dparams  # type: ignore[return-value]
+
+
+class _StepLoop(torch.nn.Module):
+    """:func:`step_loop` as a module, so that ``functional_call`` can swap the cell's
+    parameters for aliases."""
+
+    def __init__(self, cell: RecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, gx: Tensor, states: State, plan: Plan) -> tuple[Tensor, State]:
+        return step_loop(self.cell, gx, states, plan)
 
 
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
@@ -86,7 +161,7 @@ def run_native_packed(
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        y, *finals = SequenceFunction.apply(kernel, cfg, plan, gx, *states, *params)
+        y, *finals = SequenceFunction.apply(kernel, cfg, plan, cell, xp, gx, *states, *params)
     else:
         with torch.no_grad():
             y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
@@ -101,12 +176,20 @@ def run_autograd(
     plan = make_plan(T, B, lengths, reverse)
     gx = cell.project_input(pack(x, plan))  # (N, G)
     state = tuple(sort_rows(s, plan) for s in state)
+    y, finals = step_loop(cell, gx, state, plan)
+    return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+
+
+def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tuple[Tensor, State]:
+    """``cell.step`` over packed projected inputs ``gx`` (N, G) laid out by ``plan``, from
+    ``state`` (B, ·) in sorted order -> (y (N, H) packed, final states (B, ·) sorted)."""
+    B = plan.B
     # split, never slicing in a loop: a slice's backward writes a full-size gradient (O(T^2))
     if plan.packed:
         blocks = gx.split(list(plan.n_list))
     else:
         blocks = gx.split(B)
-        if reverse:
+        if plan.reverse:
             blocks = blocks[::-1]
     outputs: list[Tensor] = []
     done: list[State] = []  # final states of finished rows, last rows first
@@ -120,7 +203,6 @@ def run_autograd(
         outputs.append(h)
     done.append(state)
     finals = tuple(torch.cat([part[k] for part in reversed(done)]) for k in range(len(state)))
-    if reverse and not plan.packed:
+    if plan.reverse and not plan.packed:
         outputs = outputs[::-1]
-    y = torch.cat(outputs)  # (N, H) in packed row order
-    return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+    return torch.cat(outputs), finals  # y (N, H) in packed row order
