@@ -1,0 +1,168 @@
+"""How low can the lengths ratio go? The cost of a step as a function of its active rows.
+
+The lengths target compares one training step on a batch whose lengths are spread evenly over
+[T/2, T] with the same batch at full length; the padded work done is 0.75 of the full batch's.
+The engine sorts the sequences once and drops finished rows, so step s runs n_s rows. If a step
+cost exactly its rows' share, the ratio would be 0.75. It does not: a step reads all of W_hh
+whatever its rows, and fewer rows make the product less efficient. This script measures, in one
+run, three ratios for each rnnkit model:
+
+* product alone: the recurrent product of one thread's slice of W_hh (the loops split W_hh's
+  output columns over the threads), timed with torch.mm on one thread for every row count,
+  summed over the steps' row counts n_s, over T times its cost at the full batch;
+* step cost: the model's whole training step (forward and backward, through the engine) timed
+  at full length with a batch of m rows, for m from 1 to B; the same sum with its cost per
+  step. This is the ratio the lengths run would reach if nothing but the steps cost anything
+  (no gathers into and out of the packed layout, no bookkeeping);
+* measured: the training step with lengths over the training step at full length, as in
+  rnn_speed.py's lengths table (three times the repeats).
+
+Every model and row count takes turns within every repeat (interleaved, median).
+
+    python benchmarks/rnn_lengths_bound.py             # B = 32 and 128, H = 256
+    python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import sys
+
+import numpy as np
+import torch
+from machine import cpu_name
+from rnn_speed import MODELS, _input, build, interleaved, step_fns
+from rnn_targets import TORCH_MODELS, table
+
+import rnnkit
+
+T = 100
+ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
+
+
+def evenly_spread_lengths(B: int) -> torch.Tensor:
+    """The lengths rnn_speed.py uses: evenly spaced over [T/2, T], in random order."""
+    torch.manual_seed(0)
+    return torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
+
+
+def active_rows(lengths: torch.Tensor) -> np.ndarray:
+    """n_s, the rows still running at each step s (those with length > s)."""
+    lens = lengths.numpy()
+    return np.array([(lens > s).sum() for s in range(int(lens.max()))])
+
+
+def ratio_from_costs(rows: tuple[int, ...], cost: list[float], n: np.ndarray, B: int) -> float:
+    """Σ_s c(n_s) / (T·c(B)), with c interpolated linearly between the measured row counts."""
+    c = np.interp(n, rows, cost)
+    return float(c.sum() / (T * cost[rows.index(B)]))
+
+
+def product_costs(model: torch.nn.Module, rows: tuple[int, ...], threads: int, repeats: int):
+    """Seconds of one thread's recurrent product h (m, H) · W_sliceᵀ for each m in ``rows``,
+    less torch.mm's own call overhead (a 1×8·8×8 product)."""
+    W = next(p for n, p in model.named_parameters() if "weight_hh" in n).detach()
+    H = W.shape[1]
+    width = W.shape[0] // threads  # the loops give each thread W_hh's columns lo..hi
+    Wt = W[:width].t().contiguous()  # (H, width)
+    hs = {m: torch.randn(m, H) for m in rows}
+    outs = {m: torch.empty(m, width) for m in rows}
+    tiny_a, tiny_b, tiny_out = torch.randn(1, 8), torch.randn(8, 8), torch.empty(1, 8)
+
+    def product(m):
+        def run() -> None:
+            for _ in range(20):
+                torch.mm(hs[m], Wt, out=outs[m])
+
+        return run
+
+    def overhead() -> None:
+        for _ in range(20):
+            torch.mm(tiny_a, tiny_b, out=tiny_out)
+
+    fns = {m: product(m) for m in rows}
+    fns["overhead"] = overhead
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t = interleaved(fns, repeats)
+    finally:
+        torch.set_num_threads(before)
+    return [(t[m] - t["overhead"]) / 20 for m in rows]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="B = 32, four models, 2 repeats")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = tuple(m for m in MODELS if m not in TORCH_MODELS)
+    shapes = [(32, 256), (128, 256)]
+    repeats = args.repeats
+    if args.quick:
+        models, shapes, repeats = ("LSTM [native loop]", "GRU", "Elman", "NAS"), [(32, 256)], 2
+
+    print("## Lengths: the cost of a step against its active rows\n")
+    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- command: `python benchmarks/rnn_lengths_bound.py {' '.join(sys.argv[1:])}`".rstrip())
+    print(f"- compiled loops available: {rnnkit.engine.native_available()}")
+    print(f"- float32, I = H, T = {T}, {repeats} interleaved repeats, median\n", flush=True)
+
+    for B, H in shapes:
+        rows = ROWS[B]
+        lengths = evenly_spread_lengths(B)
+        n = active_rows(lengths)
+        work = float(lengths.sum()) / (T * B)
+        fns, built = {}, {}
+        for name in models:
+            model = built[name] = build(name, H)
+            for m in rows:
+                fns[(name, m)] = step_fns(model, _input(T, m, H))[1]
+            x = _input(T, B, H)
+            fns[(name, "lengths")] = step_fns(model, x, lengths)[1]
+        step = interleaved(fns, repeats)
+        # the measured ratio: as in rnn_speed.py, three times the repeats for two short calls
+        pairs = {}
+        for name in models:
+            x = _input(T, B, H)
+            pairs[(name, "full")] = step_fns(built[name], x)[1]
+            pairs[(name, "lengths")] = step_fns(built[name], x, lengths)[1]
+        measured = interleaved(pairs, 3 * repeats)
+        out = []
+        for name in models:
+            product = product_costs(built[name], rows, args.threads, repeats)
+            costs = [step[(name, m)] / T for m in rows]
+            out.append(
+                [
+                    name,
+                    f"{ratio_from_costs(rows, product, n, B):.3f}",
+                    f"{ratio_from_costs(rows, costs, n, B):.3f}",
+                    f"{measured[(name, 'lengths')] / measured[(name, 'full')]:.3f}",
+                    f"{product[rows.index(B)] * 1e6:.0f} / {product[0] * 1e6:.0f}",
+                ]
+            )
+        print(
+            table(
+                f"B={B} H={H}, lengths spread evenly over [{T // 2}, {T}] (padded work done "
+                f"{work:.3f}): time with lengths / time at full length",
+                [
+                    "model",
+                    "product alone",
+                    "step cost",
+                    "measured",
+                    f"product µs at {B} / 1 rows",
+                ],
+                out,
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
