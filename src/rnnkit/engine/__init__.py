@@ -18,7 +18,8 @@ their math. The engine picks one of these paths (``engine=`` names them):
   off the CPU, where cuDNN beats a loop of small kernels), else autograd. A plain LSTM with many
   distinct lengths runs its first steps (every row still running) fused and the shrinking
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
-  the compiled loop, which costs less than many fused calls.
+  the compiled loop, which costs less than many fused calls. Inside a ``torch.func``
+  transform (grad, vmap, jacrev...) always autograd, which the transforms can trace.
 
 Any path can run with ``checkpoint=K`` (``layer.checkpoint = K``): segments of K steps whose
 activations are recomputed in the backward pass, for a fraction of the memory
@@ -41,7 +42,7 @@ from ..cells.base import RecurrentCell, State
 from . import native
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
-from .sequence import native_supports, run_autograd, run_native
+from .sequence import native_supports, run_autograd, run_native, under_functorch
 
 __all__ = [
     "ENGINES",
@@ -93,6 +94,8 @@ def native_available() -> bool:
 
 def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
+    if under_functorch():  # plain torch ops, which every torch.func transform traces
+        return "autograd"
     if fused_supports(cell, x):
         # the LSTM prefers oneDNN/cuDNN; GRU and Elman prefer the compiled loops where they run
         if fused_kind(cell) == "lstm" or not native_supports(cell, x):
@@ -157,6 +160,11 @@ def _check_fused(cell, x):
 
 
 def _check_native(cell, x):
+    if under_functorch():
+        raise ValueError(
+            "engine 'native' cannot run inside a torch.func transform (grad, vmap, jacrev...): "
+            "the compiled loops need real tensors; use engine 'auto' or 'autograd' there"
+        )
     if not native_supports(cell, x):
         raise ValueError(
             f"engine 'native' cannot run {type(cell).__name__} on a {x.dtype} tensor on "

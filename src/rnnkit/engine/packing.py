@@ -126,8 +126,27 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     """
     if lengths is None:
         return _unpacked_plan(T, B, reverse)
-    key = lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
+    key = _lengths_key(lengths)
     return _packed_plan(T, B, key, reverse)
+
+
+def _lengths_key(lengths: Tensor) -> bytes:
+    """The bytes of ``lengths`` as int64, the plan cache's key. Inside a ``torch.func``
+    transform (grad, vmap, jacrev...) even a constant comes wrapped, and its values are read
+    below the transform; lengths batched by ``vmap`` (a different length per mapped sample)
+    cannot share one plan."""
+    functorch = torch._C._functorch
+    if hasattr(functorch, "is_functorch_wrapped_tensor"):
+        while functorch.is_functorch_wrapped_tensor(lengths):
+            if functorch.is_batchedtensor(lengths):
+                raise ValueError(
+                    "lengths must be the same for every sample that torch.func.vmap maps over "
+                    "(pass them unbatched, in_dims=None); got lengths batched by vmap"
+                )
+            lengths = functorch.get_unwrapped(lengths)
+        with torch._C._DisableFuncTorch():
+            return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
+    return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
 
 
 @lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
@@ -220,12 +239,21 @@ def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
 
 
 class _Gather(torch.autograd.Function):
-    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding."""
+    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding.
+
+    Written in torch ops with a separate ``setup_context``, so that ``torch.func`` transforms
+    (grad, vmap with a generated rule, jacrev) can run it.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, source, padding)
+    def forward(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         return flat.index_select(0, index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[1:])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -236,10 +264,15 @@ class _Gather(torch.autograd.Function):
 class _Scatter(torch.autograd.Function):
     """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, source, padding)
+    def forward(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         return _scatter(rows, source, padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[1:])
 
     @staticmethod
     def backward(ctx, grad: Tensor):

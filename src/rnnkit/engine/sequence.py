@@ -123,9 +123,19 @@ class _StepLoop(torch.nn.Module):
         return step_loop(self.cell, gx, states, plan)
 
 
+def under_functorch() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jvp...) is running: its wrapped
+    tensors have no memory of their own for the compiled loops, so they take the autograd loop,
+    which every transform can trace."""
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
+
+
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if under_functorch():
         return False
     if torch.is_autocast_enabled("cpu"):  # project_input's dtype would differ from W_hh's
         return False
