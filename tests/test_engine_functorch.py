@@ -1,16 +1,24 @@
-"""``torch.func`` transforms through the engine: per-sample gradients (vmap of grad) and
-Jacobians (jacrev) of every cell, with lengths, equal the same quantities computed one sample
-at a time by ordinary autograd on the reference loop."""
+"""``torch.func`` transforms and forward-mode AD through the engine: per-sample gradients
+(vmap of grad), Jacobians (jacrev) and Jacobian-vector products (forward_ad, torch.func.jvp)
+of every cell, with lengths, equal the same quantities computed by ordinary reverse-mode
+autograd on the reference loop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from torch.func import functional_call, grad, jacrev, vmap
+import torch.autograd.forward_ad as fwAD
+from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import GRUCell, NASCell
+
+# torch's forward_ad loads its jvp decompositions through torch.jit.script on first use, which
+# warns about TorchScript's deprecation: torch's own warning, not rnnkit's
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)
 
 TOL = 1e-12
 I, H, T = 3, 4, 6
@@ -107,3 +115,85 @@ def test_lengths_batched_by_vmap_are_refused():
 
     with pytest.raises(ValueError, match="lengths must be the same for every sample"):
         vmap(run)(x, lengths)
+
+
+def _jvp_reference(module, params, x, state, tangents):
+    """(output, final states) and their JVP along ``tangents`` (for x, state, params) by
+    reverse mode twice (torch.autograd.functional.jvp) on the reference loop."""
+    names = list(params)
+
+    def fn(x, *rest):
+        st, ps = rest[: len(state)], rest[len(state) :]
+        out, final = functional_call(module, dict(zip(names, ps)), (x, st, "reference"))
+        return (out, *final)
+
+    return torch.autograd.functional.jvp(fn, (x, *state, *params.values()), tangents)[1]
+
+
+class _LayerFrom(_Layer):
+    """Like _Layer, from a given initial state."""
+
+    def forward(self, x, state, path):
+        return engine.run(self.cell, x, state, LENGTHS, reverse=self.reverse, engine=path)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("name", list(CELLS))
+def test_forward_mode_jvp_equals_reference(name, reverse):
+    torch.manual_seed(0)
+    module = _LayerFrom(CELLS[name](I, H).double(), reverse)
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    B = len(LENGTHS)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    state = tuple(torch.randn(B, *s, dtype=torch.float64) for s in module.cell.state_shapes())
+    primals = (x, *state, *params.values())
+    tangents = tuple(torch.randn_like(t) for t in primals)
+    ref = _jvp_reference(module, params, x, state, tangents)
+    # forward_ad with dual tensors, the default engine
+    with fwAD.dual_level():
+        duals = [fwAD.make_dual(p, t) for p, t in zip(primals, tangents)]
+        d_params = dict(zip(params, duals[1 + len(state) :]))
+        out, final = functional_call(
+            module, d_params, (duals[0], tuple(duals[1 : 1 + len(state)]), None)
+        )
+        got = [fwAD.unpack_dual(t).tangent for t in (out, *final)]
+    for g, r in zip(got, ref):
+        assert (g - r).abs().max().item() <= TOL
+
+    # torch.func.jvp: a transform
+    def fn(x, *rest):
+        st, ps = rest[: len(state)], rest[len(state) :]
+        out, final = functional_call(module, dict(zip(params, ps)), (x, st, None))
+        return (out, *final)
+
+    _, got = jvp(fn, primals, tangents)
+    for g, r in zip(got, ref):
+        assert (g - r).abs().max().item() <= TOL
+
+
+def test_a_tangent_on_the_initial_state_alone():
+    """Only the state is dual: the call must still leave the compiled loop."""
+    torch.manual_seed(0)
+    cell = NASCell(I, H).double()
+    B = len(LENGTHS)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    state = tuple(torch.randn(B, H, dtype=torch.float64) for _ in range(2))
+    tangent = tuple(torch.randn_like(s) for s in state)
+    ref = torch.autograd.functional.jvp(
+        lambda *s: engine.run(cell, x, s, LENGTHS, engine="reference")[0], state, tangent
+    )[1]
+    with fwAD.dual_level():
+        dual = tuple(fwAD.make_dual(s, t) for s, t in zip(state, tangent))
+        got = fwAD.unpack_dual(engine.run(cell, x, dual, LENGTHS)[0]).tangent
+    assert (got - ref).abs().max().item() <= TOL
+
+
+def test_forced_native_engine_under_forward_ad_is_refused():
+    if not engine.native_available():
+        pytest.skip("the compiled loops could not be built here")
+    cell = GRUCell(I, H)
+    x = torch.randn(T, 3, I)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.randn_like(x))
+        with pytest.raises(ValueError, match="no forward-mode derivative"):
+            engine.run(cell, dual, (torch.zeros(3, H),), engine="native")

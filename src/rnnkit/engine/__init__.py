@@ -19,7 +19,8 @@ their math. The engine picks one of these paths (``engine=`` names them):
   distinct lengths runs its first steps (every row still running) fused and the shrinking
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
   the compiled loop, which costs less than many fused calls. Inside a ``torch.func``
-  transform (grad, vmap, jacrev...) always autograd, which the transforms can trace.
+  transform (grad, vmap, jacrev...) or under forward-mode AD always autograd, which both can
+  trace.
 
 Any path can run with ``checkpoint=K`` (``layer.checkpoint = K``): segments of K steps whose
 activations are recomputed in the backward pass, for a fraction of the memory
@@ -42,7 +43,7 @@ from ..cells.base import RecurrentCell, State
 from . import native
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
-from .sequence import native_supports, run_autograd, run_native, under_functorch
+from .sequence import forward_ad_on, native_supports, run_autograd, run_native, under_functorch
 
 __all__ = [
     "ENGINES",
@@ -94,8 +95,8 @@ def native_available() -> bool:
 
 def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
-    if under_functorch():  # plain torch ops, which every torch.func transform traces
-        return "autograd"
+    if under_functorch() or forward_ad_on(cell, x):  # plain torch ops: every transform and
+        return "autograd"  # forward-mode AD trace them
     if fused_supports(cell, x):
         # the LSTM prefers oneDNN/cuDNN; GRU and Elman prefer the compiled loops where they run
         if fused_kind(cell) == "lstm" or not native_supports(cell, x):
@@ -138,6 +139,8 @@ def run(
 
 
 def _auto(cell, x, state, lengths, reverse):
+    if forward_ad_on(cell, x, state):  # a tangent on the initial state alone
+        return run_autograd(cell, x, state, lengths, reverse)
     return _PATHS[choose(cell, x, lengths)](cell, x, state, lengths, reverse)
 
 
@@ -164,6 +167,11 @@ def _check_native(cell, x):
         raise ValueError(
             "engine 'native' cannot run inside a torch.func transform (grad, vmap, jacrev...): "
             "the compiled loops need real tensors; use engine 'auto' or 'autograd' there"
+        )
+    if forward_ad_on(cell, x):
+        raise ValueError(
+            "engine 'native' has no forward-mode derivative (torch.autograd.forward_ad): "
+            "use engine 'auto' or 'autograd' for Jacobian-vector products"
         )
     if not native_supports(cell, x):
         raise ValueError(

@@ -241,8 +241,8 @@ def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
 class _Gather(torch.autograd.Function):
     """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding.
 
-    Written in torch ops with a separate ``setup_context``, so that ``torch.func`` transforms
-    (grad, vmap with a generated rule, jacrev) can run it.
+    Written in torch ops with a separate ``setup_context`` and a ``jvp``, so that forward-mode
+    AD and ``torch.func`` transforms (grad, vmap with a generated rule, jacrev, jvp) can run it.
     """
 
     generate_vmap_rule = True
@@ -254,11 +254,17 @@ class _Gather(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs[1:])
+        ctx.save_for_forward(*inputs[1:])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         index, source, padding = ctx.saved_tensors
         return _Scatter.apply(grad, index, source, padding), None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, *_):
+        index, _, _ = ctx.saved_tensors
+        return tangent.index_select(0, index)
 
 
 class _Scatter(torch.autograd.Function):
@@ -273,11 +279,17 @@ class _Scatter(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs[1:])
+        ctx.save_for_forward(*inputs[1:])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         index, source, padding = ctx.saved_tensors
         return _Gather.apply(grad, index, source, padding), None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, *_):
+        _, source, padding = ctx.saved_tensors
+        return _scatter(tangent, source, padding)
 
 
 def _indices(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

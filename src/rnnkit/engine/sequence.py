@@ -23,6 +23,7 @@ first-order backward pass never pays for this.
 from __future__ import annotations
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 from torch.func import functional_call
 
@@ -131,11 +132,21 @@ def under_functorch() -> bool:
     return peek is not None and peek() is not None
 
 
+def forward_ad_on(cell: RecurrentCell, x: Tensor, state: State = ()) -> bool:
+    """Whether forward-mode AD (``torch.autograd.forward_ad``) carries a tangent on ``x``,
+    ``state`` or the cell's parameters: the compiled loops have no forward-mode derivative, so
+    such a call takes the autograd loop."""
+    if getattr(fwAD, "_current_level", 0) < 0:  # no dual level open: nothing to look at
+        return False
+    tensors = (x, *state, *cell.parameters())
+    return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
+
+
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
     if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
         return False
-    if under_functorch():
+    if under_functorch() or forward_ad_on(cell, x):
         return False
     if torch.is_autocast_enabled("cpu"):  # project_input's dtype would differ from W_hh's
         return False
