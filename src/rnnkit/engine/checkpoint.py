@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..cells.base import RecurrentCell, State
+from .sequence import under_functorch
 
 PathRun = Callable[[RecurrentCell, Tensor, State, "Tensor | None", bool], tuple[Tensor, State]]
 
@@ -93,10 +94,12 @@ def run_checkpointed(
     """Run ``path`` (one of the engine's paths) over ``x`` (T, B, ...) in segments of ``steps``
     time steps, recomputing each segment's activations in the backward pass.
 
-    Without gradients to compute, or when T <= ``steps``, this is ``path`` itself.
+    Without gradients to compute, or when T <= ``steps``, this is ``path`` itself; also inside a
+    ``torch.func`` transform (grad, vmap...), which does not support the saved-tensor hooks
+    that recomputation relies on: there every activation is kept.
     """
     T = x.shape[0]
-    if T <= steps or not _needs_grad(cell, x, state):
+    if T <= steps or under_functorch() or not _needs_grad(cell, x, state):
         return path(cell, x, state, lengths, reverse)
     pieces = x.split(steps)  # one SplitBackward node: no full-size gradient per segment
     starts = range(0, T, steps)
