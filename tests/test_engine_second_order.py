@@ -9,7 +9,7 @@ import torch
 from torch.func import functional_call
 
 from cell_zoo import CELLS
-from rnnkit import engine
+from rnnkit import Recurrent, engine
 from rnnkit.cells import GRUCell, LSTMCell, NASCell
 from rnnkit.engine.kernels import kernel_for
 from test_engine import LENGTHS, _paths
@@ -190,3 +190,30 @@ def test_gradient_penalty_through_a_stacked_bidirectional_layer():
         penalty = (gx.flatten(1).norm(dim=1) - 1).pow(2).sum()
         found.append(torch.autograd.grad(penalty, [x, *layer.parameters()]))
     assert _max_err(found[1], found[0]) <= TOL
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm_peephole", "mut1", "nas"])
+def test_meta_learning_through_functional_call(name):
+    """MAML: two inner gradient steps on parameters swapped in with functional_call, then the
+    outer gradient through both. The second-order pass must use the parameters the forward
+    pass ran with (the adapted ones, which the module no longer holds), not the module's."""
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS[name], I, H).double()
+    x = torch.randn(T, len(LENGTHS), I, dtype=torch.float64)
+    lens = torch.tensor(LENGTHS)
+    results = []
+    for path in ("reference", None):
+        layer.engine = path
+        params = dict(layer.named_parameters())
+
+        def loss(p):
+            out, _ = functional_call(layer, p, (x,), {"lengths": lens})
+            return out.tanh().pow(2).sum()
+
+        adapted = params
+        for _ in range(2):
+            grads = torch.autograd.grad(loss(adapted), list(adapted.values()), create_graph=True)
+            adapted = {k: v - 0.1 * g for (k, v), g in zip(adapted.items(), grads)}
+        results.append(torch.autograd.grad(loss(adapted), list(params.values())))
+    assert _max_err(results[1], results[0]) <= TOL
+    assert max(g.abs().max().item() for g in results[0]) > 1e-3

@@ -34,37 +34,56 @@ from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
 
 class SequenceFunction(torch.autograd.Function):
-    """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...).
+    """(xp (N, I), gx (N, G), states (B, ·)..., params..., every parameter of the cell...) ->
+    (y (N, H), final states (B, ·)...).
 
-    ``gx`` is ``cell.project_input(xp)``; ``xp`` itself is only kept (autograd keeps it anyway
-    for the input projection's backward) for a second-order backward pass, which recomputes
-    ``gx`` from it.
+    ``gx`` is ``cell.project_input(xp)`` and ``params`` the kernel's parameters. ``xp`` and the
+    cell's parameters (as they were during the forward pass: ``functional_call`` may have
+    swapped them) are only kept, as references to tensors autograd keeps anyway, for a
+    second-order backward pass, which recomputes the sequence from them.
     """
 
     @staticmethod
     def forward(ctx, kernel: Kernel, cfg: tuple, plan: Plan, cell: RecurrentCell, *inputs: Tensor):
+        n_states, n_params = kernel.n_states, len(kernel.params(cell))
         xp, gx = inputs[0], inputs[1]
-        states = inputs[2 : 2 + kernel.n_states]
-        params = inputs[2 + kernel.n_states :]
+        states = inputs[2 : 2 + n_states]
+        params = inputs[2 + n_states : 2 + n_states + n_params]
+        every = inputs[2 + n_states + n_params :]
         y, finals, saved = kernel.forward(cfg, plan, gx, states, params, True)
         ctx.kernel, ctx.cfg, ctx.plan, ctx.cell = kernel, cfg, plan, cell
+        names = [name for name, _ in cell.named_parameters()]
+        where = {id(t): name for name, t in zip(names, every)}
+        ctx.names, ctx.param_names = names, [None if p is None else where[id(p)] for p in params]
         ctx.present = tuple(p is not None for p in params)
-        ctx.save_for_backward(xp, *states, *saved)
+        ctx.n_inputs = len(inputs)
+        ctx.save_for_backward(xp, *states, *every, *saved)
         return (y, *finals)
 
     @staticmethod
     def backward(ctx, dy: Tensor, *dfinal: Tensor):
         kernel: Kernel = ctx.kernel
+        n_states, n_every = kernel.n_states, len(ctx.names)
         xp, *rest = ctx.saved_tensors
-        states, saved = tuple(rest[: kernel.n_states]), tuple(rest[kernel.n_states :])
+        states, every = tuple(rest[:n_states]), rest[n_states : n_states + n_every]
+        saved = tuple(rest[n_states + n_every :])
         if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
-            dgx, dstates, dparams = _recomputed_backward(ctx.cell, ctx.plan, xp, states, dy, dfinal)
-            dparams = tuple(d if present else None for d, present in zip(dparams, ctx.present))
+            dgx, dstates, dparams = _recomputed_backward(
+                ctx.cell,
+                ctx.plan,
+                xp,
+                states,
+                dict(zip(ctx.names, every)),
+                ctx.param_names,
+                dy,
+                dfinal,
+            )
         else:
             dgx, dstates, dparams = kernel.backward(
                 ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
             )
-        return (None, None, None, None, None, dgx, *dstates, *dparams)
+        grads = (None, dgx, *dstates, *dparams)
+        return (None, None, None, None, *grads, *[None] * (ctx.n_inputs - len(grads)))
 
 
 def _recomputed_backward(
@@ -72,29 +91,28 @@ def _recomputed_backward(
     plan: Plan,
     xp: Tensor,
     states: tuple[Tensor, ...],
+    every: dict[str, Tensor],
+    param_names: list[str | None],
     dy: Tensor,
     dfinal: tuple[Tensor, ...],
 ) -> tuple[Tensor, tuple[Tensor | None, ...], tuple[Tensor | None, ...]]:
-    """:class:`SequenceFunction`'s backward pass as a differentiable graph: the sequence again
-    through :func:`step_loop` (``gx`` recomputed from ``xp``, equal to the forward's and a
-    function of the same leaves), differentiated with ``create_graph=True``.
+    """:class:`SequenceFunction`'s backward pass as a differentiable graph: the sequence again,
+    input projection included, through :func:`step_loop` with the cell's parameters as the
+    forward pass saw them (``every``, by name), differentiated with ``create_graph=True``.
 
-    The recomputation is differentiated with respect to fresh aliases of the initial states and
-    of the recurrent parameters, not the tensors themselves: an initial state may itself depend
-    on those parameters (the previous segment or chunk of the same layer), and asking for the
-    parameters' gradient would then also run the graph behind the state, which the caller's
-    backward pass runs again.
+    The recomputation runs on fresh aliases of the initial states and the parameters, and is
+    differentiated with respect to those aliases, not the tensors themselves: an initial state
+    may itself depend on the same parameters (the previous segment or chunk of the same layer),
+    and asking for the parameters' gradient would then also run the graph behind the state,
+    which the caller's backward pass runs again.
     """
-    kernel, _ = kernel_for(cell)  # type: ignore[misc]
-    params = kernel.params(cell)
-    names = {id(p): name for name, p in cell.named_parameters()}
-    wanted = {names[id(p)]: p.view_as(p) for p in params if p is not None and p.requires_grad}
-    gx = cell.project_input(xp)
-    alias = tuple(s.view_as(s) for s in states)
-    y, finals = functional_call(
-        _StepLoop(cell), {f"cell.{k}": v for k, v in wanted.items()}, (gx, alias, plan)
+    alias = {name: t.view_as(t) for name, t in every.items()}
+    state_alias = tuple(s.view_as(s) for s in states)
+    gx, y, finals = functional_call(
+        _Recompute(cell), {f"cell.{k}": v for k, v in alias.items()}, (xp, state_alias, plan)
     )
-    inputs = [gx, *alias, *wanted.values()]
+    wanted = [name for name in param_names if name is not None]
+    inputs = [gx, *state_alias, *(alias[name] for name in wanted)]
     needed = [t.requires_grad for t in inputs]
     grads = iter(
         torch.autograd.grad(
@@ -107,21 +125,22 @@ def _recomputed_backward(
     )
     dgx, *found = [next(grads) if n else None for n in needed]
     dstates = tuple(found[: len(states)])
-    dwanted = dict(zip(wanted, found[len(states) :]))
-    dparams = tuple(None if p is None else dwanted.get(names[id(p)]) for p in params)
+    dnamed = dict(zip(wanted, found[len(states) :]))
+    dparams = tuple(None if name is None else dnamed[name] for name in param_names)
     return dgx, dstates, dparams  # type: ignore[return-value]
 
 
-class _StepLoop(torch.nn.Module):
-    """:func:`step_loop` as a module, so that ``functional_call`` can swap the cell's
-    parameters for aliases."""
+class _Recompute(torch.nn.Module):
+    """The input projection and :func:`step_loop` as a module, so that ``functional_call`` can
+    give the cell the parameters of the forward pass."""
 
     def __init__(self, cell: RecurrentCell) -> None:
         super().__init__()
         self.cell = cell
 
-    def forward(self, gx: Tensor, states: State, plan: Plan) -> tuple[Tensor, State]:
-        return step_loop(self.cell, gx, states, plan)
+    def forward(self, xp: Tensor, states: State, plan: Plan):
+        gx = self.cell.project_input(xp)
+        return (gx, *step_loop(self.cell, gx, states, plan))
 
 
 def under_functorch() -> bool:
@@ -182,7 +201,10 @@ def run_native_packed(
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        y, *finals = SequenceFunction.apply(kernel, cfg, plan, cell, xp, gx, *states, *params)
+        every = tuple(t for _, t in cell.named_parameters())
+        y, *finals = SequenceFunction.apply(
+            kernel, cfg, plan, cell, xp, gx, *states, *params, *every
+        )
     else:
         with torch.no_grad():
             y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
