@@ -34,56 +34,51 @@ from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
 
 class SequenceFunction(torch.autograd.Function):
-    """(xp (N, I), gx (N, G), states (B, ·)..., params..., every parameter of the cell...) ->
-    (y (N, H), final states (B, ·)...).
+    """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...).
 
-    ``gx`` is ``cell.project_input(xp)`` and ``params`` the kernel's parameters. ``xp`` and the
-    cell's parameters (as they were during the forward pass: ``functional_call`` may have
-    swapped them) are only kept, as references to tensors autograd keeps anyway, for a
-    second-order backward pass, which recomputes the sequence from them.
+    ``gx`` is ``cell.project_input(xp)`` and ``params`` the kernel's parameters. ``xp``, the
+    initial states and ``every`` (the cell's parameters by name, as they were during the forward
+    pass: ``functional_call`` may have swapped them) are only kept, as references to tensors
+    autograd or the model keeps anyway, for a second-order backward pass, which recomputes the
+    sequence from them.
     """
 
     @staticmethod
-    def forward(ctx, kernel: Kernel, cfg: tuple, plan: Plan, cell: RecurrentCell, *inputs: Tensor):
-        n_states, n_params = kernel.n_states, len(kernel.params(cell))
+    def forward(
+        ctx,
+        kernel: Kernel,
+        cfg: tuple,
+        plan: Plan,
+        cell: RecurrentCell,
+        every: dict[str, Tensor],
+        *inputs: Tensor,
+    ):
         xp, gx = inputs[0], inputs[1]
-        states = inputs[2 : 2 + n_states]
-        params = inputs[2 + n_states : 2 + n_states + n_params]
-        every = inputs[2 + n_states + n_params :]
+        states, params = inputs[2 : 2 + kernel.n_states], inputs[2 + kernel.n_states :]
         y, finals, saved = kernel.forward(cfg, plan, gx, states, params, True)
         ctx.kernel, ctx.cfg, ctx.plan, ctx.cell = kernel, cfg, plan, cell
-        names = [name for name, _ in cell.named_parameters()]
-        where = {id(t): name for name, t in zip(names, every)}
-        ctx.names, ctx.param_names = names, [None if p is None else where[id(p)] for p in params]
+        # inputs, not outputs, of this node: holding them makes no reference cycle
+        ctx.every = every
+        where = {id(t): name for name, t in every.items()}
+        ctx.param_names = [None if p is None else where[id(p)] for p in params]
         ctx.present = tuple(p is not None for p in params)
-        ctx.n_inputs = len(inputs)
-        ctx.save_for_backward(xp, *states, *every, *saved)
+        ctx.save_for_backward(xp, *states, *saved)
         return (y, *finals)
 
     @staticmethod
     def backward(ctx, dy: Tensor, *dfinal: Tensor):
         kernel: Kernel = ctx.kernel
-        n_states, n_every = kernel.n_states, len(ctx.names)
         xp, *rest = ctx.saved_tensors
-        states, every = tuple(rest[:n_states]), rest[n_states : n_states + n_every]
-        saved = tuple(rest[n_states + n_every :])
+        states, saved = tuple(rest[: kernel.n_states]), tuple(rest[kernel.n_states :])
         if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
             dgx, dstates, dparams = _recomputed_backward(
-                ctx.cell,
-                ctx.plan,
-                xp,
-                states,
-                dict(zip(ctx.names, every)),
-                ctx.param_names,
-                dy,
-                dfinal,
+                ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
             )
         else:
             dgx, dstates, dparams = kernel.backward(
                 ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
             )
-        grads = (None, dgx, *dstates, *dparams)
-        return (None, None, None, None, *grads, *[None] * (ctx.n_inputs - len(grads)))
+        return (None, None, None, None, None, None, dgx, *dstates, *dparams)
 
 
 def _recomputed_backward(
@@ -201,9 +196,9 @@ def run_native_packed(
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        every = tuple(t for _, t in cell.named_parameters())
+        every = dict(cell.named_parameters())
         y, *finals = SequenceFunction.apply(
-            kernel, cfg, plan, cell, xp, gx, *states, *params, *every
+            kernel, cfg, plan, cell, every, xp, gx, *states, *params
         )
     else:
         with torch.no_grad():
