@@ -347,8 +347,12 @@ class PreviousOutputs:
         self.gathered: Tensor | None = None
         if len(self.segments) > GATHER_SEGMENTS:
             assert plan.previous is not None
-            # (N, H): the previous step's row of every packed row, h0 for step 0
-            self.gathered = torch.cat([h0, y.index_select(0, plan.previous.to(y.device))])
+            # (N, H): the previous step's row of every packed row, h0 for step 0 (gathered in
+            # place, not concatenated: one pass over N·H instead of two)
+            gathered = y.new_empty(plan.rows, *y.shape[1:])
+            gathered[: plan.B].copy_(h0)
+            torch.index_select(y, 0, plan.previous.to(y.device), out=gathered[plan.B :])
+            self.gathered = gathered
 
     def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
         """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
