@@ -109,16 +109,42 @@ def test_forced_native_engine_inside_a_transform_is_refused():
         grad(lambda p: _loss(module, p, x, "native"))(params)
 
 
-def test_lengths_batched_by_vmap_are_refused():
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_per_sample_gradients_with_a_length_per_sample(bidirectional):
+    """DP-SGD's case: vmap maps over single sequences, each with its own length. No plan can
+    serve them all, so the engine masks each sample (the reference loop) instead of sorting."""
+    torch.manual_seed(0)
+    layer = Recurrent(GRUCell, I, H, num_layers=2, bidirectional=bidirectional).double()
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    xs = torch.randn(5, T, 1, I, dtype=torch.float64)  # 5 samples of one sequence each
+    lens = torch.tensor([[6], [2], [5], [1], [3]])
+
+    def loss(p, x, lengths):
+        out, h = functional_call(layer, p, (x,), {"lengths": lengths})
+        return out.tanh().sum() + (h * h).sum()
+
+    got = vmap(grad(loss), in_dims=(None, 0, 0))(params, xs, lens)
+    for i in range(len(xs)):
+        p = {k: v.clone().requires_grad_() for k, v in params.items()}
+        ref = torch.autograd.grad(loss(p, xs[i], lens[i]), list(p.values()))
+        for k, r in zip(p, ref):
+            assert (got[k][i] - r).abs().max().item() <= TOL, k
+
+
+def test_lengths_batched_by_vmap_need_a_masking_path():
     cell = GRUCell(I, H)
     x = torch.randn(2, T, 3, I)
     lengths = torch.tensor([[6, 3, 4], [5, 5, 2]])
 
     def run(x, lengths):
-        return engine.run(cell, x, (torch.zeros(3, H),), lengths)[0]
+        return engine.run(cell, x, (torch.zeros(3, H),), lengths, engine="autograd")[0]
 
-    with pytest.raises(ValueError, match="lengths must be the same for every sample"):
+    with pytest.raises(ValueError, match="engine 'auto' or 'reference'"):
         vmap(run)(x, lengths)
+    # out of range in one mapped sample: the layer's check sees every sample's lengths
+    layer = Recurrent(GRUCell, I, H)
+    with pytest.raises(ValueError, match=r"lengths must lie in \[1, T=6\]"):
+        vmap(lambda x, n: layer(x, lengths=n)[0])(x, torch.tensor([[6, 3, 4], [5, 7, 2]]))
 
 
 def _jvp_reference(module, params, x, state, tangents):

@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from . import engine as _engine
 from .cells.base import RecurrentCell, State, check_choice, check_positive_int
+from .engine.packing import lengths_values
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -44,7 +45,8 @@ def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.
             f"lengths must have shape ({batch_size},) (one length per sequence), "
             f"got {tuple(lengths.shape)}"
         )
-    lo, hi = int(lengths.min()), int(lengths.max())
+    values, _ = lengths_values(lengths)  # inside vmap: every mapped sample's lengths
+    lo, hi = int(values.min()), int(values.max())
     if lo < 1 or hi > max_len:
         raise ValueError(f"lengths must lie in [1, T={max_len}], got values from {lo} to {hi}")
     return lengths.to(device=device, dtype=torch.int64)

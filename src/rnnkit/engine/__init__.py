@@ -43,6 +43,7 @@ from ..cells.base import RecurrentCell, State
 from . import native
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
+from .packing import lengths_values
 from .sequence import forward_ad_on, native_supports, run_autograd, run_native, under_functorch
 
 __all__ = [
@@ -141,6 +142,9 @@ def run(
 def _auto(cell, x, state, lengths, reverse):
     if forward_ad_on(cell, x, state):  # a tangent on the initial state alone
         return run_autograd(cell, x, state, lengths, reverse)
+    if lengths is not None and under_functorch() and lengths_values(lengths)[1]:
+        # a length per sample mapped by vmap: no shared plan, so mask instead of sorting
+        return _reference(cell, x, state, lengths, reverse)
     return _PATHS[choose(cell, x, lengths)](cell, x, state, lengths, reverse)
 
 

@@ -130,23 +130,34 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     return _packed_plan(T, B, key, reverse)
 
 
-def _lengths_key(lengths: Tensor) -> bytes:
-    """The bytes of ``lengths`` as int64, the plan cache's key. Inside a ``torch.func``
-    transform (grad, vmap, jacrev...) even a constant comes wrapped, and its values are read
-    below the transform; lengths batched by ``vmap`` (a different length per mapped sample)
-    cannot share one plan."""
+def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
+    """The values of ``lengths`` as an int64 NumPy array (on the host), read under any
+    ``torch.func`` wrappers (inside grad, vmap or jacrev even a constant comes wrapped), and
+    whether ``vmap`` batched them (then the array holds every mapped sample's lengths)."""
     functorch = torch._C._functorch
-    if hasattr(functorch, "is_functorch_wrapped_tensor"):
-        while functorch.is_functorch_wrapped_tensor(lengths):
-            if functorch.is_batchedtensor(lengths):
-                raise ValueError(
-                    "lengths must be the same for every sample that torch.func.vmap maps over "
-                    "(pass them unbatched, in_dims=None); got lengths batched by vmap"
-                )
-            lengths = functorch.get_unwrapped(lengths)
-        with torch._C._DisableFuncTorch():
-            return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
-    return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy().tobytes()
+    if not hasattr(functorch, "peek_interpreter_stack") or (
+        functorch.peek_interpreter_stack() is None
+        and not functorch.is_functorch_wrapped_tensor(lengths)
+    ):  # no transform running
+        return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy(), False
+    batched = False
+    while functorch.is_functorch_wrapped_tensor(lengths):
+        batched = batched or functorch.is_batchedtensor(lengths)
+        lengths = functorch.get_unwrapped(lengths)
+    with torch._C._DisableFuncTorch():
+        return lengths.to(device="cpu", dtype=torch.int64).numpy().copy(), batched
+
+
+def _lengths_key(lengths: Tensor) -> bytes:
+    """The bytes of ``lengths`` as int64, the plan cache's key. Lengths batched by ``vmap`` (a
+    different length per mapped sample) cannot share one plan."""
+    values, batched = lengths_values(lengths)
+    if batched:
+        raise ValueError(
+            "lengths batched by torch.func.vmap (a different length per mapped sample) need "
+            "engine 'auto' or 'reference', which mask each sample instead of sorting the batch"
+        )
+    return values.tobytes()
 
 
 @lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
