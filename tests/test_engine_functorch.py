@@ -38,6 +38,13 @@ class _Layer(torch.nn.Module):
         return engine.run(self.cell, x, state, LENGTHS, reverse=self.reverse, engine=path)
 
 
+def _module(kind, name, reverse):
+    """A seeded float64 ``kind`` module around cell ``name``, and its parameters (detached)."""
+    torch.manual_seed(0)
+    module = kind(CELLS[name](I, H).double(), reverse)
+    return module, {k: v.detach() for k, v in module.named_parameters()}
+
+
 def _loss(module, params, x, path):
     out, final = functional_call(module, params, (x, path))
     return out.tanh().sum() + sum((f * f).sum() for f in final)
@@ -46,9 +53,7 @@ def _loss(module, params, x, path):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_per_sample_gradients_equal_one_sample_at_a_time(name, reverse):
-    torch.manual_seed(0)
-    module = _Layer(CELLS[name](I, H).double(), reverse)
-    params = {k: v.detach() for k, v in module.named_parameters()}
+    module, params = _module(_Layer, name, reverse)
     xs = torch.randn(4, T, len(LENGTHS), I, dtype=torch.float64)  # 4 samples
     got = vmap(grad(lambda p, x: _loss(module, p, x, None)), in_dims=(None, 0))(params, xs)
     for i in range(len(xs)):
@@ -170,9 +175,7 @@ class _LayerFrom(_Layer):
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("name", list(CELLS))
 def test_forward_mode_jvp_equals_reference(name, reverse):
-    torch.manual_seed(0)
-    module = _LayerFrom(CELLS[name](I, H).double(), reverse)
-    params = {k: v.detach() for k, v in module.named_parameters()}
+    module, params = _module(_LayerFrom, name, reverse)
     B = len(LENGTHS)
     x = torch.randn(T, B, I, dtype=torch.float64)
     state = tuple(torch.randn(B, *s, dtype=torch.float64) for s in module.cell.state_shapes())

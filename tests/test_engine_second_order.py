@@ -12,7 +12,7 @@ from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import GRUCell, LSTMCell, NASCell
 from rnnkit.engine.kernels import kernel_for
-from test_engine import LENGTHS, _paths
+from test_engine import CASES, LENGTHS, _paths
 
 TOL = 1e-10  # relative to each tensor's largest entry (second derivatives reach 1e4 here)
 I, H, T = 3, 4, 6
@@ -59,14 +59,6 @@ def _max_err(got, ref):
     return max(
         ((g - r).abs().max() / r.abs().max().clamp(min=1.0)).item() for g, r in zip(got, ref)
     )
-
-
-CASES = [
-    (name, lengths, reverse)
-    for name in CELLS
-    for lengths in (None, LENGTHS)
-    for reverse in (False, True)
-]
 
 
 @pytest.mark.parametrize("name,lengths,reverse", CASES)
