@@ -230,3 +230,37 @@ def test_forced_native_engine_under_forward_ad_is_refused():
         dual = fwAD.make_dual(x, torch.randn_like(x))
         with pytest.raises(ValueError, match="no forward-mode derivative"):
             engine.run(cell, dual, (torch.zeros(3, H),), engine="native")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_per_sample_gradients_and_gradient_penalty_equal_the_cpu_reference():
+    """On a GPU, vmap(grad) takes the autograd loop, and a gradient penalty trains through a
+    layer set to engine="autograd" (cuDNN has no double backward)."""
+    torch.manual_seed(0)
+    layer = Recurrent(GRUCell, I, H, bidirectional=True).double()
+    params = {k: v.detach() for k, v in layer.named_parameters()}
+    xs = torch.randn(3, T, len(LENGTHS), I, dtype=torch.float64)
+
+    def loss(p, x, lengths):
+        out, h = functional_call(layer, p, (x,), {"lengths": lengths})
+        return out.tanh().sum() + (h * h).sum()
+
+    layer.engine = "reference"
+    ref = vmap(grad(loss), in_dims=(None, 0, None))(params, xs, LENGTHS)
+    layer.engine = None
+    layer.cuda()
+    gpu = {k: v.detach() for k, v in layer.named_parameters()}
+    got = vmap(grad(loss), in_dims=(None, 0, None))(gpu, xs.cuda(), LENGTHS.cuda())
+    for k in ref:
+        assert (got[k].cpu() - ref[k]).abs().max().item() <= 1e-10, k
+    found = []
+    for device, path in (("cpu", "reference"), ("cuda", "autograd")):
+        layer.to(device)
+        layer.engine = path
+        x = xs[0].to(device).requires_grad_()
+        out, _ = layer(x, lengths=LENGTHS.to(device))
+        (gx,) = torch.autograd.grad(out.sin().sum(), x, create_graph=True)
+        penalty = (gx.transpose(0, 1).flatten(1).norm(dim=1) - 1).pow(2).sum()
+        found.append([g.cpu() for g in torch.autograd.grad(penalty, list(layer.parameters()))])
+    for a, b in zip(*found):
+        assert (a - b).abs().max().item() <= 1e-10
