@@ -156,15 +156,25 @@ def forward_ad_on(cell: RecurrentCell, x: Tensor, state: State = ()) -> bool:
     return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
 
+def parameters_by_name(cell: RecurrentCell) -> dict[str, Tensor]:
+    """The cell's parameters by name, as its forward pass would read them now (under
+    ``functional_call``, the swapped-in tensors). A cell without submodules (every built-in
+    one) is read directly, a few microseconds less per call than ``named_parameters``."""
+    if not cell._modules:
+        return {k: v for k, v in cell._parameters.items() if v is not None}
+    return dict(cell.named_parameters())
+
+
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    if not x.is_cpu or x.dtype not in (torch.float32, torch.float64):
         return False
     if under_functorch() or forward_ad_on(cell, x):
         return False
     if torch.is_autocast_enabled("cpu"):  # project_input's dtype would differ from W_hh's
         return False
-    if any(p.dtype != x.dtype or p.device.type != "cpu" for p in cell.parameters()):
+    dtype = x.dtype
+    if any(p.dtype != dtype or not p.is_cpu for p in parameters_by_name(cell).values()):
         return False
     return kernel_for(cell) is not None and native.available()
 
@@ -196,7 +206,7 @@ def run_native_packed(
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        every = dict(cell.named_parameters())
+        every = parameters_by_name(cell)
         y, *finals = SequenceFunction.apply(
             kernel, cfg, plan, cell, every, xp, gx, *states, *params
         )
