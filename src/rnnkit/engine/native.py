@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from ..datasets._cache import cache_dir
+from ._compile import run_eagerly
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +159,13 @@ def set_split_rows(rows: int) -> None:
     lib.rnnkit_set_split_rows(rows)
 
 
-@torch.compiler.disable  # torch.compile: a host-side check, run eagerly
+@run_eagerly  # torch.compile: a host-side check, run eagerly
 def available() -> bool:
     """Whether the compiled loops can be used in this process."""
     return load() is not None
 
 
-@torch.compiler.disable  # torch.compile: a ctypes call into the compiled loops, run eagerly
+@run_eagerly  # torch.compile: a ctypes call into the compiled loops, run eagerly
 def call(
     kernel: str,
     direction: str,

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ._compile import run_eagerly
+
 
 @dataclass(frozen=True, eq=False)
 class Plan:
@@ -117,7 +119,7 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
     )
 
 
-@torch.compiler.disable  # host-side bookkeeping (NumPy, a cache): nothing to trace
+@run_eagerly  # host-side bookkeeping (NumPy, a cache): nothing to trace
 def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated).
 

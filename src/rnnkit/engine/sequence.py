@@ -29,6 +29,7 @@ from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
 from . import native
+from ._compile import run_eagerly
 from .kernels import Kernel, kernel_for
 from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
@@ -191,7 +192,7 @@ def run_native(
 
 
 # torch.compile runs these eagerly: the loops are already compiled C++, called through ctypes
-@torch.compiler.disable
+@run_eagerly
 def run_native_packed(
     cell: RecurrentCell, xp: Tensor, states: State, plan: Plan
 ) -> tuple[Tensor, State]:

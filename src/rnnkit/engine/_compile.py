@@ -1,0 +1,27 @@
+"""``run_eagerly``: keep a function out of ``torch.compile``'s graphs at no cost in eager mode."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+F = TypeVar("F", bound=Callable)
+
+
+def run_eagerly(fn: F) -> F:
+    """``fn`` as is in eager mode; under ``torch.compile``, ``torch.compiler.disable(fn)`` (a
+    graph break, the call run eagerly). Dynamo cannot trace what these functions do (ctypes
+    calls into the compiled loops, NumPy bookkeeping, caches), and ``torch.compiler.disable``
+    alone costs about 4 µs on every eager call, a few per layer and direction."""
+    disabled = torch.compiler.disable(fn)
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if torch.compiler.is_compiling():
+            return disabled(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
