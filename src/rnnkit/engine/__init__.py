@@ -41,10 +41,11 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
 from . import native
+from ._tracing import under_functorch
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
 from .packing import lengths_values
-from .sequence import forward_ad_on, native_supports, run_autograd, run_native, under_functorch
+from .sequence import forward_ad_on, native_supports, run_autograd, run_native
 
 __all__ = [
     "ENGINES",

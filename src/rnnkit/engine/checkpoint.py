@@ -25,7 +25,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ..cells.base import RecurrentCell, State
-from .sequence import under_functorch
+from ._tracing import under_functorch
 
 PathRun = Callable[[RecurrentCell, Tensor, State, "Tensor | None", bool], tuple[Tensor, State]]
 

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from ..datasets._cache import cache_dir
-from ._compile import run_eagerly
+from ._tracing import run_eagerly
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._compile import run_eagerly
+from ._tracing import run_eagerly, under_functorch
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,10 +137,7 @@ def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
     ``torch.func`` wrappers (inside grad, vmap or jacrev even a constant comes wrapped), and
     whether ``vmap`` batched them (then the array holds every mapped sample's lengths)."""
     functorch = torch._C._functorch
-    if not hasattr(functorch, "peek_interpreter_stack") or (
-        functorch.peek_interpreter_stack() is None
-        and not functorch.is_functorch_wrapped_tensor(lengths)
-    ):  # no transform running
+    if not under_functorch() and not functorch.is_functorch_wrapped_tensor(lengths):
         return lengths.to(device="cpu", dtype=torch.int64).contiguous().numpy(), False
     batched = False
     while functorch.is_functorch_wrapped_tensor(lengths):

@@ -29,7 +29,7 @@ from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
 from . import native
-from ._compile import run_eagerly
+from ._tracing import run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
 from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
@@ -139,21 +139,13 @@ class _Recompute(torch.nn.Module):
         return (gx, *step_loop(self.cell, gx, states, plan))
 
 
-def under_functorch() -> bool:
-    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jvp...) is running: its wrapped
-    tensors have no memory of their own for the compiled loops, so they take the autograd loop,
-    which every transform can trace."""
-    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
-    return peek is not None and peek() is not None
-
-
 def forward_ad_on(cell: RecurrentCell, x: Tensor, state: State = ()) -> bool:
     """Whether forward-mode AD (``torch.autograd.forward_ad``) carries a tangent on ``x``,
     ``state`` or the cell's parameters: the compiled loops have no forward-mode derivative, so
     such a call takes the autograd loop."""
     if getattr(fwAD, "_current_level", 0) < 0:  # no dual level open: nothing to look at
         return False
-    tensors = (x, *state, *cell.parameters())
+    tensors = (x, *state, *parameters_by_name(cell).values())
     return any(fwAD.unpack_dual(t).tangent is not None for t in tensors)
 
 

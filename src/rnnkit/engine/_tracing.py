@@ -1,4 +1,6 @@
-"""``run_eagerly``: keep a function out of ``torch.compile``'s graphs at no cost in eager mode."""
+"""What tracers see of the engine: ``run_eagerly`` keeps a function out of ``torch.compile``'s
+graphs at no cost in eager mode; ``under_functorch`` says whether a ``torch.func`` transform is
+running."""
 
 from __future__ import annotations
 
@@ -25,3 +27,11 @@ def run_eagerly(fn: F) -> F:
         return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def under_functorch() -> bool:
+    """Whether a ``torch.func`` transform (grad, vmap, jacrev, jvp...) is running: its wrapped
+    tensors have no memory of their own for the compiled loops, so they take the autograd loop,
+    which every transform can trace."""
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    return peek is not None and peek() is not None
