@@ -21,6 +21,24 @@ from .engine.packing import lengths_values
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 StateArg = Tensor | tuple[Tensor, ...] | None
+
+
+def _under_cpu_autocast(x: object) -> bool:
+    data = x.data if isinstance(x, PackedSequence) else x
+    return (
+        isinstance(data, Tensor) and data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    )
+
+
+def _cast_state(h_0: StateArg, dtype: torch.dtype) -> StateArg:
+    """``h_0`` in ``dtype``; what is not a tensor or a tuple of them is left to the checks."""
+    if isinstance(h_0, Tensor):
+        return h_0.to(dtype)
+    if isinstance(h_0, tuple):
+        return tuple(h.to(dtype) if isinstance(h, Tensor) else h for h in h_0)
+    return h_0
+
+
 CellFactory = Callable[[int, int], RecurrentCell]
 
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
@@ -217,6 +235,12 @@ class Recurrent(nn.Module):
         *,
         lengths: Tensor | None = None,
     ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
+        if _under_cpu_autocast(x):
+            # the recurrence runs in the parameters' dtype (docs/engine.md, "Mixed
+            # precision"); cast once here, so both directions' input gradients meet in it
+            dtype = next(self.parameters()).dtype
+            with torch.autocast("cpu", enabled=False):
+                return self.forward(x.to(dtype), _cast_state(h_0, dtype), lengths=lengths)
         packed = isinstance(x, PackedSequence)
         unbatched = False
         if packed:

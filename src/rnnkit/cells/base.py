@@ -110,7 +110,17 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def forward(self, x_t: Tensor, state: State | None = None) -> tuple[Tensor, State]:
-        """One time step: ``x_t`` (B, I), ``state`` (tuple of (B, ·)) -> (h_t (B, ·), new state)."""
+        """One time step: ``x_t`` (B, I), ``state`` (tuple of (B, ·)) -> (h_t (B, ·), new state).
+
+        Under CPU autocast the step runs in the parameters' dtype with autocast off, as the
+        engine runs whole sequences (see ``docs/engine.md``, "Mixed precision").
+        """
+        if x_t.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            dtype = self._reference_parameter().dtype
+            with torch.autocast("cpu", enabled=False):
+                if isinstance(state, (tuple, list)):  # anything else: check_state's error
+                    state = tuple(s.to(dtype) if isinstance(s, Tensor) else s for s in state)
+                return self.forward(x_t.to(dtype), state)
         self.check_input(x_t)
         if state is None:
             state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)

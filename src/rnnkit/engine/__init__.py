@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
@@ -45,7 +46,13 @@ from ._tracing import under_functorch
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
 from .packing import lengths_values
-from .sequence import forward_ad_on, native_supports, run_autograd, run_native
+from .sequence import (
+    forward_ad_on,
+    native_supports,
+    parameters_by_name,
+    run_autograd,
+    run_native,
+)
 
 __all__ = [
     "ENGINES",
@@ -129,6 +136,8 @@ def run(
     """
     name = _check(engine or _default)
     steps = check_checkpoint(checkpoint)
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return _run_outside_autocast(cell, x, state, lengths, reverse, name, steps)
     if name == "auto":
         path = _auto
     else:
@@ -138,6 +147,21 @@ def run(
     if steps is None:
         return path(cell, x, state, lengths, reverse)
     return run_checkpointed(path, cell, x, state, lengths, reverse, steps)
+
+
+def _run_outside_autocast(cell, x, state, lengths, reverse, name, steps):
+    """Under CPU autocast: the whole recurrence in the cell's parameter dtype, autocast off.
+
+    The compiled loops and oneDNN's LSTM have float32/float64 kernels only (oneDNN's bfloat16
+    LSTM needs a CPU with bfloat16 instructions, and fails elsewhere), and a state rounded to
+    bfloat16 at every step carries the rounding on to every later step. The input and the
+    initial state are cast to the parameters' dtype; the outputs come out in it.
+    """
+    params = parameters_by_name(cell)
+    dtype = next(iter(params.values())).dtype if params else x.dtype
+    with torch.autocast("cpu", enabled=False):
+        x, state = x.to(dtype), tuple(s.to(dtype) for s in state)
+        return run(cell, x, state, lengths, reverse=reverse, engine=name, checkpoint=steps)
 
 
 def _auto(cell, x, state, lengths, reverse):

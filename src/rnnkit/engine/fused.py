@@ -26,6 +26,8 @@ takes the shrinking batch from there (:func:`fused_route` says which).
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -93,7 +95,12 @@ def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]
     args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
     kind = fused_kind(cell)
     if kind == "lstm":
-        out, h, c = torch._VF.lstm(x, states, *args)
+        if getattr(cell, "proj_size", 0):
+            with warnings.catch_warnings():  # torch's note that oneDNN has no projection
+                warnings.filterwarnings("ignore", "LSTM with projections", UserWarning)
+                out, h, c = torch._VF.lstm(x, states, *args)
+        else:
+            out, h, c = torch._VF.lstm(x, states, *args)
         return out, (h, c)
     out, h = getattr(torch._VF, kind)(x, states[0], *args)  # type: ignore[arg-type]
     return out, (h,)

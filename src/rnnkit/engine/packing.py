@@ -132,6 +132,7 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     return _packed_plan(T, B, key, reverse)
 
 
+@run_eagerly  # NumPy on the host, and functorch's C++ helpers, which Dynamo cannot trace
 def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
     """The values of ``lengths`` as an int64 NumPy array (on the host), read under any
     ``torch.func`` wrappers (inside grad, vmap or jacrev even a constant comes wrapped), and

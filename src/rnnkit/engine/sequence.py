@@ -71,14 +71,17 @@ class SequenceFunction(torch.autograd.Function):
         kernel: Kernel = ctx.kernel
         xp, *rest = ctx.saved_tensors
         states, saved = tuple(rest[: kernel.n_states]), tuple(rest[kernel.n_states :])
-        if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
-            dgx, dstates, dparams = _recomputed_backward(
-                ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
-            )
-        else:
-            dgx, dstates, dparams = kernel.backward(
-                ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
-            )
+        # the forward pass ran outside autocast (engine.run); a backward pass called inside an
+        # autocast block must not round the products into the float32 buffers to bfloat16
+        with torch.autocast("cpu", enabled=False):
+            if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
+                dgx, dstates, dparams = _recomputed_backward(
+                    ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
+                )
+            else:
+                dgx, dstates, dparams = kernel.backward(
+                    ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
+                )
         return (None, None, None, None, None, None, dgx, *dstates, *dparams)
 
 
