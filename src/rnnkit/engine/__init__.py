@@ -43,6 +43,7 @@ from torch import Tensor
 from ..cells.base import RecurrentCell, State
 from . import native
 from ._tracing import under_functorch
+from .allocator import reuse_freed_memory
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
 from .packing import lengths_values
@@ -59,6 +60,7 @@ __all__ = [
     "FUSED_SEGMENT_LIMIT",
     "get_default",
     "native_available",
+    "reuse_freed_memory",
     "run",
     "set_default",
     "use",

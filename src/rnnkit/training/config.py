@@ -61,6 +61,10 @@ class TrainerConfig:
     # small matrix product: one thread is fastest on a CPU, and several threads competing
     # with other processes for the cores can be ten times slower
     num_threads: int = 1
+    # keep freed memory in the process for the next step (glibc's malloc): large tensors then
+    # reuse mapped pages instead of page-faulting on fresh ones every step; see
+    # rnnkit.engine.reuse_freed_memory
+    reuse_freed_memory: bool = True
     logger: Literal["csv", "tensorboard", "none"] = "csv"
     progress_bar: bool = True
     seed: int = 0

@@ -34,6 +34,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProg
 
 from .. import __version__
 from ..datasets._cache import atomic_write
+from ..engine.allocator import reuse_freed_memory
 from .callbacks import LossHistory, RandomState, read_history
 from .checkpoint import CheckpointError, SafetensorsCheckpointIO, load_checkpoint_file
 from .config import ConfigError, TrainerConfig, apply_overrides, from_dict, to_dict
@@ -252,6 +253,8 @@ def train(
         os.environ[RUN_DIR_ENV] = str(run.root)  # inherited by the processes DDP launches
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
+    if tc.reuse_freed_memory:
+        reuse_freed_memory()
     command = shlex.join(["rnnkit", *argv[1:]]) if argv else ""
     record = {
         "format": CONFIG_FORMAT,
