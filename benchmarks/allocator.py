@@ -79,7 +79,8 @@ def main() -> None:
     print(f"- torch {torch.__version__}, Python {platform.python_version()}, "
           f"glibc {platform.libc_ver()[1]}")  # fmt: skip
     print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- command: `python benchmarks/allocator.py {' '.join(sys.argv[1:])}`".rstrip())
+    command = " ".join(["python benchmarks/allocator.py", *sys.argv[1:]])
+    print(f"- command: `{command}`")
     print(f"- float32, T = {T}, I = H = {H}, lengths evenly spread over [T/2, T]; "
           f"{args.rounds} child processes of each kind, alternating; each: "
           f"{args.repeats} interleaved repeats, median; the table: median over the children\n",

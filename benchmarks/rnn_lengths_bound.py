@@ -110,7 +110,8 @@ def main() -> None:
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- command: `python benchmarks/rnn_lengths_bound.py {' '.join(sys.argv[1:])}`".rstrip())
+    command = " ".join(["python benchmarks/rnn_lengths_bound.py", *sys.argv[1:]])
+    print(f"- command: `{command}`")
     print(f"- compiled loops available: {rnnkit.engine.native_available()}")
     print(f"- float32, I = H, T = {T}, {repeats} interleaved repeats, median\n", flush=True)
 

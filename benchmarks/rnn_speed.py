@@ -394,6 +394,12 @@ def main() -> None:
         action="store_true",
         help="only the time and memory of recomputation in segments (checkpoint=50)",
     )
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="time under rnnkit.engine.reuse_freed_memory() (what `rnnkit train` uses); the "
+        "memory children keep glibc's defaults, since their measure is the RSS a step adds",
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
     parser.add_argument("--B", type=int, default=128, help=argparse.SUPPRESS)
@@ -410,6 +416,7 @@ def main() -> None:
         return
 
     torch.set_num_threads(args.threads)
+    reused = args.reuse_freed_memory and rnnkit.engine.reuse_freed_memory()
     repeats = args.repeats or (1 if args.quick else 3)
     if args.quick:
         shapes = [(1, 64), (32, 256), (128, 512)]
@@ -426,8 +433,10 @@ def main() -> None:
         print(f"- device: {torch.cuda.get_device_name(DEVICE)} (CUDA {torch.version.cuda})")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- command: `python benchmarks/rnn_speed.py {' '.join(sys.argv[1:])}`".rstrip())
+    command = " ".join(["python benchmarks/rnn_speed.py", *sys.argv[1:]])
+    print(f"- command: `{command}`")
     print(f"- compiled loops available: {rnnkit.engine.native_available()}")
+    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'} (timings)")
     ceiling = gemm_ceiling()
     n = 8192 if DEVICE.type == "cuda" else 2048
     print(f"- GEMM ceiling (torch.mm {n}^3 float32): {ceiling:.0f} GFLOP/s")
