@@ -35,10 +35,19 @@ _EXPORTS = {
     "receptive_field": "rnnkit.tcn",
 }
 
+# subpackages reachable as attributes after a plain ``import rnnkit`` (``rnnkit.engine.use``)
+_SUBMODULES = (
+    "audio", "cells", "cli", "ctc", "data", "datasets", "diagnostics", "embeddings", "engine",
+    "layers", "models", "recurrent", "reference", "search", "tasks", "tcn", "text", "training",
+    "word2vec",
+)  # fmt: skip
+
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"rnnkit.{name}")  # the import sets the attribute
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'rnnkit' has no attribute {name!r}")
@@ -48,4 +57,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return __all__ + sorted(_SUBMODULES)
