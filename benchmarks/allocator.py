@@ -10,6 +10,12 @@ in child processes that take turns, one with glibc's defaults and one after
 
     python benchmarks/allocator.py               # about 5 minutes on 2 cores
     python benchmarks/allocator.py --rounds 1    # one child of each kind
+    python benchmarks/allocator.py --task charlm # `rnnkit train charlm`: seconds per step
+
+With ``--task``, the children run ``rnnkit train TASK`` (its real data, the task's model,
+``trainer.num_threads`` as configured) for 5 and for 45 steps with
+``trainer.reuse_freed_memory`` false and true, taking turns; a step's time is the difference of
+the two runs' wall times over 40, which leaves the set-up out.
 """
 
 from __future__ import annotations
@@ -63,24 +69,76 @@ def child(mode: str, threads: int, repeats: int) -> None:
     print(json.dumps({"applied": applied, "times": times, "faults": faults}))
 
 
+def task_child(task: str, steps: int, reuse: bool) -> None:
+    """Train ``task`` for ``steps`` steps in a fresh run folder; print the wall seconds."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from rnnkit.training.run import train
+
+    overrides = {
+        "trainer.max_steps": str(steps),
+        "trainer.val_every_n_steps": "1000",
+        "trainer.checkpoint_every_n_steps": "1000",
+        "trainer.val_batches": "1",
+        "trainer.progress_bar": "false",
+        "trainer.logger": "none",
+        "trainer.reuse_freed_memory": str(reuse).lower(),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        train(task, overrides, run_dir=Path(tmp) / "run", echo=False)
+        print(json.dumps({"seconds": time.perf_counter() - start}))
+
+
+def task_steps(task: str, rounds: int) -> None:
+    """Seconds per training step of ``rnnkit train TASK`` with and without the setting."""
+    per_step: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for reuse in (False, True):
+            wall = {}
+            for steps in (5, 45):
+                out = subprocess.run(
+                    [sys.executable, __file__, "--task-child", task, str(steps), str(reuse)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                wall[steps] = json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+            per_step[reuse].append((wall[45] - wall[5]) / 40)
+    d, r = statistics.median(per_step[False]), statistics.median(per_step[True])
+    runs = ", ".join(f"{a:.3f} / {b:.3f}" for a, b in zip(per_step[False], per_step[True]))
+    print(f"`rnnkit train {task}`: {d:.3f} s per step with glibc's defaults, {r:.3f} s with "
+          f"reuse_freed_memory ({r / d:.2f}); rounds (default / reuse): {runs}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2, help="children of each kind, alternating")
+    parser.add_argument("--task", help="time `rnnkit train TASK` instead of the layers")
     parser.add_argument("--child", choices=("default", "reuse"), help=argparse.SUPPRESS)
+    parser.add_argument("--task-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.threads, args.repeats)
         return
+    if args.task_child:
+        task, steps, reuse = args.task_child
+        task_child(task, int(steps), reuse == "True")
+        return
 
     print("## The allocator: glibc's defaults against `reuse_freed_memory()`\n")
-    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    threads = "the task's trainer.num_threads" if args.task else f"{args.threads} threads"
+    print(f"- CPU: {cpu_name()}, {threads} (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}, "
           f"glibc {platform.libc_ver()[1]}")  # fmt: skip
     print(f"- date: {datetime.date.today().isoformat()}")
     command = " ".join(["python benchmarks/allocator.py", *sys.argv[1:]])
     print(f"- command: `{command}`")
+    if args.task:
+        task_steps(args.task, args.rounds)
+        return
     print(f"- float32, T = {T}, I = H = {H}, lengths evenly spread over [T/2, T]; "
           f"{args.rounds} child processes of each kind, alternating; each: "
           f"{args.repeats} interleaved repeats, median; the table: median over the children\n",
