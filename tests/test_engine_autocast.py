@@ -209,3 +209,18 @@ def test_cuda_autocast_runs_every_cell_close_to_float32(name):
     for a, b in zip([*ys_ac, *grads_ac], [*ys, *grads]):
         assert (a.float() - b).abs().max().item() <= 3e-2 * b.abs().max().item()
     assert all(gr.dtype == torch.float32 for gr in grads_ac[1:])
+
+
+def test_packed_sequence_under_autocast_equals_the_float32_run():
+    """A PackedSequence (bfloat16 or float32) is cast as a padded input is."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(I, H, bidirectional=True)
+    x16 = torch.randn(T, B, I).to(BF16)
+    packed = pack_padded_sequence(x16, LENGTHS, enforce_sorted=False)
+    want, (h, c) = layer(pack_padded_sequence(x16.float(), LENGTHS, enforce_sorted=False))
+    with _autocast():
+        got, (h_ac, c_ac) = layer(packed)
+    assert got.data.dtype == torch.float32
+    assert torch.equal(got.data, want.data) and torch.equal(h_ac, h) and torch.equal(c_ac, c)
