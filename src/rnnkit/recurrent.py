@@ -15,28 +15,19 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import engine as _engine
-from .cells.base import RecurrentCell, State, check_choice, check_positive_int
+from .cells.base import (
+    RecurrentCell,
+    State,
+    cast_state,
+    check_choice,
+    check_positive_int,
+    under_cpu_autocast,
+)
 from .engine.packing import lengths_values
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 StateArg = Tensor | tuple[Tensor, ...] | None
-
-
-def _under_cpu_autocast(x: object) -> bool:
-    data = x.data if isinstance(x, PackedSequence) else x
-    return (
-        isinstance(data, Tensor) and data.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-    )
-
-
-def _cast_state(h_0: StateArg, dtype: torch.dtype) -> StateArg:
-    """``h_0`` in ``dtype``; what is not a tensor or a tuple of them is left to the checks."""
-    if isinstance(h_0, Tensor):
-        return h_0.to(dtype)
-    if isinstance(h_0, tuple):
-        return tuple(h.to(dtype) if isinstance(h, Tensor) else h for h in h_0)
-    return h_0
 
 
 CellFactory = Callable[[int, int], RecurrentCell]
@@ -235,12 +226,14 @@ class Recurrent(nn.Module):
         *,
         lengths: Tensor | None = None,
     ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
-        if _under_cpu_autocast(x):
+        data = x.data if isinstance(x, PackedSequence) else x
+        if isinstance(data, Tensor) and under_cpu_autocast(data):
             # the recurrence runs in the parameters' dtype (docs/engine.md, "Mixed
             # precision"); cast once here, so both directions' input gradients meet in it
             dtype = next(self.parameters()).dtype
             with torch.autocast("cpu", enabled=False):
-                return self.forward(x.to(dtype), _cast_state(h_0, dtype), lengths=lengths)
+                h_0 = cast_state(h_0, dtype)  # type: ignore[assignment]
+                return self.forward(x.to(dtype), h_0, lengths=lengths)
         packed = isinstance(x, PackedSequence)
         unbatched = False
         if packed:

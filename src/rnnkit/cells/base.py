@@ -115,12 +115,10 @@ class RecurrentCell(nn.Module):
         Under CPU autocast the step runs in the parameters' dtype with autocast off, as the
         engine runs whole sequences (see ``docs/engine.md``, "Mixed precision").
         """
-        if x_t.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        if isinstance(x_t, Tensor) and under_cpu_autocast(x_t):
             dtype = self._reference_parameter().dtype
             with torch.autocast("cpu", enabled=False):
-                if isinstance(state, (tuple, list)):  # anything else: check_state's error
-                    state = tuple(s.to(dtype) if isinstance(s, Tensor) else s for s in state)
-                return self.forward(x_t.to(dtype), state)
+                return self.forward(x_t.to(dtype), cast_state(state, dtype))  # type: ignore[arg-type]
         self.check_input(x_t)
         if state is None:
             state = self.init_state(x_t.shape[0], x_t.device, x_t.dtype)
@@ -165,6 +163,22 @@ class RecurrentCell(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}"
+
+
+def under_cpu_autocast(x: Tensor) -> bool:
+    """Whether ``x`` is a CPU tensor and CPU autocast is on. There the recurrences run in their
+    parameters' dtype with autocast off (docs/engine.md, "Mixed precision")."""
+    return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+
+
+def cast_state(state: object, dtype: torch.dtype) -> object:
+    """``state`` (a tensor, or a tuple or list of them) in ``dtype``; anything else is left as
+    it is, for the state checks to report."""
+    if isinstance(state, Tensor):
+        return state.to(dtype)
+    if isinstance(state, (tuple, list)):
+        return tuple(s.to(dtype) if isinstance(s, Tensor) else s for s in state)
+    return state
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

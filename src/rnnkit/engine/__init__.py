@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from ..cells.base import RecurrentCell, State
+from ..cells.base import RecurrentCell, State, cast_state, under_cpu_autocast
 from . import native
 from ._tracing import under_functorch
 from .allocator import reuse_freed_memory
@@ -138,7 +138,7 @@ def run(
     """
     name = _check(engine or _default)
     steps = check_checkpoint(checkpoint)
-    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+    if under_cpu_autocast(x):
         return _run_outside_autocast(cell, x, state, lengths, reverse, name, steps)
     if name == "auto":
         path = _auto
@@ -162,7 +162,7 @@ def _run_outside_autocast(cell, x, state, lengths, reverse, name, steps):
     params = parameters_by_name(cell)
     dtype = next(iter(params.values())).dtype if params else x.dtype
     with torch.autocast("cpu", enabled=False):
-        x, state = x.to(dtype), tuple(s.to(dtype) for s in state)
+        x, state = x.to(dtype), cast_state(state, dtype)
         return run(cell, x, state, lengths, reverse=reverse, engine=name, checkpoint=steps)
 
 

@@ -167,8 +167,6 @@ def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
         return False
     if under_functorch() or forward_ad_on(cell, x):
         return False
-    if torch.is_autocast_enabled("cpu"):  # project_input's dtype would differ from W_hh's
-        return False
     dtype = x.dtype
     if any(p.dtype != dtype or not p.is_cpu for p in parameters_by_name(cell).values()):
         return False
