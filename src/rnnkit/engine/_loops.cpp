@@ -15,6 +15,13 @@
 //   * The state entering step s is h0/c0 for s = 0 and the rows of step s-1 otherwise.
 //   * Forward-only calls (full = 0) keep saved activations in two alternating blocks of B rows
 //     instead of N rows.
+//   * In place: a training forward pass (full = 1) may write its saved activations over its
+//     input projection (act == gx), and the backward pass its input-projection gradient over
+//     the saved activations (dgx == act); see each kernel's list. The row loops that touch such
+//     a pair read every element of a column j before they write that column's output, and
+//     carry `#pragma omp simd` instead of __restrict on the pair, which keeps them vectorised
+//     (a restrict pair that aliases is undefined behaviour; a runtime overlap check would pick
+//     the scalar loop).
 //   * Backward: dh and dc (B, H) hold, on entry, the gradient of the final state; a row keeps
 //     it until the loop reaches the row's last step. On exit they hold the gradient of h0/c0.
 //     dgx receives the gradient of every step's input projection; the weight gradients are
@@ -231,15 +238,17 @@ static void elman_backward(const i64* geo, void* const* p, const double*) {
 // ---------------------------------------------------------------------------------------------
 // LSTM, gates i, f, g, o; v0 = 1 with peepholes (w_ci, w_cf on c_prev, w_co on c).
 // forward  p: gx (N,4H), W_hh (4H,H), b_hh (4H), w_ci, w_cf, w_co (H), h0, c0 (B,H),
-//             y (N,H), act (N,4H: i f g o after their nonlinearity), cs (N,H: c), z (B,4H)
-// backward p: W_hh, w_ci, w_cf, w_co, h0, c0, y, act, cs, dy, dh, dc, dgx (N,4H),
+//             y (N,H), act (N,4H: i f g o after their nonlinearity; may be gx), cs (N,H: c),
+//             z (B,4H)
+// backward p: W_hh, w_ci, w_cf, w_co, h0, c0, y, act, cs, dy, dh, dc, dgx (N,4H; may be act),
 //             acc (threads, 3H: per-thread sums for the peephole gradients)
 // ---------------------------------------------------------------------------------------------
 template <typename T, bool PEEP>
-static void lstm_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
-                         const T* __restrict b, const T* __restrict wci, const T* __restrict wcf,
-                         const T* __restrict wco, const T* __restrict cp, T* __restrict a,
+static void lstm_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
+                         const T* __restrict wci, const T* __restrict wcf,
+                         const T* __restrict wco, const T* __restrict cp, T* a,
                          T* __restrict c, T* __restrict h) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         T pi = x[j] + z[j] + b[j];
         T pf = x[H + j] + z[H + j] + b[H + j];
@@ -263,11 +272,11 @@ static void lstm_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
 }
 
 template <typename T, bool PEEP>
-static void lstm_bwd_row(i64 H, const T* __restrict a, const T* __restrict c,
-                         const T* __restrict cp, const T* __restrict wci,
-                         const T* __restrict wcf, const T* __restrict wco,
-                         const T* __restrict dy, const T* __restrict dh, T* __restrict dc,
-                         T* __restrict d, T* __restrict acc) {
+static void lstm_bwd_row(i64 H, const T* a, const T* __restrict c, const T* __restrict cp,
+                         const T* __restrict wci, const T* __restrict wcf,
+                         const T* __restrict wco, const T* __restrict dy,
+                         const T* __restrict dh, T* __restrict dc, T* d, T* __restrict acc) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T i = a[j], f = a[H + j], gg = a[2 * H + j], oo = a[3 * H + j];
         const T dhj = dh[j] + dy[j];
@@ -347,15 +356,15 @@ static void lstm_backward(const i64* geo, void* const* p, const double*) {
 // GRU with the reset gate after the product (torch's form), gates r, u (torch's z), n:
 //   r = σ(x_r + z_r + b_r), u = σ(x_u + z_u + b_u), n = tanh(x_n + r·(z_n + b_n)),
 //   h = (1 - u)·n + u·h_prev, with z = h_prev·W_hhᵀ.
-// forward  p: gx (N,3H), W_hh (3H,H), b_hh (3H), h0, y, act (N,3H: r u n), hn (N,H: z_n+b_n),
-//             z (B,3H)
-// backward p: W_hh, h0, y, act, hn, dy, dh, dgx (N,3H), dzn (N,H: gradient of z_n),
-//             dz (B,3H: scratch)
+// forward  p: gx (N,3H), W_hh (3H,H), b_hh (3H), h0, y, act (N,3H: r u n; may be gx),
+//             hn (N,H: z_n+b_n), z (B,3H)
+// backward p: W_hh, h0, y, act, hn, dy, dh, dgx (N,3H; may be act), dzn (N,H: gradient of z_n;
+//             may be hn), dz (B,3H: scratch)
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-static void gru_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
-                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
-                        T* __restrict hn, T* __restrict h) {
+static void gru_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
+                        const T* __restrict hp, T* a, T* __restrict hn, T* __restrict h) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T r = sigm(x[j] + z[j] + b[j]);
         const T u = sigm(x[H + j] + z[H + j] + b[H + j]);
@@ -370,9 +379,10 @@ static void gru_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
 }
 
 template <typename T>
-static void gru_bwd_row(i64 H, const T* __restrict a, const T* __restrict hn,
-                        const T* __restrict hp, const T* __restrict dy, T* __restrict dh,
-                        T* __restrict d, T* __restrict dz, T* __restrict dzn) {
+static void gru_bwd_row(i64 H, const T* a, const T* hn, const T* __restrict hp,
+                        const T* __restrict dy, T* __restrict dh, T* d, T* __restrict dz,
+                        T* dzn) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T r = a[j], u = a[H + j], n = a[2 * H + j];
         const T dhj = dh[j] + dy[j];
@@ -434,9 +444,10 @@ static void gru_backward(const i64* geo, void* const* p, const double*) {
 // Columns of gx/act/b_hh (width G = 2H or 3H): u at cu, r at cr, n at cn = G - H; rows of
 // W_hh: wu, wr, wn. v = [cu, cr, wu, wr, wn | src_u << 32 | fresh << 34], -1 for "none";
 // r is u when cr == cu.
-// forward  p: gx (N,G), W_hh, b_hh (G), h0, y, act (N,G), rh (N,H: r·h_prev),
+// forward  p: gx (N,G), W_hh, b_hh (G), h0, y, act (N,G; may be gx), rh (N,H: r·h_prev),
 //             th (N,H: tanh(h_prev), MUT3 only), z (B,G)
-// backward p: W_hh, h0, y, act, rh, th, dy, dh, dgx (N,G), dx (B,H: scratch)
+// backward p: W_hh, h0, y, act, rh, th, dy, dh, dgx (N,G; may be act), dx (B,H: scratch),
+//             du (B,H: scratch, MGU)
 // ---------------------------------------------------------------------------------------------
 struct RB {
     i64 cu, cr, cn, wu, wr, wn, src_u;
@@ -457,9 +468,9 @@ struct RB {
 };
 
 template <typename T, bool FRESH, bool SHARED, bool UREC>
-static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* __restrict x, const T* __restrict z,
-                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
-                        T* __restrict rh) {
+static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* a, T* __restrict rh) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T u = sigm(x[cu + j] + (UREC ? z[cu + j] : T(0)) + b[cu + j]);
         const T r = SHARED ? u : sigm(x[cr + j] + z[cr + j] + b[cr + j]);
@@ -470,9 +481,9 @@ static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* __restrict x, const T* _
 }
 
 template <typename T, bool FRESH>
-static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* __restrict x, const T* __restrict z,
-                        const T* __restrict b, const T* __restrict hp, T* __restrict a,
-                        T* __restrict h) {
+static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* a, T* __restrict h) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T n = std::tanh(x[cn + j] + z[cn + j] + b[cn + j]);
         const T u = a[cu + j];
@@ -482,28 +493,35 @@ static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* __restrict x, const T* _
 }
 
 template <typename T, bool FRESH, bool SHARED>
-static void rb_bwd_row1(i64 H, i64 cu, i64 cn, const T* __restrict a, const T* __restrict hp,
-                        const T* __restrict dy, T* __restrict dh, T* __restrict d) {
+static void rb_bwd_row1(i64 H, i64 cu, i64 cn, const T* a, const T* __restrict hp,
+                        const T* __restrict dy, T* __restrict dh, T* d, T* __restrict du_) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T u = a[cu + j], n = a[cn + j];
         const T dhj = dh[j] + dy[j];
         const T keep = FRESH ? T(1) - u : u;  // weight of h_prev in the mix
         const T du = FRESH ? dhj * (n - hp[j]) : dhj * (hp[j] - n);
         d[cn + j] = dhj * (T(1) - keep) * (T(1) - n * n);
-        d[cu + j] = SHARED ? du : du * u * (T(1) - u);  // MGU: du waits for dr
+        // MGU: du waits for dr in du_, and u (= r) stays in a[cu] for pass 2
+        if (SHARED)
+            du_[j] = du;
+        else
+            d[cu + j] = du * u * (T(1) - u);
         dh[j] = dhj * keep;
     }
 }
 
 template <typename T, bool SHARED>
-static void rb_bwd_row2(i64 H, i64 cu, i64 cr, const T* __restrict a, const T* __restrict hp,
-                        const T* __restrict drh, T* __restrict dh, T* __restrict d) {
+static void rb_bwd_row2(i64 H, i64 cu, i64 cr, const T* a, const T* __restrict hp,
+                        const T* __restrict drh, const T* __restrict du_, T* __restrict dh,
+                        T* d) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T r = a[cr + j];
         const T dr = drh[j] * hp[j];
         dh[j] += drh[j] * r;
         if (SHARED)
-            d[cu + j] = (d[cu + j] + dr) * r * (T(1) - r);
+            d[cu + j] = (du_[j] + dr) * r * (T(1) - r);
         else
             d[cr + j] = dr * r * (T(1) - r);
     }
@@ -547,7 +565,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     const i64 H = g.H, G = k.cn + H;
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *th = P<T>(p, 5), *dy = P<T>(p, 6);
-    T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9);
+    T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9), *du = W<T>(p, 10);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = s ? y + g.off[s - 1] * H : h0;
@@ -555,13 +573,14 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         // 1. through the mix and the candidate's tanh
         for_rows(g, n, G, [&](i64 r, int) {
             rb_bwd_row1<T, FRESH, SHARED>(H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
-                                          dy + (o + r) * H, dh + r * H, dgx + (o + r) * G);
+                                          dy + (o + r) * H, dh + r * H, dgx + (o + r) * G,
+                                          du + r * H);
         });
         // 2. d(r·h_prev) = dpre_n · W_n, then through r
         mm_nn<T>(n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
         for_rows(g, n, G, [&](i64 r, int) {
             rb_bwd_row2<T, SHARED>(H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
-                                   dh + r * H, dgx + (o + r) * G);
+                                   du + r * H, dh + r * H, dgx + (o + r) * G);
         });
         // 3. the gates' recurrent products
         if (k.merged) {
@@ -607,20 +626,25 @@ static void rb_backward(const i64* geo, void* const* p, const double*) {
 
 // ---------------------------------------------------------------------------------------------
 // NAS (Zoph & Le 2017): branches k = 0..7 of x = gx and m = h_prev·W_hhᵀ + b_hh, see NASCell.
-// forward  p: gx (N,8H), W_hh (8H,H), b_hh (8H), h0, c0, y, l (N,8H: the branches l_k),
-//             cs (N,H), xm (N,2H: x_3 and m_3, the multiplied branch), z (B,8H)
-// backward p: W_hh, h0, c0, y, l, cs, xm, dy, dh, dc, dgx (N,8H), dm3 (N,H), dz (B,8H)
+// The saved branches are l_k, except in slot 3, which keeps x_3: branch 3 multiplies x_3 by m_3,
+// so its derivative needs both factors (m_3 is saved apart), and l_3 = relu(x_3·m_3) is cheap.
+// forward  p: gx (N,8H), W_hh (8H,H), b_hh (8H), h0, c0, y, l (N,8H; may be gx), cs (N,H),
+//             m3 (N,H), z (B,8H)
+// backward p: W_hh, h0, c0, y, l, cs, m3, dy, dh, dc, dgx (N,8H; may be l),
+//             dm3 (N,H: the gradient of m_3, which differs from dgx's slot 3; may be m3),
+//             dz (B,8H)
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-static void nas_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
-                        const T* __restrict b, const T* __restrict cp, T* __restrict l,
-                        T* __restrict c, T* __restrict xm, T* __restrict h) {
+static void nas_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
+                        const T* __restrict cp, T* l, T* __restrict c, T* __restrict m,
+                        T* __restrict h) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
-        const T m3 = z[3 * H + j] + b[3 * H + j];
+        const T x3 = x[3 * H + j], m3 = z[3 * H + j] + b[3 * H + j];
         const T l0 = sigm(x[j] + z[j] + b[j]);
         const T l1 = relu(x[H + j] + z[H + j] + b[H + j]);
         const T l2 = sigm(x[2 * H + j] + z[2 * H + j] + b[2 * H + j]);
-        const T l3 = relu(x[3 * H + j] * m3);
+        const T l3 = relu(x3 * m3);
         const T l4 = std::tanh(x[4 * H + j] + z[4 * H + j] + b[4 * H + j]);
         const T l5 = sigm(x[5 * H + j] + z[5 * H + j] + b[5 * H + j]);
         const T l6 = std::tanh(x[6 * H + j] + z[6 * H + j] + b[6 * H + j]);
@@ -633,24 +657,25 @@ static void nas_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
         l[j] = l0;
         l[H + j] = l1;
         l[2 * H + j] = l2;
-        l[3 * H + j] = l3;
+        l[3 * H + j] = x3;
         l[4 * H + j] = l4;
         l[5 * H + j] = l5;
         l[6 * H + j] = l6;
         l[7 * H + j] = l7;
-        xm[j] = x[3 * H + j];
-        xm[H + j] = m3;
+        m[j] = m3;
     }
 }
 
 template <typename T>
-static void nas_bwd_row(i64 H, const T* __restrict l, const T* __restrict c,
-                        const T* __restrict cp, const T* __restrict xm, const T* __restrict h,
-                        const T* __restrict dy, const T* __restrict dh, T* __restrict dc,
-                        T* __restrict d, T* __restrict dz, T* __restrict dm3) {
+static void nas_bwd_row(i64 H, const T* l, const T* __restrict c, const T* __restrict cp,
+                        const T* m, const T* __restrict h, const T* __restrict dy,
+                        const T* __restrict dh, T* __restrict dc, T* d, T* __restrict dz,
+                        T* dm3) {
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
-        const T l0 = l[j], l1 = l[H + j], l2 = l[2 * H + j], l3 = l[3 * H + j];
+        const T l0 = l[j], l1 = l[H + j], l2 = l[2 * H + j], x3 = l[3 * H + j];
         const T l4 = l[4 * H + j], l5 = l[5 * H + j], l6 = l[6 * H + j], l7 = l[7 * H + j];
+        const T m3 = m[j], l3 = relu(x3 * m3);
         const T p0 = std::tanh(l0 * l1), p1 = std::tanh(l2 + l3);
         const T p2 = std::tanh(l4 * l5), p3 = sigm(l6 + l7);
         const T t0 = std::tanh(p0 + cp[j]), q = std::tanh(p2 + p3);
@@ -673,13 +698,13 @@ static void nas_bwd_row(i64 H, const T* __restrict l, const T* __restrict c,
         d[j] = dz[j] = e0;
         d[H + j] = dz[H + j] = e1;
         d[2 * H + j] = dz[2 * H + j] = e2;
-        d[3 * H + j] = d3 * xm[H + j];
-        dz[3 * H + j] = d3 * xm[j];
+        d[3 * H + j] = d3 * m3;
+        dz[3 * H + j] = d3 * x3;
         d[4 * H + j] = dz[4 * H + j] = e4;
         d[5 * H + j] = dz[5 * H + j] = e5;
         d[6 * H + j] = dz[6 * H + j] = e6;
         d[7 * H + j] = dz[7 * H + j] = e7;
-        dm3[j] = d3 * xm[j];
+        dm3[j] = d3 * x3;
         dc[j] = dpre0;
     }
 }
@@ -690,7 +715,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*) {
     const i64 H = g.H, G = 8 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     const T* c0 = P<T>(p, 4);
-    T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *xm = W<T>(p, 8), *z = W<T>(p, 9);
+    T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = s ? y + g.off[s - 1] * H : h0;
@@ -698,7 +723,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*) {
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
-                           cs + (so + r) * H, xm + (so + r) * 2 * H, y + (o + r) * H);
+                           cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
         });
     }
 }
@@ -708,7 +733,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*) {
     const Geo g(geo);
     const i64 H = g.H, G = 8 * H;
     const T *Whh = P<T>(p, 0), *c0 = P<T>(p, 2), *y = P<T>(p, 3), *L = P<T>(p, 4);
-    const T *cs = P<T>(p, 5), *xm = P<T>(p, 6), *dy = P<T>(p, 7);
+    const T *cs = P<T>(p, 5), *m3 = P<T>(p, 6), *dy = P<T>(p, 7);
     T *dh = W<T>(p, 8), *dc = W<T>(p, 9), *dgx = W<T>(p, 10), *dm3 = W<T>(p, 11);
     T* dz = W<T>(p, 12);
     for (i64 s = g.steps - 1; s >= 0; --s) {
@@ -716,7 +741,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*) {
         const T* cp = s ? cs + g.off[s - 1] * H : c0;
         for_rows(g, n, G, [&](i64 r, int) {
             nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
-                           xm + (o + r) * 2 * H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
+                           m3 + (o + r) * H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
@@ -727,11 +752,12 @@ static void nas_backward(const i64* geo, void* const* p, const double*) {
 // Layer-normalised LSTM (per-gate LN of x + h_prev·W_hhᵀ, LN of c), see LayerNormLSTMCell.
 // scalars[0] = eps.
 // forward  p: gx (N,4H), W_hh (4H,H), gamma (4H), beta (4H), gamma_c (H), beta_c (H), h0, c0,
-//             y, act (2B,4H: scratch), xhat (N,4H: normalised gate inputs), rstd (N,5),
-//             cs (N,H), chat (N,H: normalised c), z (B,4H)
+//             y, act (2B,4H: scratch), xhat (N,4H: normalised gate inputs; may be gx),
+//             rstd (N,5), cs (N,H), chat (N,H: normalised c), z (B,4H)
 // backward p: W_hh, gamma, gamma_c, beta_c, c0, beta, xhat, rstd, cs, chat, dy, dh, dc,
-//             dgx (N,4H), acc (threads, 10H: dgamma, dbeta, dgamma_c, dbeta_c),
-//             act (threads, 4H: scratch)
+//             dgx (N,4H; may be xhat), acc (threads, 10H: dgamma, dbeta, dgamma_c, dbeta_c),
+//             work (threads, 10H: scratch: the gates, dx̂ before the gates' layer norm, and
+//             pass 1's do and dĉ, so that a row's x̂ is read whole before dgx overwrites it)
 // The gates are not saved: the backward recomputes them from xhat (4 fewer H per row).
 // ---------------------------------------------------------------------------------------------
 template <typename T>
@@ -785,11 +811,11 @@ static void lnlstm_out_row(i64 H, const T* __restrict o, const T* __restrict cha
 }
 
 // pass 1 of the backward: the output gate and the cell's layer norm. Returns Σ dĉ, Σ dĉ·ĉ
-// in s[0], s[1]; leaves do in d[3H..4H) and dĉ in d[2H..3H) for pass 2.
+// in s[0], s[1]; leaves dĉ in t[0..H) and do in t[H..2H) for pass 2.
 template <typename T>
 static void lnlstm_bwd_row1(i64 H, const T* __restrict a, const T* __restrict chat,
                             const T* __restrict gamc, const T* __restrict betc,
-                            const T* __restrict dy, const T* __restrict dh, T* __restrict d,
+                            const T* __restrict dy, const T* __restrict dh, T* __restrict t,
                             T* __restrict acc, T* s) {
     T s1 = 0, s2 = 0;
     for (i64 j = 0; j < H; ++j) {
@@ -801,8 +827,8 @@ static void lnlstm_bwd_row1(i64 H, const T* __restrict a, const T* __restrict ch
         const T dxc = dln * gamc[j];
         s1 += dxc;
         s2 += dxc * chat[j];
-        d[3 * H + j] = dhj * tc;
-        d[2 * H + j] = dxc;
+        t[H + j] = dhj * tc;
+        t[j] = dxc;
     }
     s[0] = s1;
     s[1] = s2;
@@ -812,14 +838,15 @@ static void lnlstm_bwd_row1(i64 H, const T* __restrict a, const T* __restrict ch
 template <typename T>
 static void lnlstm_bwd_row2(i64 H, T rstd_c, T m1, T m2, const T* __restrict a,
                             const T* __restrict chat, const T* __restrict cp,
-                            const T* __restrict xh, const T* __restrict gam, T* __restrict dc,
-                            T* __restrict d, T* __restrict acc, T* S) {
+                            const T* __restrict xh, const T* __restrict gam,
+                            const T* __restrict t, T* __restrict dc, T* __restrict d,
+                            T* __restrict acc, T* S) {
     T S1[4] = {0, 0, 0, 0}, S2[4] = {0, 0, 0, 0};
     for (i64 j = 0; j < H; ++j) {
         const T i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
-        const T dct = dc[j] + rstd_c * (d[2 * H + j] - m1 - chat[j] * m2);
+        const T dct = dc[j] + rstd_c * (t[j] - m1 - chat[j] * m2);
         const T dz[4] = {dct * gg * i * (T(1) - i), dct * cp[j] * f * (T(1) - f),
-                         dct * i * (T(1) - gg * gg), d[3 * H + j] * o * (T(1) - o)};
+                         dct * i * (T(1) - gg * gg), t[H + j] * o * (T(1) - o)};
         dc[j] = dct * f;
         for (int k = 0; k < 4; ++k) {
             acc[k * H + j] += dz[k] * xh[k * H + j];
@@ -836,9 +863,12 @@ static void lnlstm_bwd_row2(i64 H, T rstd_c, T m1, T m2, const T* __restrict a,
     }
 }
 
+// d = the gradient of the layer norm's input from dx̂ = dx; d may be xh itself
 template <typename T>
-static void ln_backward_row(i64 H, T rstd, T m1, T m2, const T* __restrict xh, T* __restrict d) {
-    for (i64 j = 0; j < H; ++j) d[j] = rstd * (d[j] - m1 - xh[j] * m2);
+static void ln_backward_row(i64 H, T rstd, T m1, T m2, const T* xh, const T* __restrict dx,
+                            T* d) {
+#pragma omp simd
+    for (i64 j = 0; j < H; ++j) d[j] = rstd * (dx[j] - m1 - xh[j] * m2);
 }
 
 template <typename T>
@@ -878,24 +908,25 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
     const T *c0 = P<T>(p, 4), *bet = P<T>(p, 5), *xh = P<T>(p, 6), *rs = P<T>(p, 7);
     const T *cs = P<T>(p, 8), *ch = P<T>(p, 9), *dy = P<T>(p, 10);
     T *dh = W<T>(p, 11), *dc = W<T>(p, 12), *dgx = W<T>(p, 13), *acc = W<T>(p, 14);
-    T* act = W<T>(p, 15);
+    T* work = W<T>(p, 15);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = s ? cs + g.off[s - 1] * H : c0;
         for_rows(g, n, G, [&](i64 r, int t) {
             const T* xr = xh + (o + r) * G;
-            T* a = act + t * G;
+            T *a = work + t * 10 * H, *dx = a + G, *t12 = a + 2 * G;
             lnlstm_gates_row<T>(H, xr, gam, bet, a);
             const T* rr = rs + (o + r) * 5;
             const T* cr = ch + (o + r) * H;
             T* d = dgx + (o + r) * G;
             T* ac = acc + t * 10 * H;
             T s12[2], S[8];
-            lnlstm_bwd_row1<T>(H, a, cr, gamc, betc, dy + (o + r) * H, dh + r * H, d, ac, s12);
+            lnlstm_bwd_row1<T>(H, a, cr, gamc, betc, dy + (o + r) * H, dh + r * H, t12, ac, s12);
             lnlstm_bwd_row2<T>(H, rr[4], s12[0] / T(H), s12[1] / T(H), a, cr, cp + r * H, xr, gam,
-                               dc + r * H, d, ac, S);
+                               t12, dc + r * H, dx, ac, S);
             for (int k = 0; k < 4; ++k)
-                ln_backward_row<T>(H, rr[k], S[k] / T(H), S[4 + k] / T(H), xr + k * H, d + k * H);
+                ln_backward_row<T>(H, rr[k], S[k] / T(H), S[4 + k] / T(H), xr + k * H,
+                                   dx + k * H, d + k * H);
         });
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
     }

@@ -12,6 +12,15 @@ matching section of ``_loops.cpp``; this file owns only the bookkeeping around i
   projection (dgx) and of the recurrent products; then every weight gradient is one large
   matrix product over all steps (:func:`~rnnkit.engine.packing.recurrent_weight_grad`).
 
+Memory: a training forward pass writes its widest saved buffer (the gates, branches or
+normalised gate inputs, G values a row) over the input projection ``gx``, which nothing reads
+after the loop, and the backward pass writes dgx over that same buffer, row by row, as the loop
+passes each step (``in_place``). So one (N, G) block serves the projection, the saved
+activations and their gradient, where it took three at the peaks before: the peak memory of a
+training step falls by about 2G/(G + H) blocks of the output's size (see docs/engine.md).
+The backward pass thereby spends its saved buffers; a second backward pass through the same
+graph (``retain_graph=True``) reruns the forward loop first.
+
 Shapes: N packed rows, B batch, H hidden, G the width of the input projection.
 """
 
@@ -47,6 +56,8 @@ class Kernel:
 
     name: str
     n_states: int
+    # whether backward writes over the saved buffers (a second backward pass must rerun forward)
+    in_place: bool = True
 
     def params(self, cell: RecurrentCell) -> Params:
         raise NotImplementedError
@@ -81,6 +92,16 @@ class Kernel:
         """Returns (dgx (N, G), d initial states, d params); ``present[k]`` says whether the
         cell has parameter k (its gradient is None otherwise)."""
         raise NotImplementedError
+
+
+def saved_buffer(gx: Tensor, full: bool, rows: int) -> Tensor:
+    """The buffer for the activations a forward pass saves, as wide as ``gx`` (N, G): in a
+    training pass (``full``), ``gx`` itself, which the loop overwrites row by row after reading
+    it (a projection that is a view of some other tensor gets a buffer of its own); otherwise
+    ``rows`` rows of scratch."""
+    if full and gx._base is None and gx.is_contiguous():
+        return gx
+    return gx.new_empty(rows, gx.shape[1])
 
 
 def _grad_buffer(d: Tensor) -> Tensor:

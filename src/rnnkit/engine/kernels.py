@@ -12,7 +12,7 @@ from ..cells.base import RecurrentCell
 from ..cells.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from ..cells.nas import NASCell
 from . import native
-from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
+from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry, saved_buffer
 from .kernels_nas_ln import LayerNormLSTMKernel, NASKernel
 from .packing import PreviousOutputs, recurrent_weight_grad
 
@@ -21,6 +21,7 @@ __all__ = ["Kernel", "kernel_for"]
 
 class ElmanKernel(Kernel):
     name, n_states = "elman", 1
+    in_place = False  # it saves only its outputs, which the backward pass reads as they are
 
     def params(self, cell: ElmanCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -70,7 +71,7 @@ class LSTMKernel(Kernel):
         (h0, c0), (W, b, wci, wcf, wco) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
-        y, act, cs = gx.new_empty(plan.rows, H), gx.new_empty(S, 4 * H), gx.new_empty(S, H)
+        y, act, cs = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         peep = [_or(w, gx, H) for w in (wci, wcf, wco)]
         native.call(
             self.name,
@@ -96,7 +97,7 @@ class LSTMKernel(Kernel):
         W, wci, wcf, wco, h0, c0, y, act, cs = saved
         H = W.shape[1]
         dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx = torch.empty_like(act)
+        dgx = act  # written over the gates, row by row (see Kernel.in_place)
         acc = y.new_zeros(torch.get_num_threads(), 3 * H)
         native.call(
             self.name,
@@ -122,7 +123,7 @@ class GRUKernel(Kernel):
         (h0,), (W, b) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
-        y, act, hn = gx.new_empty(plan.rows, H), gx.new_empty(S, 3 * H), gx.new_empty(S, H)
+        y, act, hn = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         native.call(
             self.name,
             "forward",
@@ -134,7 +135,7 @@ class GRUKernel(Kernel):
     def backward(self, cfg, plan, saved, dy, dfinal, present):
         W, h0, y, act, hn = saved
         H = W.shape[1]
-        dh, dgx, dzn = _grad_buffer(dfinal[0]), torch.empty_like(act), torch.empty_like(hn)
+        dh, dgx, dzn = _grad_buffer(dfinal[0]), act, hn  # over the saved buffers
         native.call(
             self.name,
             "backward",
@@ -190,7 +191,7 @@ class ResetBeforeKernel(Kernel):
         G = gx.shape[1]
         src = self._layout(cfg, H)[6]
         S = plan.rows if full else 2 * plan.B
-        y, act, rh = gx.new_empty(plan.rows, H), gx.new_empty(S, G), gx.new_empty(S, H)
+        y, act, rh = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         th = gx.new_empty(S, H) if src == 2 else gx.new_empty(1)
         native.call(
             self.name,
@@ -204,12 +205,24 @@ class ResetBeforeKernel(Kernel):
         W, h0, y, act, rh, th = saved
         H = W.shape[1]
         cu, cr, cn, wu, wr, wn, src = self._layout(cfg, H)
-        dh, dgx = _grad_buffer(dfinal[0]), torch.empty_like(act)
+        dh, dgx = _grad_buffer(dfinal[0]), act  # dgx over the saved gates
         native.call(
             self.name,
             "backward",
             geometry(plan, H, True, cfg),
-            [W.contiguous(), h0, y, act, rh, th, dy, dh, dgx, y.new_empty(plan.B, H)],
+            [
+                W.contiguous(),
+                h0,
+                y,
+                act,
+                rh,
+                th,
+                dy,
+                dh,
+                dgx,
+                y.new_empty(plan.B, H),
+                y.new_empty(plan.B, H),
+            ],
         )
         dW = torch.zeros_like(W)
         torch.mm(dgx[:, cn : cn + H].t(), rh, out=dW[wn : wn + H])

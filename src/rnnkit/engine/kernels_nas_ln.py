@@ -10,7 +10,7 @@ import torch
 from ..cells import LayerNormLSTMCell
 from ..cells.nas import NASCell
 from . import native
-from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry
+from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry, saved_buffer
 from .packing import PreviousOutputs, recurrent_weight_grad
 
 
@@ -24,8 +24,9 @@ class NASKernel(Kernel):
         (h0, c0), (W, b) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
-        y, branches = gx.new_empty(plan.rows, H), gx.new_empty(S, 8 * H)
-        cs, xm = gx.new_empty(S, H), gx.new_empty(S, 2 * H)
+        # branches: l_0..l_7 with x_3 in slot 3 (branch 3 multiplies x_3 by m_3)
+        y, branches = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S)
+        cs, m3 = gx.new_empty(S, H), gx.new_empty(S, H)
         native.call(
             self.name,
             "forward",
@@ -39,18 +40,18 @@ class NASKernel(Kernel):
                 y,
                 branches,
                 cs,
-                xm,
+                m3,
                 gx.new_empty(plan.B, 8 * H),
             ],
         )
         finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
-        return y, finals, [W, h0, c0, y, branches, cs, xm]
+        return y, finals, [W, h0, c0, y, branches, cs, m3]
 
     def backward(self, cfg, plan, saved, dy, dfinal, present):
-        W, h0, c0, y, branches, cs, xm = saved
+        W, h0, c0, y, branches, cs, m3 = saved
         H = W.shape[1]
         dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx, dm3 = torch.empty_like(branches), torch.empty_like(cs)
+        dgx, dm3 = branches, m3  # written over the saved buffers, row by row
         native.call(
             self.name,
             "backward",
@@ -62,7 +63,7 @@ class NASKernel(Kernel):
                 y,
                 branches,
                 cs,
-                xm,
+                m3,
                 dy,
                 dh,
                 dc,
@@ -106,7 +107,7 @@ class LayerNormLSTMKernel(Kernel):
         y, act, xhat = (
             gx.new_empty(plan.rows, H),
             gx.new_empty(2 * plan.B, 4 * H),
-            gx.new_empty(S, 4 * H),
+            saved_buffer(gx, full, S),
         )
         rstd, cs, chat = gx.new_empty(S, 5), gx.new_empty(S, H), gx.new_empty(S, H)
         ln = [t.contiguous() for t in (gam, bet, gamc, betc)]
@@ -137,7 +138,7 @@ class LayerNormLSTMKernel(Kernel):
         W, gam, bet, gamc, betc, h0, c0, y, xhat, rstd, cs, chat = saved
         H = W.shape[1]
         dh, dc = _grad_buffer(dfinal[0]), _grad_buffer(dfinal[1])
-        dgx = torch.empty_like(xhat)
+        dgx = xhat  # written over x̂, row by row
         threads = torch.get_num_threads()
         acc = y.new_zeros(threads, 10 * H)
         native.call(
@@ -160,7 +161,7 @@ class LayerNormLSTMKernel(Kernel):
                 dc,
                 dgx,
                 acc,
-                y.new_empty(threads, 4 * H),
+                y.new_empty(threads, 10 * H),
             ],
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)

@@ -9,6 +9,10 @@ For a cell with a :class:`~rnnkit.engine.kernel_base.Kernel`:
 3. its backward runs the hand-written BPTT loop (per step: the pointwise derivative and the
    product with W_hh) and then forms every weight gradient as one large product over all steps.
 
+The saved activations are written over the input projection, and their gradient over them
+(:mod:`~rnnkit.engine.kernel_base`): a backward pass spends them, so a second one through the
+same graph (``retain_graph=True``) first reruns the forward loop from the saved packed input.
+
 Without a kernel (a user's own cell, a GPU tensor, a dtype the loops do not handle), or without
 a C++ compiler, :func:`run_autograd` runs the same sorted, shrinking-batch loop over
 ``cell.step`` and lets autograd derive the backward pass.
@@ -63,6 +67,7 @@ class SequenceFunction(torch.autograd.Function):
         where = {id(t): name for name, t in every.items()}
         ctx.param_names = [None if p is None else where[id(p)] for p in params]
         ctx.present = tuple(p is not None for p in params)
+        ctx.spent = False  # whether a backward pass has written over the saved buffers
         ctx.save_for_backward(xp, *states, *saved)
         return (y, *finals)
 
@@ -79,10 +84,39 @@ class SequenceFunction(torch.autograd.Function):
                     ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
                 )
             else:
+                if ctx.spent:  # retain_graph=True, and this is a second pass
+                    saved = _rerun_forward(ctx, xp, states)
                 dgx, dstates, dparams = kernel.backward(
                     ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
                 )
+                ctx.spent = kernel.in_place
         return (None, None, None, None, None, None, dgx, *dstates, *dparams)
+
+
+def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The buffers :class:`SequenceFunction`'s forward pass saved, computed again from the
+    packed input and the initial states with the parameters of that pass (by name, as
+    ``functional_call`` may have swapped them): the same loop on the same values."""
+    every = ctx.every
+    params = tuple(None if name is None else every[name] for name in ctx.param_names)
+    with torch.no_grad():
+        project = functional_call(
+            _Project(ctx.cell), {f"cell.{k}": v for k, v in every.items()}, (xp,)
+        )
+        gx = project.contiguous()
+        _, _, saved = ctx.kernel.forward(ctx.cfg, ctx.plan, gx, states, params, True)
+    return tuple(saved)
+
+
+class _Project(torch.nn.Module):
+    """The cell's input projection as a module, for ``functional_call``."""
+
+    def __init__(self, cell: RecurrentCell) -> None:
+        super().__init__()
+        self.cell = cell
+
+    def forward(self, xp: Tensor) -> Tensor:
+        return self.cell.project_input(xp)
 
 
 def _recomputed_backward(
