@@ -175,3 +175,28 @@ def test_training_step_peak_memory_is_one_block_per_saved_buffer(name):
     )
     blocks = json.loads(out.stdout.strip().splitlines()[-1])
     assert blocks <= _BOUND[name], f"{name}: {blocks:.1f} blocks"
+
+
+@needs_native
+def test_native_call_rejects_tensors_it_cannot_read():
+    """The loops read raw pointers: a dtype without a kernel, a mix of dtypes or a strided
+    tensor is refused by name before any pointer is handed over."""
+    from rnnkit.engine import native
+    from rnnkit.engine.kernel_base import geometry
+    from rnnkit.engine.packing import make_plan
+
+    plan = make_plan(2, 1, None, False)
+    geo = geometry(plan, 4, True, (0,))
+    # gx (N, H), W_hh = 0, b_hh = 0, h0 = 0, y (N, H), scratch: then y = tanh(gx)
+    gx = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    good = [gx, torch.zeros(4, 4), torch.zeros(4), torch.zeros(1, 4)]
+    good += [torch.zeros(2, 4), torch.zeros(1, 4)]
+    with pytest.raises(ValueError, match="float32 or float64, got torch.float16"):
+        native.call("elman", "forward", geo, [t.half() for t in good])
+    with pytest.raises(ValueError, match="elman: every tensor must be contiguous torch.float32"):
+        native.call("elman", "forward", geo, good[:3] + [good[3].double()] + good[4:])
+    strided = torch.zeros(4, 8)[:, ::2]
+    with pytest.raises(ValueError, match="every tensor must be contiguous"):
+        native.call("elman", "forward", geo, good[:1] + [strided] + good[2:])
+    native.call("elman", "forward", geo, good)  # the same call with readable tensors runs
+    assert torch.allclose(good[4], torch.tanh(gx), atol=1e-6, rtol=0)

@@ -278,11 +278,12 @@ class Recurrent(nn.Module):
 
         finals: list[State] = []
         layer_input = x
+        cells = tuple(self.cells)  # (indexing a ModuleList costs microseconds a call)
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
                 k = layer * self.num_directions + d
-                cell = self.cells[k]
+                cell = cells[k]
                 out, final = _engine.run(
                     cell,
                     layer_input,
@@ -302,7 +303,10 @@ class Recurrent(nn.Module):
             layer_input = out
         output = layer_input  # (T, B, D*O) or (T, B, O)
 
-        h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
+        if len(finals) == 1:  # one layer, one direction: a view, no copy
+            h_n = tuple(f.unsqueeze(0) for f in finals[0])
+        else:
+            h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
         if unbatched:
             output = output.squeeze(1)
             h_n = tuple(h.squeeze(1) for h in h_n)

@@ -89,9 +89,10 @@ class RecurrentCell(nn.Module):
     ) -> State:
         """The zero state a^<0> = 0 (and c^<0> = 0 where the cell has a memory cell)."""
         check_positive_int("batch_size", batch_size)
-        ref = self._reference_parameter()
-        device = ref.device if device is None else device
-        dtype = ref.dtype if dtype is None else dtype
+        if device is None or dtype is None:  # (a layer passes both: no parameter lookup)
+            ref = self._reference_parameter()
+            device = ref.device if device is None else device
+            dtype = ref.dtype if dtype is None else dtype
         return tuple(
             torch.zeros(batch_size, *shape, device=device, dtype=dtype)
             for shape in self.state_shapes()

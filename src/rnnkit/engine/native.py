@@ -178,15 +178,23 @@ def call(
     ``geometry`` is the int64 block [steps, B, H, full, threads, v0..v4, n[steps], off[steps]]
     (see ``_loops.cpp``); the tensors are passed as raw pointers in the kernel's order.
     """
+    dtype = tensors[0].dtype
+    fn = _entry(kernel, direction, dtype)
+    for t in tensors:
+        if t.dtype != dtype or not t.is_contiguous() or t.is_cuda:
+            raise ValueError(f"{kernel}: every tensor must be contiguous {dtype} on the CPU")
+    pointers = (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
+    values = (ctypes.c_double * len(scalars))(*scalars)
+    fn(geometry.data_ptr(), pointers, values)
+
+
+@cache
+def _entry(kernel: str, direction: str, dtype: torch.dtype):
+    """The library's ``rnnkit_<kernel>_<direction>_<f32|f64>`` (looked up once)."""
     lib = load()
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
-    dtype = tensors[0].dtype
-    suffix = {torch.float32: "f32", torch.float64: "f64"}[dtype]
-    for t in tensors:
-        if t.dtype != dtype or not t.is_contiguous() or t.device.type != "cpu":
-            raise ValueError(f"{kernel}: every tensor must be contiguous {dtype} on the CPU")
-    pointers = (ctypes.c_void_p * len(tensors))(*(t.data_ptr() for t in tensors))
-    values = (ctypes.c_double * len(scalars))(*scalars)
-    fn = getattr(lib, f"rnnkit_{kernel}_{direction}_{suffix}")
-    fn(geometry.data_ptr(), pointers, values)
+    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
+    if suffix is None:
+        raise ValueError(f"{kernel}: the compiled loops run float32 or float64, got {dtype}")
+    return getattr(lib, f"rnnkit_{kernel}_{direction}_{suffix}")

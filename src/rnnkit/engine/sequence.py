@@ -238,9 +238,11 @@ def run_native_packed(
         y, *finals = SequenceFunction.apply(
             kernel, cfg, plan, cell, every, xp, gx, *states, *params
         )
-    else:
+    elif torch.is_grad_enabled():  # nothing needs a gradient: record nothing
         with torch.no_grad():
             y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
+    else:
+        y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
     return y, tuple(finals)
 
 

@@ -1,0 +1,103 @@
+"""Fixed cost of one call of a recurrent layer: streaming one step at a time (T=1, B=1, no
+gradient) and a small training step (T=100, B=1, H=64), rnnkit against torch.nn in the same
+process, taking turns.
+
+At these sizes the arithmetic is a few microseconds; what is measured is the Python and
+dispatch work around it (argument checks, the choice of a path, the plan, the autograd node).
+
+    python benchmarks/call_overhead.py            # about a minute
+    python benchmarks/call_overhead.py --H 256
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import rnnkit
+from rnnkit import Recurrent
+from rnnkit.cells import NASCell
+
+
+def best_of(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
+    """Microseconds per call: the best of ``rounds`` rounds of ``calls`` calls, every function
+    taking its turn within each round."""
+    for f in fns.values():
+        for _ in range(max(calls // 10, 10)):
+            f()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                f()
+            best[name] = min(best[name], (time.perf_counter() - t0) / calls)
+    return {name: 1e6 * s for name, s in best.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--H", type=int, default=64, help="hidden size (= input size)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per round (T=1)")
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    H = args.H
+    pairs = {
+        "Elman": (rnnkit.RNN(H, H), nn.RNN(H, H)),
+        "GRU": (rnnkit.GRU(H, H), nn.GRU(H, H)),
+        "LSTM": (rnnkit.LSTM(H, H), nn.LSTM(H, H)),
+        "NAS": (Recurrent(NASCell, H, H), None),
+    }
+    print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
+    print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, H = I = {H}")
+    print(f"- best of {args.rounds} rounds, every model taking its turn in each\n")
+
+    x1 = torch.randn(1, 1, H)
+    steps: dict[str, Callable[[], object]] = {}
+    for name, (ours, theirs) in pairs.items():
+        steps[f"rnnkit {name}"] = lambda m=ours: m(x1)
+        if theirs is not None:
+            steps[f"torch {name}"] = lambda m=theirs: m(x1)
+    with torch.no_grad():
+        one = best_of(steps, args.calls, args.rounds)
+
+    x = torch.randn(100, 1, H, requires_grad=True)
+    dy = torch.randn(100, 1, H)
+
+    def train(m: nn.Module) -> Callable[[], object]:
+        params = list(m.parameters())
+
+        def step() -> object:
+            return torch.autograd.grad(m(x)[0], [x, *params], dy)
+
+        return step
+
+    trains = {}
+    for name, (ours, theirs) in pairs.items():
+        trains[f"rnnkit {name}"] = train(ours)
+        if theirs is not None:
+            trains[f"torch {name}"] = train(theirs)
+    full = best_of(trains, max(args.calls // 20, 20), args.rounds)
+
+    print("| model | T=1 B=1 no grad, µs | / torch.nn | T=100 B=1 training, µs | / torch.nn |")
+    print("|---|---|---|---|---|")
+    for name, (_, theirs) in pairs.items():
+        a, b = one[f"rnnkit {name}"], full[f"rnnkit {name}"]
+        ra = f"{a / one[f'torch {name}']:.2f}" if theirs is not None else "-"
+        rb = f"{b / full[f'torch {name}']:.2f}" if theirs is not None else "-"
+        print(f"| rnnkit {name} | {a:.0f} | {ra} | {b:.0f} | {rb} |")
+        if theirs is not None:
+            c, d = one[f"torch {name}"], full[f"torch {name}"]
+            print(f"| torch {name} | {c:.0f} | 1 | {d:.0f} | 1 |")
+
+
+if __name__ == "__main__":
+    main()
