@@ -13,7 +13,7 @@ from torch import nn
 import rnnkit
 from cell_zoo import CELLS
 from rnnkit import Recurrent
-from rnnkit.engine.fused import fused_supports
+from rnnkit.engine.fused import HEAD_MIN_STEPS, fused_supports
 from rnnkit.engine.sequence import native_supports
 
 I, H, T = 3, 5, 7
@@ -97,12 +97,13 @@ def test_bfloat16_input_and_state_are_cast_to_the_parameters_dtype(name):
 
 def test_lstm_under_autocast_equals_torch_lstm_in_float32():
     """rnnkit.LSTM runs torch's fused kernel; under CPU autocast torch's own LSTM asks oneDNN
-    for a bfloat16 kernel (which needs bfloat16 instructions); rnnkit's runs it in float32."""
+    for a bfloat16 kernel (which needs bfloat16 instructions); rnnkit's runs it in float32.
+    (A sequence long enough for "auto" to take the fused kernel: the same op, the same bits.)"""
     torch.manual_seed(0)
     theirs = nn.LSTM(I, H, num_layers=2, bidirectional=True)
     ours = rnnkit.LSTM(I, H, num_layers=2, bidirectional=True)
     ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(T, B, I)
+    x = torch.randn(HEAD_MIN_STEPS + 3, B, I)
     want, (h, c) = theirs(x)
     with _autocast():
         got, (h_ac, c_ac) = ours(x)

@@ -48,11 +48,18 @@ def test_bidirectional_stacked_layer_equals_reference(name):
 
 
 def test_auto_picks_fused_native_autograd():
-    x = torch.randn(T, 2, I)
+    x = torch.randn(HEAD_MIN_STEPS, 2, I)
     native = "native" if engine.native_available() else "autograd"
     assert engine.choose(LSTMCell(I, H), x, None) == "fused"
     assert engine.choose(LSTMCell(I, 512), x[:, :1], None) == "fused"
     assert engine.choose(LSTMCell(I, H, proj_size=2), x, None) == "fused"
+    # fewer steps than the fused kernel's weight preparation pays for: the compiled loop
+    # (a projected LSTM has none, so it stays on the fused kernel)
+    short = x[: HEAD_MIN_STEPS - 1]
+    fused_or_loop = "native" if engine.native_available() else "fused"
+    assert engine.choose(LSTMCell(I, H), short, None) == fused_or_loop
+    assert engine.choose(LSTMCell(I, H), short[:1], torch.tensor([1, 1])) == fused_or_loop
+    assert engine.choose(LSTMCell(I, H, proj_size=2), short, None) == "fused"
     assert engine.choose(LSTMCell(I, H, peephole=True), x, None) == native
     assert engine.choose(GRUCell(I, H), x, None) == native
     assert engine.choose(ElmanCell(I, H), x, None) == native

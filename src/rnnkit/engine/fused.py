@@ -21,7 +21,9 @@ rows still running; each call is a view into the packed input, and finished rows
 batch. Each call pays a fixed cost (oneDNN prepares its weights), so with more than
 ``FUSED_SEGMENT_LIMIT`` distinct lengths only the first segment, where every row is still
 running, goes to the fused kernel, and the compiled loop (:mod:`rnnkit.engine.sequence`)
-takes the shrinking batch from there (:func:`fused_route` says which).
+takes the shrinking batch from there (:func:`fused_route` says which). For the same reason a
+sequence shorter than ``HEAD_MIN_STEPS`` steps (streaming one step at a time, say) takes the
+compiled loop whole: there the weight preparation costs more than the steps.
 """
 
 from __future__ import annotations
@@ -71,10 +73,12 @@ def _weights(cell: RecurrentCell) -> list[Tensor]:
 
 
 def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
-    """How the fused path runs ``cell`` on ``x`` (T, B, I): "whole" (one call, no
-    lengths), "segments" (one call per run of equal active rows), "head" (the first segment
-    fused, the rest in the compiled loop) or "native" (many segments and a short first one:
-    the compiled loop)."""
+    """How "auto" runs ``cell`` on ``x`` (T, B, I) when torch has a fused kernel for it:
+    "whole" (one call, no lengths), "segments" (one call per run of equal active rows), "head"
+    (the first segment fused, the rest in the compiled loop) or "native" (the compiled loop:
+    fewer than ``HEAD_MIN_STEPS`` steps, or many segments and a short first one)."""
+    if x.shape[0] < HEAD_MIN_STEPS and native_supports(cell, x):
+        return "native"
     if lengths is None:
         return "whole"
     return _route(cell, x, make_plan(x.shape[0], x.shape[1], lengths, False))
