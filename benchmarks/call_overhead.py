@@ -5,8 +5,14 @@ process, taking turns.
 At these sizes the arithmetic is a few microseconds; what is measured is the Python and
 dispatch work around it (argument checks, the choice of a path, the plan, the autograd node).
 
+``--short`` measures instead what "auto" decides for a plain LSTM over a short sequence: the
+compiled loop against torch's fused kernel (oneDNN prepares its weights on every call), for
+T in {1, 2, ..., 64}, B in {1, 32}, H in {64, 256, 512}, forward without gradient and
+training step.
+
     python benchmarks/call_overhead.py            # about a minute
     python benchmarks/call_overhead.py --H 256
+    python benchmarks/call_overhead.py --short --threads 2     # about 3 minutes
 """
 
 from __future__ import annotations
@@ -40,15 +46,62 @@ def best_of(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> di
     return {name: 1e6 * s for name, s in best.items()}
 
 
+def short_sequences(rounds: int) -> None:
+    """Plain LSTM: the compiled loop's time over the fused kernel's, same weights."""
+    print("| H | B | " + " | ".join(f"T={T} forward / training" for T in SHORT_T) + " |")
+    print("|---|---|" + "---|" * len(SHORT_T))
+    for H in (64, 256, 512):
+        for B in (1, 32):
+            fused = rnnkit.LSTM(H, H)
+            loop = rnnkit.LSTM(H, H)
+            loop.load_state_dict(fused.state_dict())
+            fused.engine, loop.engine = "fused", "native"
+            cells = []
+            for T in SHORT_T:
+                x = torch.randn(T, B, H, requires_grad=True)
+                calls = max(5, min(1000, int(3e6 / (T * max(B, 8) * H))))
+                fwd, train = _loop_over_fused(fused, loop, x, calls, rounds)
+                cells.append(f"{fwd:.2f} / {train:.2f}")
+            print(f"| {H} | {B} | " + " | ".join(cells) + " |", flush=True)
+
+
+SHORT_T = (1, 2, 4, 8, 16, 32, 64)
+
+
+def _loop_over_fused(
+    fused: nn.Module, loop: nn.Module, x: torch.Tensor, calls: int, rounds: int
+) -> tuple[float, float]:
+    """(forward without gradient, training step): the loop's time / the fused kernel's."""
+    dy = torch.randn_like(x)
+    with torch.no_grad():
+        fwd = best_of({"fused": lambda: fused(x), "loop": lambda: loop(x)}, calls, rounds)
+    pf, pl = list(fused.parameters()), list(loop.parameters())
+    trains = {
+        "fused": lambda: torch.autograd.grad(fused(x)[0], [x, *pf], dy),
+        "loop": lambda: torch.autograd.grad(loop(x)[0], [x, *pl], dy),
+    }
+    train = best_of(trains, max(calls // 3, 3), rounds)
+    return fwd["loop"] / fwd["fused"], train["loop"] / train["fused"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--H", type=int, default=64, help="hidden size (= input size)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--calls", type=int, default=2000, help="calls per round (T=1)")
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--short", action="store_true", help="plain LSTM on short sequences: loop / fused kernel"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.short:
+        print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
+        print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, I = H")
+        print(f"- best of {args.rounds} rounds; compiled loop time / fused kernel time\n")
+        short_sequences(args.rounds)
+        return
     H = args.H
     pairs = {
         "Elman": (rnnkit.RNN(H, H), nn.RNN(H, H)),
