@@ -78,19 +78,27 @@ class SequenceFunction(torch.autograd.Function):
         states, saved = tuple(rest[: kernel.n_states]), tuple(rest[kernel.n_states :])
         # the forward pass ran outside autocast (engine.run); a backward pass called inside an
         # autocast block must not round the products into the float32 buffers to bfloat16
-        with torch.autocast("cpu", enabled=False):
-            if torch.is_grad_enabled():  # create_graph=True: the result must be differentiable
-                dgx, dstates, dparams = _recomputed_backward(
-                    ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
-                )
-            else:
-                if ctx.spent:  # retain_graph=True, and this is a second pass
-                    saved = _rerun_forward(ctx, xp, states)
-                dgx, dstates, dparams = kernel.backward(
-                    ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present
-                )
-                ctx.spent = kernel.in_place
+        if torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                dgx, dstates, dparams = _backward(ctx, xp, states, saved, dy, dfinal)
+        else:  # (entering and leaving the block costs a few microseconds a call)
+            dgx, dstates, dparams = _backward(ctx, xp, states, saved, dy, dfinal)
         return (None, None, None, None, None, None, dgx, *dstates, *dparams)
+
+
+def _backward(ctx, xp, states, saved, dy, dfinal):
+    """:class:`SequenceFunction`'s backward pass: the compiled BPTT loop, or the recomputed
+    autograd loop when the result must be differentiable (``create_graph=True``)."""
+    kernel: Kernel = ctx.kernel
+    if torch.is_grad_enabled():
+        return _recomputed_backward(
+            ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
+        )
+    if ctx.spent:  # retain_graph=True, and this is a second pass
+        saved = _rerun_forward(ctx, xp, states)
+    result = kernel.backward(ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present)
+    ctx.spent = kernel.in_place
+    return result
 
 
 def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
