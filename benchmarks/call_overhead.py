@@ -84,6 +84,12 @@ def _loop_over_fused(
     return fwd["loop"] / fwd["fused"], train["loop"] / train["fused"]
 
 
+def _header(args: argparse.Namespace, sizes: str, measure: str) -> None:
+    print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
+    print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, {sizes}")
+    print(f"- best of {args.rounds} rounds, {measure}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--H", type=int, default=64, help="hidden size (= input size)")
@@ -97,9 +103,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.short:
-        print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
-        print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, I = H")
-        print(f"- best of {args.rounds} rounds; compiled loop time / fused kernel time\n")
+        _header(args, "I = H", "compiled loop time / fused kernel time")
         short_sequences(args.rounds)
         return
     H = args.H
@@ -109,9 +113,7 @@ def main() -> None:
         "LSTM": (rnnkit.LSTM(H, H), nn.LSTM(H, H)),
         "NAS": (Recurrent(NASCell, H, H), None),
     }
-    print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
-    print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, H = I = {H}")
-    print(f"- best of {args.rounds} rounds, every model taking its turn in each\n")
+    _header(args, f"H = I = {H}", "every model taking its turn in each")
 
     x1 = torch.randn(1, 1, H)
     steps: dict[str, Callable[[], object]] = {}

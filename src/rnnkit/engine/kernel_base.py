@@ -16,8 +16,9 @@ Memory: a training forward pass writes its widest saved buffer (the gates, branc
 normalised gate inputs, G values a row) over the input projection ``gx``, which nothing reads
 after the loop, and the backward pass writes dgx over that same buffer, row by row, as the loop
 passes each step (``in_place``). So one (N, G) block serves the projection, the saved
-activations and their gradient, where it took three at the peaks before: the peak memory of a
-training step falls by about 2G/(G + H) blocks of the output's size (see docs/engine.md).
+activations and their gradient, where each of a training step's two peaks (the end of the
+forward loop, the backward loop) held two before: each peak falls by G/H blocks of the
+output's size (see docs/engine.md).
 The backward pass thereby spends its saved buffers; a second backward pass through the same
 graph (``retain_graph=True``) reruns the forward loop first.
 

@@ -108,10 +108,7 @@ def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor,
     every = ctx.every
     params = tuple(None if name is None else every[name] for name in ctx.param_names)
     with torch.no_grad():
-        project = functional_call(
-            _Project(ctx.cell), {f"cell.{k}": v for k, v in every.items()}, (xp,)
-        )
-        gx = project.contiguous()
+        gx = _with_parameters(_Project(ctx.cell), every, (xp,)).contiguous()
         _, _, saved = ctx.kernel.forward(ctx.cfg, ctx.plan, gx, states, params, True)
     return tuple(saved)
 
@@ -125,6 +122,11 @@ class _Project(torch.nn.Module):
 
     def forward(self, xp: Tensor) -> Tensor:
         return self.cell.project_input(xp)
+
+
+def _with_parameters(module: _Project, named: dict[str, Tensor], args: tuple):
+    """``module(*args)`` with its cell's parameters replaced by ``named`` (by name)."""
+    return functional_call(module, {f"cell.{k}": v for k, v in named.items()}, args)
 
 
 def _recomputed_backward(
@@ -149,9 +151,7 @@ def _recomputed_backward(
     """
     alias = {name: t.view_as(t) for name, t in every.items()}
     state_alias = tuple(s.view_as(s) for s in states)
-    gx, y, finals = functional_call(
-        _Recompute(cell), {f"cell.{k}": v for k, v in alias.items()}, (xp, state_alias, plan)
-    )
+    gx, y, finals = _with_parameters(_Recompute(cell), alias, (xp, state_alias, plan))
     wanted = [name for name in param_names if name is not None]
     inputs = [gx, *state_alias, *(alias[name] for name in wanted)]
     needed = [t.requires_grad for t in inputs]
@@ -171,15 +171,11 @@ def _recomputed_backward(
     return dgx, dstates, dparams  # type: ignore[return-value]
 
 
-class _Recompute(torch.nn.Module):
+class _Recompute(_Project):
     """The input projection and :func:`step_loop` as a module, so that ``functional_call`` can
     give the cell the parameters of the forward pass."""
 
-    def __init__(self, cell: RecurrentCell) -> None:
-        super().__init__()
-        self.cell = cell
-
-    def forward(self, xp: Tensor, states: State, plan: Plan):
+    def forward(self, xp: Tensor, states: State, plan: Plan):  # type: ignore[override]
         gx = self.cell.project_input(xp)
         return (gx, *step_loop(self.cell, gx, states, plan))
 
@@ -246,10 +242,7 @@ def run_native_packed(
         y, *finals = SequenceFunction.apply(
             kernel, cfg, plan, cell, every, xp, gx, *states, *params
         )
-    elif torch.is_grad_enabled():  # nothing needs a gradient: record nothing
-        with torch.no_grad():
-            y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
-    else:
+    else:  # nothing here requires a gradient, so nothing below is recorded
         y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
     return y, tuple(finals)
 
