@@ -23,6 +23,7 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
+from .engine.fused import run_fused_stack, stack_supported
 from .engine.packing import lengths_values
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
@@ -272,13 +273,18 @@ class Recurrent(nn.Module):
                 f"got {x.shape[-1]}"
             )
         T, B = x.shape[0], x.shape[1]
+        # (indexing a ModuleList, even reading self.cells, costs microseconds a call)
+        cells = tuple(self._modules["cells"]._modules.values())
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
+        elif not packed and self._one_call(cells, x):
+            hx = self._stacked_states(h_0, B, x, unbatched)
+            output, h_n = run_fused_stack(cells, x, hx, self.num_layers, self.bidirectional)
+            return self._finish(output, h_n, unbatched, packed=False)
         states = self._initial_states(h_0, B, x, unbatched)
 
         finals: list[State] = []
         layer_input = x
-        cells = tuple(self.cells)  # (indexing a ModuleList costs microseconds a call)
         for layer in range(self.num_layers):
             outs = []
             for d in range(self.num_directions):
@@ -307,10 +313,38 @@ class Recurrent(nn.Module):
             h_n = tuple(f.unsqueeze(0) for f in finals[0])
         else:
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
+        if not packed:
+            return self._finish(output, h_n, unbatched, packed=False)
+        return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
+
+    def _one_call(self, cells: tuple[RecurrentCell, ...], x: Tensor) -> bool:
+        """Whether the whole stack runs as one call of torch's fused op (a plain LSTM, say):
+        only where each layer-direction would run on that op whole, and the stack adds
+        nothing torch's op lacks."""
+        if self.checkpoint is not None or self.residual:
+            return False
+        if self.num_directions == 2 and self.merge_mode != "concat":
+            return False
+        if self.dropout and self.training and self.num_layers > 1:
+            return False  # rnnkit's own dropout between layers (its random stream)
+        return stack_supported(cells, x, _engine._check(self.engine or _engine.get_default()))
+
+    def _finish(
+        self,
+        output: Tensor,
+        h_n: tuple[Tensor, ...],
+        unbatched: bool,
+        packed: bool,
+        lengths: Tensor | None = None,
+        sorted_idx: Tensor | None = None,
+        unsorted_idx: Tensor | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
+        """``output`` (T, B, ·) and ``h_n`` (D·L, B, ·) each, in the caller's layout."""
         if unbatched:
             output = output.squeeze(1)
             h_n = tuple(h.squeeze(1) for h in h_n)
         if packed:
+            assert lengths is not None
             if sorted_idx is not None:
                 output = output.index_select(1, sorted_idx)
                 lengths = lengths.index_select(0, sorted_idx)
@@ -333,9 +367,25 @@ class Recurrent(nn.Module):
         return 0.5 * (a + b)
 
     def _initial_states(self, h_0: StateArg, B: int, x: Tensor, unbatched: bool) -> list[State]:
-        n = self.num_layers * self.num_directions
+        """One state (tuple of (B, ·)) per layer-direction."""
         if h_0 is None:
             return [c.init_state(B, x.device, x.dtype) for c in self.cells]  # type: ignore[union-attr]
+        out = self._checked_h0(h_0, B, unbatched)
+        return [tuple(p[k] for p in out) for k in range(self.num_layers * self.num_directions)]
+
+    def _stacked_states(self, h_0: StateArg, B: int, x: Tensor, unbatched: bool) -> State:
+        """The initial states as torch's ops take them: a tuple of (D·L, B, ·)."""
+        if h_0 is not None:
+            return tuple(self._checked_h0(h_0, B, unbatched))
+        n, shapes = self.num_layers * self.num_directions, self.state_shapes
+        if len(shapes) == 2 and shapes[0] == shapes[1]:  # (h, c): torch's ops only read them
+            zero = torch.zeros(n, B, *shapes[0], dtype=x.dtype, device=x.device)
+            return zero, zero
+        return tuple(torch.zeros(n, B, *s, dtype=x.dtype, device=x.device) for s in shapes)
+
+    def _checked_h0(self, h_0: StateArg, B: int, unbatched: bool) -> list[Tensor]:
+        """``h_0`` validated, each part as (D·L, B, ·)."""
+        n = self.num_layers * self.num_directions
         parts = (h_0,) if isinstance(h_0, Tensor) else tuple(h_0)
         if len(parts) != len(self.state_shapes):
             names = "one" if len(self.state_shapes) == 1 else f"a tuple of {len(self.state_shapes)}"
@@ -350,7 +400,7 @@ class Recurrent(nn.Module):
                     f"h_0[{i}] must have shape {want} (D*L, B, ...), got {tuple(p.shape)}"
                 )
             out.append(p.unsqueeze(1) if unbatched else p)
-        return [tuple(p[k] for p in out) for k in range(n)]
+        return out
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"

@@ -32,11 +32,13 @@ import warnings
 
 import torch
 from torch import Tensor
+from torch.autograd import forward_ad as fwAD
 
 from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
+from ._tracing import under_functorch
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
-from .sequence import native_supports, run_native_packed
+from .sequence import LOOP_DTYPES, native_supports, run_native_packed
 
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
@@ -94,9 +96,63 @@ def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
     return "head" if segments[0][1] >= HEAD_MIN_STEPS else "native"
 
 
+def stack_supported(cells: tuple[RecurrentCell, ...], x: Tensor, engine: str) -> bool:
+    """Whether every layer and direction of a stack of ``cells`` would take one fused call of
+    the whole sequence ``x`` (T, B, I) (no lengths) under path ``engine``, so that the stack
+    can be one call of torch's op over all layers and both directions, as torch.nn's layers
+    make it: one call's fixed cost instead of one per layer-direction and the stacking of
+    their states.
+
+    The caller checks what the stack adds to the cells: no lengths, "concat" merging, no
+    residual connections, no dropout between layers in training, no recomputation."""
+    if engine not in ("auto", "fused") or not x.dtype.is_floating_point:
+        return False
+    first = cells[0]
+    kind = fused_kind(first)
+    if kind is None:
+        return False
+    if engine == "auto" and kind != "lstm" and x.is_cpu and x.dtype in LOOP_DTYPES:
+        return False  # most likely the compiled loops' (run() decides; this costs nothing)
+    for cell in cells[1:]:
+        if fused_kind(cell) != kind or cell.bias != first.bias:
+            return False
+        if getattr(cell, "proj_size", 0) != getattr(first, "proj_size", 0):
+            return False
+    if getattr(fwAD, "_current_level", 0) >= 0 or under_functorch():
+        return False  # "auto" takes the autograd loop there; leave the choice to run()
+    if torch.jit.is_tracing():
+        return False  # exporters see the layer-by-layer calls, as before
+    if engine == "fused":
+        return True
+    if kind == "lstm" and x.shape[0] >= HEAD_MIN_STEPS:
+        return True
+    return not native_supports(first, x)  # where "auto" prefers the compiled loops
+
+
+def run_fused_stack(
+    cells: tuple[RecurrentCell, ...],
+    x: Tensor,
+    hx: State,
+    num_layers: int,
+    bidirectional: bool,
+) -> tuple[Tensor, State]:
+    """The whole stack in one call of torch's op: ``x`` (T, B, I), ``hx`` a tuple of
+    (D·L, B, ·) -> (output (T, B, D·O), final states (D·L, B, ·)), as torch.nn's layers."""
+    weights = [w for cell in cells for w in _weights(cell)]
+    first = cells[0]
+    args = (weights, first.bias, num_layers, 0.0, torch.is_grad_enabled(), bidirectional, False)
+    return _op(first, x, hx, args)
+
+
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
     """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·))."""
     args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
+    return _op(cell, x, states, args)
+
+
+def _op(cell: RecurrentCell, x: Tensor, states: State, args: tuple) -> tuple[Tensor, State]:
+    """torch's op for ``cell``'s kind on ``x`` from ``states`` with torch's trailing ``args``
+    (flat weights, bias, layers, dropout, train, bidirectional, batch_first)."""
     kind = fused_kind(cell)
     if kind == "lstm":
         if getattr(cell, "proj_size", 0):

@@ -37,6 +37,9 @@ from ._tracing import run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
 from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
 
+# The dtypes the compiled loops run.
+LOOP_DTYPES = (torch.float32, torch.float64)
+
 
 class SequenceFunction(torch.autograd.Function):
     """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...).
@@ -201,7 +204,7 @@ def parameters_by_name(cell: RecurrentCell) -> dict[str, Tensor]:
 
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
-    if not x.is_cpu or x.dtype not in (torch.float32, torch.float64):
+    if not x.is_cpu or x.dtype not in LOOP_DTYPES:
         return False
     if under_functorch() or forward_ad_on(cell, x):
         return False

@@ -1,0 +1,210 @@
+"""A whole stack in one call of torch's fused op: where a layer takes it, and that it gives the
+reference runner's results (and torch.nn's, bit for bit, since it is torch.nn's own call)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.autograd import forward_ad as fwAD
+
+import rnnkit
+from rnnkit import recurrent
+from rnnkit.engine.fused import HEAD_MIN_STEPS
+
+TOL = 1e-10
+I, H, P, B = 3, 5, 2, 4
+T = HEAD_MIN_STEPS + 2  # long enough for the fused kernel (a shorter LSTM takes the loop)
+
+
+def _layer(kind: str, layers: int, bi: bool, **extra) -> rnnkit.Recurrent:
+    common = dict(num_layers=layers, bidirectional=bi, **extra)
+    if kind.startswith("lstm"):
+        proj = P if kind == "lstm_proj" else 0
+        return rnnkit.LSTM(I, H, proj_size=proj, bias=kind != "lstm_nobias", **common)
+    if kind == "gru":
+        return rnnkit.GRU(I, H, **common)
+    return rnnkit.RNN(I, H, nonlinearity=kind.split("_")[1], **common)
+
+
+@pytest.fixture
+def stack_calls(monkeypatch):
+    """Counts the layer's one-call runs of the whole stack."""
+    calls = []
+    real = recurrent.run_fused_stack
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recurrent, "run_fused_stack", spy)
+    return calls
+
+
+def _run(layer, x, h0):
+    """Outputs, final states and the gradients of a random projection of them with respect
+    to x, h0 and every parameter."""
+    out, h_n = layer(x, h0)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    gen = torch.Generator().manual_seed(3)
+    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *h_n))
+    states = () if h0 is None else h0 if isinstance(h0, tuple) else (h0,)
+    inputs = [x, *states, *layer.parameters()]
+    return [out, *h_n, *torch.autograd.grad(loss, inputs)]
+
+
+CASES = list(
+    itertools.product(
+        ("lstm", "lstm_proj", "lstm_nobias", "gru", "rnn_tanh", "rnn_relu"),
+        (1, 3),  # layers
+        (False, True),  # bidirectional
+    )
+)
+
+
+@pytest.mark.parametrize("kind,layers,bi", CASES)
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_one_call_equals_reference(kind, layers, bi, batch_first, with_h0, stack_calls):
+    """float64: the one-call stack against the plain masked loop over each cell, outputs, final
+    states and every gradient."""
+    torch.manual_seed(0)
+    layer = _layer(kind, layers, bi, batch_first=batch_first).double()
+    ref = _layer(kind, layers, bi, batch_first=batch_first).double()
+    ref.load_state_dict(layer.state_dict())
+    # GRU and Elman take the compiled loops on the CPU under "auto": name the fused path
+    layer.engine = "fused" if kind in ("gru", "rnn_tanh", "rnn_relu") else None
+    ref.engine = "reference"
+    shape = (B, T, I) if batch_first else (T, B, I)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    h0 = None
+    if with_h0:
+        n = layers * (2 if bi else 1)
+        h0 = tuple(
+            torch.randn(n, B, *s, dtype=torch.float64, requires_grad=True)
+            for s in layer.state_shapes
+        )
+        h0 = h0 if len(h0) > 1 else h0[0]
+    got = _run(layer, x, h0)
+    assert len(stack_calls) == 1
+    want = _run(ref, x, h0)
+    assert len(stack_calls) == 1  # the reference engine runs layer by layer
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
+def test_one_call_is_torch_nn_bit_for_bit(kind, stack_calls):
+    """float32, two layers, both directions: the same op with the same weights as torch.nn's
+    layer, so the same bits (before, each layer-direction was a call of its own)."""
+    torch.manual_seed(1)
+    ours = _layer(kind, 2, True)
+    ours.engine = None if kind.startswith("lstm") else "fused"
+    if kind.startswith("lstm"):
+        theirs = nn.LSTM(I, H, 2, bidirectional=True, proj_size=P if kind == "lstm_proj" else 0)
+    elif kind == "gru":
+        theirs = nn.GRU(I, H, 2, bidirectional=True)
+    else:
+        theirs = nn.RNN(I, H, 2, bidirectional=True)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(T, B, I, requires_grad=True)
+    for a, b in zip(_run(ours, x, None), _run(theirs, x, None)):
+        assert torch.equal(a, b)
+    assert len(stack_calls) == 1
+
+
+def test_unbatched_input_in_one_call(stack_calls):
+    layer = rnnkit.LSTM(I, H, 2).double()
+    x = torch.randn(T, I, dtype=torch.float64)
+    h0 = (torch.randn(2, H, dtype=torch.float64), torch.randn(2, H, dtype=torch.float64))
+    out, (h, c) = layer(x, h0)
+    assert len(stack_calls) == 1
+    want, (wh, wc) = layer(x.unsqueeze(1), tuple(s.unsqueeze(1) for s in h0))
+    assert torch.equal(out, want.squeeze(1))
+    assert torch.equal(h, wh.squeeze(1)) and torch.equal(c, wc.squeeze(1))
+    layer.engine = "reference"
+    ref, (rh, rc) = layer(x, h0)
+    torch.testing.assert_close(out, ref, rtol=TOL, atol=TOL)
+    torch.testing.assert_close(c, rc, rtol=TOL, atol=TOL)
+
+
+def test_bad_initial_state_is_refused_in_one_call():
+    layer = rnnkit.LSTM(I, H, 2)
+    x = torch.randn(T, B, I)
+    with pytest.raises(ValueError, match=r"h_0\[1\] must have shape \(2, 4, 5\)"):
+        layer(x, (torch.zeros(2, B, H), torch.zeros(1, B, H)))
+    with pytest.raises(ValueError, match="h_0 must be a tuple of 2 tensor"):
+        layer(x, torch.zeros(2, B, H))
+
+
+def _takes_one_call(layer, x, stack_calls, **kw) -> bool:
+    before = len(stack_calls)
+    layer(x, **kw)
+    return len(stack_calls) > before
+
+
+def test_where_a_layer_takes_one_call(stack_calls):
+    x = torch.randn(T, B, I)
+    assert _takes_one_call(rnnkit.LSTM(I, H, 2, bidirectional=True), x, stack_calls)
+    # dropout between layers: torch's op would draw its own masks; rnnkit keeps its own
+    drop = rnnkit.LSTM(I, H, 2, dropout=0.5)
+    assert not _takes_one_call(drop, x, stack_calls)
+    assert _takes_one_call(drop.eval(), x, stack_calls)
+    assert _takes_one_call(rnnkit.LSTM(I, H, 1, dropout=0.5), x, stack_calls)  # no layer between
+    # what torch's op has no notion of
+    assert not _takes_one_call(rnnkit.LSTM(I, H, 2, residual=True), x, stack_calls)
+    summed = rnnkit.LSTM(I, H, bidirectional=True, merge_mode="sum")
+    assert not _takes_one_call(summed, x, stack_calls)
+    assert not _takes_one_call(rnnkit.LSTM(I, H, peephole=True), x, stack_calls)
+    lengths = torch.full((B,), T)
+    assert not _takes_one_call(rnnkit.LSTM(I, H), x, stack_calls, lengths=lengths)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths)
+    assert not _takes_one_call(rnnkit.LSTM(I, H), packed, stack_calls)
+    checkpointed = rnnkit.LSTM(I, H)
+    checkpointed.checkpoint = 4
+    assert not _takes_one_call(checkpointed, x, stack_calls)
+    # the path choice: a short sequence, another engine, GRU and Elman on the CPU
+    short = x[: HEAD_MIN_STEPS - 1]
+    assert not _takes_one_call(rnnkit.LSTM(I, H), short, stack_calls)
+    forced = rnnkit.LSTM(I, H)
+    forced.engine = "fused"
+    assert _takes_one_call(forced, short, stack_calls)
+    for name in ("native", "autograd", "reference"):
+        forced.engine = name
+        assert not _takes_one_call(forced, x, stack_calls)
+    with rnnkit.engine.use("reference"):
+        assert not _takes_one_call(rnnkit.LSTM(I, H), x, stack_calls)
+    assert not _takes_one_call(rnnkit.GRU(I, H), x, stack_calls)  # the compiled loop's
+    assert not _takes_one_call(rnnkit.RNN(I, H), x, stack_calls)
+    assert _takes_one_call(rnnkit.GRU(I, H).half(), x.half(), stack_calls)  # no loop for it
+    assert not _takes_one_call(rnnkit.GRU(I, H, reset_after=False), x, stack_calls)
+
+
+# torch's forward_ad loads its jvp decompositions through the deprecated torch.jit.script
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_transforms_and_forward_ad_leave_the_one_call(stack_calls):
+    """torch.func transforms and forward-mode AD take the autograd loop, as before."""
+    layer = rnnkit.LSTM(I, H, 2).double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    params = dict(layer.named_parameters())
+
+    def loss(p, x):
+        return torch.func.functional_call(layer, p, (x,))[0].square().sum()
+
+    grads = torch.func.grad(loss)(params, x)
+    assert not stack_calls
+    want = torch.autograd.grad(loss(params, x), list(params.values()))
+    assert len(stack_calls) == 1
+    for a, b in zip(grads.values(), want):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        out = layer(fwAD.make_dual(x, tangent))[0]
+        jvp = fwAD.unpack_dual(out).tangent
+    assert len(stack_calls) == 1
+    eps = 1e-6  # central differences as the oracle
+    fd = (layer(x + eps * tangent)[0] - layer(x - eps * tangent)[0]) / (2 * eps)
+    torch.testing.assert_close(jvp, fd, rtol=1e-6, atol=1e-8)
