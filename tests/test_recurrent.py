@@ -212,3 +212,27 @@ def _sub_layer(layer, index):
     single = Recurrent(rnnkit.GRUCell, layer.cells[index].input_size, H, 1).double()
     single.cells[0].load_state_dict(layer.cells[index].state_dict())
     return single
+
+
+def test_a_cell_with_its_own_initial_state_starts_from_it():
+    """A layer without h_0 starts each cell from the cell's init_state, a learned one included
+    (the built-in cells' zeros are made by the layer itself)."""
+
+    class LearnedStart(rnnkit.cells.ElmanCell):
+        def __init__(self, input_size, hidden_size):
+            super().__init__(input_size, hidden_size)
+            self.h_start = torch.nn.Parameter(torch.randn(hidden_size))
+
+        def init_state(self, batch_size, device=None, dtype=None):
+            return (self.h_start.to(dtype=dtype).expand(batch_size, -1),)
+
+    layer = rnnkit.Recurrent(LearnedStart, 3, 4, num_layers=2).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    h_0 = torch.stack([c.h_start.expand(2, -1) for c in layer.cells])
+    out, h_n = layer(x)
+    want, want_h = layer(x, h_0)
+    assert torch.equal(out, want) and torch.equal(h_n, want_h)
+    zero_out, _ = layer(x, torch.zeros_like(h_0))
+    assert not torch.allclose(out, zero_out)
+    grad = torch.autograd.grad(out.sum(), layer.cells[0].h_start)[0]
+    assert grad.abs().sum() > 0

@@ -33,6 +33,8 @@ StateArg = Tensor | tuple[Tensor, ...] | None
 
 CellFactory = Callable[[int, int], RecurrentCell]
 
+_ZERO_STATE = RecurrentCell.init_state  # a cell that keeps it starts from zeros
+
 _TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
 
 
@@ -369,7 +371,14 @@ class Recurrent(nn.Module):
     def _initial_states(self, h_0: StateArg, B: int, x: Tensor, unbatched: bool) -> list[State]:
         """One state (tuple of (B, ·)) per layer-direction."""
         if h_0 is None:
-            return [c.init_state(B, x.device, x.dtype) for c in self.cells]  # type: ignore[union-attr]
+            cells = self._modules["cells"]._modules.values()
+            if any(type(c).init_state is not _ZERO_STATE for c in cells):
+                return [c.init_state(B, x.device, x.dtype) for c in cells]  # type: ignore[union-attr]
+            # the zeros of RecurrentCell.init_state, less its checks (microseconds a call)
+            dtype, device, shapes = x.dtype, x.device, self.state_shapes
+            return [
+                tuple(torch.zeros(B, *s, dtype=dtype, device=device) for s in shapes) for _ in cells
+            ]
         out = self._checked_h0(h_0, B, unbatched)
         return [tuple(p[k] for p in out) for k in range(self.num_layers * self.num_directions)]
 
