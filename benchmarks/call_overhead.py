@@ -10,9 +10,14 @@ compiled loop against torch's fused kernel (oneDNN prepares its weights on every
 T in {1, 2, ..., 64}, B in {1, 32}, H in {64, 256, 512}, forward without gradient and
 training step.
 
+``--stack`` measures a stacked plain LSTM (T=100, training step) run as one call of torch's op
+over all its layers and directions, against the same layer run layer by layer (the single call
+switched off) and against ``torch.nn.LSTM``.
+
     python benchmarks/call_overhead.py            # about a minute
     python benchmarks/call_overhead.py --H 256
     python benchmarks/call_overhead.py --short --threads 2     # about 3 minutes
+    python benchmarks/call_overhead.py --stack --threads 2     # about 2 minutes
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit import Recurrent
+from rnnkit import Recurrent, recurrent
 from rnnkit.cells import NASCell
 
 
@@ -84,6 +89,47 @@ def _loop_over_fused(
     return fwd["loop"] / fwd["fused"], train["loop"] / train["fused"]
 
 
+STACKS = ((3, True, 1, 64), (2, False, 32, 256), (2, True, 32, 256), (2, True, 128, 256))
+
+
+def stacks(rounds: int) -> None:
+    """Stacked plain LSTMs: one call of torch's op, layer by layer, and torch.nn.LSTM."""
+    print("| layers, directions, B, H | one call / torch.nn.LSTM", end="")
+    print(" | layer by layer / torch.nn.LSTM |")
+    print("|---|---|---|")
+    for L, bi, B, H in STACKS:
+        t = best_of(_stack_steps(L, bi, B, H), max(1, int(2e5 / (B * H * L))), rounds)
+        print(
+            f"| {L}, {'both' if bi else 'one'}, {B}, {H} | {t['one'] / t['torch']:.2f} | "
+            f"{t['layers'] / t['torch']:.2f} |",
+            flush=True,
+        )
+
+
+def _stack_steps(L: int, bi: bool, B: int, H: int) -> dict[str, Callable[[], object]]:
+    """Training steps of one stacked LSTM: in one call, layer by layer, and torch.nn.LSTM's."""
+    ours = rnnkit.LSTM(H, H, L, bidirectional=bi)
+    theirs = nn.LSTM(H, H, L, bidirectional=bi)
+    theirs.load_state_dict(ours.state_dict())
+    x = torch.randn(100, B, H, requires_grad=True)
+    dy = torch.randn(100, B, H * (2 if bi else 1))
+    po, pt = list(ours.parameters()), list(theirs.parameters())
+    one_call = recurrent.stack_supported
+
+    def ours_step(single: bool) -> object:
+        recurrent.stack_supported = one_call if single else lambda *args: False
+        try:
+            return torch.autograd.grad(ours(x)[0], [x, *po], dy)
+        finally:
+            recurrent.stack_supported = one_call
+
+    return {
+        "one": lambda: ours_step(True),
+        "layers": lambda: ours_step(False),
+        "torch": lambda: torch.autograd.grad(theirs(x)[0], [x, *pt], dy),
+    }
+
+
 def _header(args: argparse.Namespace, sizes: str, measure: str) -> None:
     print(f"- CPU: {platform.processor() or platform.machine()}, {args.threads} thread(s)")
     print(f"- torch {torch.__version__}, rnnkit {rnnkit.__version__}, {sizes}")
@@ -99,12 +145,19 @@ def main() -> None:
     parser.add_argument(
         "--short", action="store_true", help="plain LSTM on short sequences: loop / fused kernel"
     )
+    parser.add_argument(
+        "--stack", action="store_true", help="stacked plain LSTM: one call / layer by layer"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.short:
         _header(args, "I = H", "compiled loop time / fused kernel time")
         short_sequences(args.rounds)
+        return
+    if args.stack:
+        _header(args, "I = H, T = 100, training step", "every model taking its turn in each")
+        stacks(args.rounds)
         return
     H = args.H
     pairs = {
