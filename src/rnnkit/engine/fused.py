@@ -24,6 +24,10 @@ running, goes to the fused kernel, and the compiled loop (:mod:`rnnkit.engine.se
 takes the shrinking batch from there (:func:`fused_route` says which). For the same reason a
 sequence shorter than ``HEAD_MIN_STEPS`` steps (streaming one step at a time, say) takes the
 compiled loop whole: there the weight preparation costs more than the steps.
+
+A layer whose every layer-direction would take one fused call of the whole sequence runs as a
+single call over all its layers and directions (:func:`run_fused_stack`), the call
+``torch.nn.LSTM`` makes; :func:`stack_supported` says when.
 """
 
 from __future__ import annotations
