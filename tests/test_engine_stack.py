@@ -208,3 +208,29 @@ def test_transforms_and_forward_ad_leave_the_one_call(stack_calls):
     eps = 1e-6  # central differences as the oracle
     fd = (layer(x + eps * tangent)[0] - layer(x - eps * tangent)[0]) / (2 * eps)
     torch.testing.assert_close(jvp, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "autocast"])
+def test_one_call_under_torch_compile(autocast):
+    """torch.compile (Dynamo, eager backend) traces the single call without a warning and gives
+    the eager results and gradients, under CPU autocast too (the recurrence in float32)."""
+    import warnings
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(I, H, 2, bidirectional=True)
+    x = torch.randn(T, B, I, requires_grad=True)
+    ref, (ref_h, _) = layer(x)
+    g_ref = torch.autograd.grad(ref.sum() + ref_h.sum(), [x, *layer.parameters()])
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="eager")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out, (h, _) = compiled(x)
+        grads = torch.autograd.grad(out.sum() + h.sum(), [x, *layer.parameters()])
+    torch._dynamo.reset()
+    assert [str(w.message) for w in caught] == []
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
+    for a, b in zip(grads, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
