@@ -234,3 +234,35 @@ def test_one_call_under_torch_compile(autocast):
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
     for a, b in zip(grads, g_ref):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
+def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
+    """On the GPU "auto" sends every cell with torch.nn's math to cuDNN, GRU and Elman
+    included: the whole stack in one call, torch.nn's bits, and the CPU reference's values."""
+    torch.manual_seed(2)
+    ours = _layer(kind, 2, True).double()
+    ref = _layer(kind, 2, True).double()
+    ref.load_state_dict(ours.state_dict())
+    ref.engine = "reference"
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    want = _run(ref, x, None)
+    ours.cuda()
+    x_gpu = x.detach().cuda().requires_grad_()
+    got = _run(ours, x_gpu, None)
+    assert len(stack_calls) == 1
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-8, atol=1e-8)
+    if kind.startswith("lstm"):
+        theirs = nn.LSTM(I, H, 2, bidirectional=True, proj_size=P if kind == "lstm_proj" else 0)
+    elif kind == "gru":
+        theirs = nn.GRU(I, H, 2, bidirectional=True)
+    else:
+        theirs = nn.RNN(I, H, 2, bidirectional=True)
+    theirs.load_state_dict(ours.state_dict())
+    theirs = theirs.cuda().float()
+    ours = ours.float()
+    x32 = x_gpu.detach().float().requires_grad_()
+    for a, b in zip(_run(ours, x32, None), _run(theirs, x32, None)):
+        assert torch.equal(a, b)

@@ -158,13 +158,20 @@ def _op(cell: RecurrentCell, x: Tensor, states: State, args: tuple) -> tuple[Ten
     """torch's op for ``cell``'s kind on ``x`` from ``states`` with torch's trailing ``args``
     (flat weights, bias, layers, dropout, train, bidirectional, batch_first)."""
     kind = fused_kind(cell)
+    if not x.is_cuda and not (kind == "lstm" and getattr(cell, "proj_size", 0)):
+        return _raw_op(kind, x, states, args)  # (no warnings block: microseconds a call)
+    with warnings.catch_warnings():
+        # torch's note that oneDNN has no projection (the generic kernel runs it instead)
+        warnings.filterwarnings("ignore", "LSTM with projections", UserWarning)
+        # cuDNN wants the weights in one buffer, as torch.nn's layers keep them; the cells own
+        # theirs, so cuDNN copies them into one at each call (a copy of the weights, no more)
+        warnings.filterwarnings("ignore", "RNN module weights are not part of single", UserWarning)
+        return _raw_op(kind, x, states, args)
+
+
+def _raw_op(kind: str, x: Tensor, states: State, args: tuple) -> tuple[Tensor, State]:
     if kind == "lstm":
-        if getattr(cell, "proj_size", 0):
-            with warnings.catch_warnings():  # torch's note that oneDNN has no projection
-                warnings.filterwarnings("ignore", "LSTM with projections", UserWarning)
-                out, h, c = torch._VF.lstm(x, states, *args)
-        else:
-            out, h, c = torch._VF.lstm(x, states, *args)
+        out, h, c = torch._VF.lstm(x, states, *args)
         return out, (h, c)
     out, h = getattr(torch._VF, kind)(x, states[0], *args)  # type: ignore[arg-type]
     return out, (h,)

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU checks of the engine in one command, sized for a short lease of a GPU machine:
+#   1. the CUDA tests (cuDNN paths, the whole stack in one call, autocast, torch.func), against
+#      the CPU reference and torch.nn, bit for bit where the call is torch.nn's own;
+#   2. rnn_speed.py against cuDNN on the small grid (--quick), then the full grid if time allows.
+# Run from the repository root with a Python whose torch sees a CUDA device; rnnkit is taken
+# from src/ (no install). Logs and tables go to $OUT (or ./gpu_check):
+#   bash benchmarks/gpu_check.sh            # about 5 minutes with --quick alone
+set -u -o pipefail
+out=${OUT:-gpu_check}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+budget=${GPU_CHECK_SECONDS:-480}  # for the benchmarks, after the tests
+start=$(date +%s)
+
+"$py" -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; \
+print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())" 2>&1 | tee "$out/device.txt" || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >>"$out/device.txt" 2>&1
+
+"$py" -m pytest -q -p no:cacheprovider -k cuda \
+    tests/test_engine_stack.py tests/test_engine_dispatch.py tests/test_engine_autocast.py \
+    tests/test_engine_functorch.py 2>&1 | tee "$out/tests.log"
+tests_rc=$?
+
+left=$((budget - ($(date +%s) - start)))
+timeout "$left" "$py" benchmarks/rnn_speed.py --device cuda --quick 2>&1 | tee "$out/rnn_speed_cuda_quick.md"
+left=$((budget - ($(date +%s) - start)))
+if [ "$left" -gt 120 ]; then
+    timeout "$left" "$py" benchmarks/rnn_speed.py --device cuda --repeats 3 2>&1 \
+        | tee "$out/rnn_speed_cuda.md"
+fi
+exit $tests_rc
