@@ -29,6 +29,18 @@ def _layer(kind: str, layers: int, bi: bool, **extra) -> rnnkit.Recurrent:
     return rnnkit.RNN(I, H, nonlinearity=kind.split("_")[1], **common)
 
 
+def _torch_twin(kind: str, ours: rnnkit.Recurrent) -> nn.Module:
+    """torch.nn's layer with ``ours``'s weights (two bidirectional layers)."""
+    if kind.startswith("lstm"):
+        theirs = nn.LSTM(I, H, 2, bidirectional=True, proj_size=P if kind == "lstm_proj" else 0)
+    elif kind == "gru":
+        theirs = nn.GRU(I, H, 2, bidirectional=True)
+    else:
+        theirs = nn.RNN(I, H, 2, bidirectional=True)
+    theirs.load_state_dict(ours.state_dict())
+    return theirs.to(dtype=next(ours.parameters()).dtype)
+
+
 @pytest.fixture
 def stack_calls(monkeypatch):
     """Counts the layer's one-call runs of the whole stack."""
@@ -103,13 +115,7 @@ def test_one_call_is_torch_nn_bit_for_bit(kind, stack_calls):
     torch.manual_seed(1)
     ours = _layer(kind, 2, True)
     ours.engine = None if kind.startswith("lstm") else "fused"
-    if kind.startswith("lstm"):
-        theirs = nn.LSTM(I, H, 2, bidirectional=True, proj_size=P if kind == "lstm_proj" else 0)
-    elif kind == "gru":
-        theirs = nn.GRU(I, H, 2, bidirectional=True)
-    else:
-        theirs = nn.RNN(I, H, 2, bidirectional=True)
-    theirs.load_state_dict(ours.state_dict())
+    theirs = _torch_twin(kind, ours)
     x = torch.randn(T, B, I, requires_grad=True)
     for a, b in zip(_run(ours, x, None), _run(theirs, x, None)):
         assert torch.equal(a, b)
@@ -254,13 +260,7 @@ def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
     assert len(stack_calls) == 1
     for a, b in zip(got, want):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-8, atol=1e-8)
-    if kind.startswith("lstm"):
-        theirs = nn.LSTM(I, H, 2, bidirectional=True, proj_size=P if kind == "lstm_proj" else 0)
-    elif kind == "gru":
-        theirs = nn.GRU(I, H, 2, bidirectional=True)
-    else:
-        theirs = nn.RNN(I, H, 2, bidirectional=True)
-    theirs.load_state_dict(ours.state_dict())
+    theirs = _torch_twin(kind, ours)
     theirs = theirs.cuda().float()
     ours = ours.float()
     x32 = x_gpu.detach().float().requires_grad_()
