@@ -148,7 +148,9 @@ class Recurrent(nn.Module):
     Passing ``h_n`` back as ``h_0`` continues the sequences exactly (streaming). The
     ``state_dict`` uses torch's names (``weight_ih_l0``, ``bias_hh_l1_reverse``...).
 
-    Each layer-direction runs through :func:`rnnkit.engine.run`; set ``layer.engine`` to one of
+    Each layer-direction runs through :func:`rnnkit.engine.run` (a stack that would run on
+    torch's fused op whole, a plain LSTM say, runs as one call of it, as torch.nn's layers
+    do: see docs/engine.md, "A whole stack in one call"); set ``layer.engine`` to one of
     ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`run_cell`) to pick a path
     for this layer, or leave it None for the engine's default ("auto"). Set
     ``layer.checkpoint = K`` (steps) to train with less memory: each layer-direction then runs
