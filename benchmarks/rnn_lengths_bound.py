@@ -19,8 +19,15 @@ run, three ratios for each rnnkit model:
 
 Every model and row count takes turns within every repeat (interleaved, median).
 
+``--layout`` measures instead what the layout work weighs in the step with lengths: the share
+of the gathers and scatters between the padded (T, B) layout and the packed rows (and the zero
+fill of the padding) in torch's profile of the training step, and the measured ratio with that
+share taken out, which is what moving the layout work into the loops could reach at best.
+
     python benchmarks/rnn_lengths_bound.py             # B = 32 and 128, H = 256
     python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
+    python benchmarks/rnn_lengths_bound.py --layout    # about 3 minutes
+    (add --reuse-freed-memory to time as `rnnkit train` runs: see rnn_speed.py)
 """
 
 from __future__ import annotations
@@ -98,8 +105,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="B = 32, four models, 2 repeats")
+    parser.add_argument(
+        "--layout", action="store_true", help="the share of the layout copies in the step"
+    )
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="time under rnnkit.engine.reuse_freed_memory(), as rnn_speed.py's flag",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    reused = args.reuse_freed_memory and rnnkit.engine.reuse_freed_memory()
+    if args.layout:
+        layout_table(args.repeats, reused)
+        return
     models = tuple(m for m in MODELS if m not in TORCH_MODELS)
     shapes = [(32, 256), (128, 256)]
     repeats = args.repeats
@@ -113,6 +132,7 @@ def main() -> None:
     command = " ".join(["python benchmarks/rnn_lengths_bound.py", *sys.argv[1:]])
     print(f"- command: `{command}`")
     print(f"- compiled loops available: {rnnkit.engine.native_available()}")
+    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
     print(f"- float32, I = H, T = {T}, {repeats} interleaved repeats, median\n", flush=True)
 
     for B, H in shapes:
@@ -160,6 +180,56 @@ def main() -> None:
                     f"product µs at {B} / 1 rows",
                 ],
                 out,
+            ),
+            flush=True,
+        )
+
+
+# The ops that move rows between the padded (T, B) layout and the packed rows, and fill the
+# padding with zeros (packing.py's gathers and scatters, the final states' rows).
+LAYOUT_OPS = ("aten::index_select", "aten::index_fill_", "aten::copy_", "aten::fill_")
+LAYOUT_MODELS = ("LSTM", "LSTM [native loop]", "GRU", "Elman", "MGU", "NAS")
+
+
+def layout_share(model: torch.nn.Module, B: int, H: int, steps: int = 5) -> float:
+    """The layout ops' share of the training step with lengths, in torch's CPU profile."""
+    train = step_fns(model, _input(T, B, H), evenly_spread_lengths(B))[1]
+    for _ in range(2):
+        train()
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    with torch.profiler.profile(activities=activities) as prof:
+        for _ in range(steps):
+            train()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if e.key in LAYOUT_OPS) / total
+
+
+def layout_table(repeats: int, reused: bool) -> None:
+    print("## Lengths: what the layout work weighs\n")
+    print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
+    print(f"- date: {datetime.date.today().isoformat()}, {repeats} interleaved repeats\n")
+    for B, H in ((32, 256), (128, 256)):
+        lengths = evenly_spread_lengths(B)
+        built = {name: build(name, H) for name in LAYOUT_MODELS}
+        pairs = {}
+        for name, model in built.items():
+            x = _input(T, B, H)
+            pairs[(name, "full")] = step_fns(model, x)[1]
+            pairs[(name, "lengths")] = step_fns(model, x, lengths)[1]
+        measured = interleaved(pairs, 3 * repeats)
+        rows = []
+        for name, model in built.items():
+            share = layout_share(model, B, H)
+            ratio = measured[(name, "lengths")] / measured[(name, "full")]
+            without = ratio * (1 - share)
+            rows.append([name, f"{ratio:.3f}", f"{100 * share:.1f} %", f"{without:.3f}"])
+        print(
+            table(
+                f"B={B} H={H}, lengths spread evenly over [{T // 2}, {T}]",
+                ["model", "measured ratio", "layout ops' share", "ratio without them"],
+                rows,
             ),
             flush=True,
         )
