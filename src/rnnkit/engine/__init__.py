@@ -49,6 +49,7 @@ from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports,
 from .packing import lengths_values
 from .sequence import (
     forward_ad_on,
+    loops_run,
     native_supports,
     parameters_by_name,
     run_autograd,
@@ -108,12 +109,13 @@ def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
     if under_functorch() or forward_ad_on(cell, x):  # plain torch ops: every transform and
         return "autograd"  # forward-mode AD trace them
-    if fused_supports(cell, x):
+    kind = fused_kind(cell)
+    if kind is not None and x.dtype.is_floating_point:  # torch has a fused op for the math
         # the LSTM prefers oneDNN/cuDNN; GRU and Elman prefer the compiled loops where they run
-        if fused_kind(cell) == "lstm" or not native_supports(cell, x):
+        if kind == "lstm" or not loops_run(cell, x):
             return "native" if fused_route(cell, x, lengths) == "native" else "fused"
         return "native"
-    return "native" if native_supports(cell, x) else "autograd"
+    return "native" if loops_run(cell, x) else "autograd"
 
 
 def run(

@@ -204,11 +204,17 @@ def parameters_by_name(cell: RecurrentCell) -> dict[str, Tensor]:
 
 def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether the compiled loops can run ``cell`` on ``x``."""
-    if not x.is_cpu or x.dtype not in LOOP_DTYPES:
-        return False
     if under_functorch() or forward_ad_on(cell, x):
         return False
+    return loops_run(cell, x)
+
+
+def loops_run(cell: RecurrentCell, x: Tensor) -> bool:
+    """:func:`native_supports` for a caller that has ruled out ``torch.func`` transforms and
+    forward-mode AD already (the path choice checks them once, first)."""
     dtype = x.dtype
+    if not x.is_cpu or dtype not in LOOP_DTYPES:
+        return False
     if any(p.dtype != dtype or not p.is_cpu for p in parameters_by_name(cell).values()):
         return False
     return kernel_for(cell) is not None and native.available()
@@ -220,6 +226,9 @@ def run_native(
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
     T, B = x.shape[0], x.shape[1]
     plan = make_plan(T, B, lengths, reverse)
+    if plan.index is None and plan.perm is None:  # x's rows are the packed rows: views only
+        y, finals = run_native_packed(cell, x.reshape(T * B, *x.shape[2:]), state, plan)
+        return y.view(T, B, *y.shape[1:]), finals
     states = tuple(sort_rows(s, plan) for s in state)
     y, finals = run_native_packed(cell, pack(x, plan), states, plan)
     return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
