@@ -1,7 +1,8 @@
-"""What the benchmarks print about the machine they ran on."""
+"""What the benchmarks print about the machine they ran on, and how they set it up."""
 
 from __future__ import annotations
 
+import argparse
 import platform
 
 
@@ -15,3 +16,12 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def add_allocator_flag(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """``--reuse-freed-memory``: time under ``rnnkit.engine.reuse_freed_memory()``."""
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="time under rnnkit.engine.reuse_freed_memory() (what `rnnkit train` uses)" + note,
+    )

@@ -39,7 +39,7 @@ import sys
 
 import numpy as np
 import torch
-from machine import cpu_name
+from machine import add_allocator_flag, cpu_name
 from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
@@ -108,11 +108,7 @@ def main() -> None:
     parser.add_argument(
         "--layout", action="store_true", help="the share of the layout copies in the step"
     )
-    parser.add_argument(
-        "--reuse-freed-memory",
-        action="store_true",
-        help="time under rnnkit.engine.reuse_freed_memory(), as rnn_speed.py's flag",
-    )
+    add_allocator_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reused = args.reuse_freed_memory and rnnkit.engine.reuse_freed_memory()

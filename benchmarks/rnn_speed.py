@@ -39,7 +39,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from machine import cpu_name
+from machine import add_allocator_flag, cpu_name
 from rnn_targets import TORCH_MODELS, print_targets, table
 from torch import nn
 
@@ -394,11 +394,9 @@ def main() -> None:
         action="store_true",
         help="only the time and memory of recomputation in segments (checkpoint=50)",
     )
-    parser.add_argument(
-        "--reuse-freed-memory",
-        action="store_true",
-        help="time under rnnkit.engine.reuse_freed_memory() (what `rnnkit train` uses); the "
-        "memory children keep glibc's defaults, since their measure is the RSS a step adds",
+    add_allocator_flag(
+        parser,
+        "; the memory children keep glibc's defaults, since their measure is the RSS a step adds",
     )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--T", type=int, default=500, help=argparse.SUPPRESS)
