@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from rnnkit import GRUCell, LSTMCell, Recurrent
 from rnnkit.cells import ConvGRUCell, ConvLSTMCell
-from rnnkit.recurrent import reverse_padded, run_cell
+from rnnkit.loop import reverse_padded, run_cell
 
 TOL = 1e-10
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}

@@ -9,7 +9,8 @@ import torch
 import rnnkit
 from cell_zoo import CELLS
 from rnnkit import Recurrent
-from rnnkit.recurrent import MERGE_MODES, reverse_padded
+from rnnkit.loop import reverse_padded
+from rnnkit.recurrent import MERGE_MODES
 
 TOL = 1e-10
 I, H, T = 3, 4, 6

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.recurrent import run_cell
+from rnnkit.loop import run_cell
 from rnnkit.search import ExpressionCell, TreeSpace, count_parameters, expression_cell, parse
 from rnnkit.search import programs as P
 

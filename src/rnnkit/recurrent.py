@@ -1,4 +1,6 @@
-"""One runner for every cell: time loop, lengths, reversal, layers, directions, streaming.
+"""One runner for every cell: layers, directions, lengths, streaming (the plain time loop
+and its checks are in :mod:`rnnkit.loop`, the torch.nn state_dict names in
+:mod:`rnnkit.torch_names`).
 
 Shapes use the glossary of :mod:`rnnkit.cells.base` (B batch, T time, I input, H hidden,
 D directions, L layers).
@@ -6,7 +8,6 @@ D directions, L layers).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import torch
@@ -24,7 +25,8 @@ from .cells.base import (
     under_cpu_autocast,
 )
 from .engine.fused import run_fused_stack, stack_supported
-from .engine.packing import lengths_values
+from .loop import check_lengths, step_input_shape
+from .torch_names import from_torch_keys, to_torch_keys
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
@@ -34,86 +36,6 @@ StateArg = Tensor | tuple[Tensor, ...] | None
 CellFactory = Callable[[int, int], RecurrentCell]
 
 _ZERO_STATE = RecurrentCell.init_state  # a cell that keeps it starts from zeros
-
-_TORCH_KEY = re.compile(r"^(?P<name>.+)_l(?P<layer>\d+)(?P<rev>_reverse)?$")
-
-
-def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.device) -> Tensor:
-    """Validate ``lengths`` (B,) of integers in [1, T] and return it as int64 on ``device``."""
-    if not isinstance(lengths, Tensor):
-        if isinstance(lengths, (list, tuple)) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in lengths
-        ):
-            lengths = torch.tensor(lengths, dtype=torch.int64)
-        else:
-            raise TypeError(
-                f"lengths must be a 1-D integer tensor (or a list of ints), "
-                f"got {type(lengths).__name__}"
-            )
-    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
-        raise TypeError(f"lengths must have an integer dtype, got {lengths.dtype}")
-    if lengths.dim() != 1 or lengths.shape[0] != batch_size:
-        raise ValueError(
-            f"lengths must have shape ({batch_size},) (one length per sequence), "
-            f"got {tuple(lengths.shape)}"
-        )
-    values, _ = lengths_values(lengths)  # inside vmap: every mapped sample's lengths
-    lo, hi = int(values.min()), int(values.max())
-    if lo < 1 or hi > max_len:
-        raise ValueError(f"lengths must lie in [1, T={max_len}], got values from {lo} to {hi}")
-    return lengths.to(device=device, dtype=torch.int64)
-
-
-def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
-    """Reverse each sequence of ``x`` (T, B, ...) within its valid part; padding stays last.
-
-    The map is its own inverse, so the same call undoes it.
-    """
-    if lengths is None:
-        return x.flip(0)
-    T = x.shape[0]
-    t = torch.arange(T, device=x.device).unsqueeze(1)  # (T, 1)
-    n = lengths.unsqueeze(0)  # (1, B)
-    index = torch.where(t < n, n - 1 - t, t)  # (T, B)
-    index = index.view(T, -1, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(0, index)
-
-
-def run_cell(
-    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None = None
-) -> tuple[Tensor, State]:
-    """Run ``cell`` over ``x`` (T, B, I) from ``state``; the reference time loop.
-
-    With ``lengths``, a sequence's state stops changing after its last valid step and its
-    outputs there are zero. Returns (outputs (T, B, O), final state).
-    """
-    gx = cell.project_input(x)  # (T, B, G): the input half of every step in one product
-    outputs = []
-    if lengths is None:
-        for gx_t in gx.unbind(0):  # unbind, never gx[t]: indexing makes backward O(T^2)
-            h, state = cell.step(gx_t, state)
-            outputs.append(h)
-    else:
-        T = x.shape[0]
-        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
-        zero = torch.zeros((), dtype=x.dtype, device=x.device)
-        for gx_t, m in zip(gx.unbind(0), valid.unbind(0)):
-            h, new = cell.step(gx_t, state)
-            state = tuple(torch.where(_rows(m, s), s, s_old) for s, s_old in zip(new, state))
-            outputs.append(torch.where(_rows(m, h), h, zero))
-    return torch.stack(outputs), state
-
-
-def step_input_shape(cell: RecurrentCell) -> tuple[int, ...]:
-    """Per-sample shape of one step of ``cell``'s input: (I,), unless the cell declares another
-    as ``input_shape`` (a convolutional cell's (C, *spatial)). Features always sit on axis 2 of
-    a (T, B, ...) sequence, where directions are concatenated."""
-    return tuple(getattr(cell, "input_shape", (cell.input_size,)))
-
-
-def _rows(mask: Tensor, like: Tensor) -> Tensor:
-    """A (B,) mask viewed to broadcast over a (B, ...) tensor."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))
 
 
 class Recurrent(nn.Module):
@@ -151,8 +73,8 @@ class Recurrent(nn.Module):
     Each layer-direction runs through :func:`rnnkit.engine.run` (a stack that would run on
     torch's fused op whole, a plain LSTM say, runs as one call of it, as torch.nn's layers
     do: see docs/engine.md, "A whole stack in one call"); set ``layer.engine`` to one of
-    ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`run_cell`) to pick a path
-    for this layer, or leave it None for the engine's default ("auto"). Set
+    ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`rnnkit.loop.run_cell`) to
+    pick a path for this layer, or leave it None for the engine's default ("auto"). Set
     ``layer.checkpoint = K`` (steps) to train with less memory: each layer-direction then runs
     in segments of K steps whose activations are recomputed in the backward pass
     (:mod:`rnnkit.engine.checkpoint`; the same results, one more forward pass of compute).
@@ -209,8 +131,8 @@ class Recurrent(nn.Module):
         self.output_size = layer_in
         self.state_shapes = cells[0].state_shapes()
         self.input_shape = step_input_shape(cells[0])
-        self._register_state_dict_hook(_to_torch_keys)
-        self._register_load_state_dict_pre_hook(_from_torch_keys, with_module=True)
+        self._register_state_dict_hook(to_torch_keys)
+        self._register_load_state_dict_pre_hook(from_torch_keys, with_module=True)
 
     # -- sizes -------------------------------------------------------------------------------
     def _merged_size(self, out: int) -> int:
@@ -424,35 +346,3 @@ class Recurrent(nn.Module):
         if self.batch_first:
             s += ", batch_first=True"
         return s
-
-
-# -- torch-compatible state_dict names --------------------------------------------------------
-def _to_torch_keys(module: Recurrent, state_dict: dict, prefix: str, local_metadata: dict) -> None:
-    D = module.num_directions
-    head = prefix + "cells."
-    for key in [k for k in state_dict if k.startswith(head)]:
-        index, _, name = key[len(head) :].partition(".")
-        layer, d = divmod(int(index), D)
-        state_dict[f"{prefix}{name}_l{layer}{'_reverse' if d else ''}"] = state_dict.pop(key)
-
-
-def _from_torch_keys(
-    module: Recurrent,
-    state_dict: dict,
-    prefix: str,
-    local_metadata: dict,
-    strict: bool,
-    missing_keys: list,
-    unexpected_keys: list,
-    error_msgs: list,
-) -> None:
-    D = module.num_directions
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        m = _TORCH_KEY.match(key[len(prefix) :])
-        if m is None:
-            continue
-        d = 1 if m["rev"] else 0
-        if d >= D or int(m["layer"]) >= module.num_layers:
-            continue  # left as it came, for load_state_dict to report as unexpected
-        index = int(m["layer"]) * D + d
-        state_dict[f"{prefix}cells.{index}.{m['name']}"] = state_dict.pop(key)

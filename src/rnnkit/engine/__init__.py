@@ -13,7 +13,7 @@ their math. The engine picks one of these paths (``engine=`` names them):
   :mod:`rnnkit.engine.kernels`, ``_loops.cpp``).
 * ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
   ``cell.step``, differentiated by autograd.
-* ``"reference"``: :func:`rnnkit.recurrent.run_cell`, the plain masked loop; the oracle.
+* ``"reference"``: :func:`rnnkit.loop.run_cell`, the plain masked loop; the oracle.
 * ``"auto"`` (the default): for a plain LSTM fused, else native, else fused (GRU and Elman
   off the CPU, where cuDNN beats a loop of small kernels), else autograd. A plain LSTM with many
   distinct lengths runs its first steps (every row still running) fused and the shrinking
@@ -178,7 +178,7 @@ def _auto(cell, x, state, lengths, reverse):
 
 
 def _reference(cell, x, state, lengths, reverse):
-    from ..recurrent import reverse_padded, run_cell  # the runner imports this module
+    from ..loop import reverse_padded, run_cell  # it imports this package
 
     if not reverse:
         return run_cell(cell, x, state, lengths)

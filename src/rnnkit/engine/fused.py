@@ -42,7 +42,7 @@ from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
 from ._tracing import under_functorch
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
-from .sequence import LOOP_DTYPES, native_supports, run_native_packed
+from .sequence import LOOP_DTYPES, loops_run, native_supports, run_native_packed
 
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
@@ -130,7 +130,7 @@ def stack_supported(cells: tuple[RecurrentCell, ...], x: Tensor, engine: str) ->
         return True
     if kind == "lstm" and x.shape[0] >= HEAD_MIN_STEPS:
         return True
-    return not native_supports(first, x)  # where "auto" prefers the compiled loops
+    return not loops_run(first, x)  # where "auto" prefers the compiled loops
 
 
 def run_fused_stack(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..recurrent import check_lengths as _runner_check_lengths
+from ..loop import check_lengths as _runner_check_lengths
 
 
 def check_int(name: str, value: object, *, low: int = 0) -> int:

@@ -37,7 +37,8 @@ import torch
 from torch import Tensor, nn
 
 from ..cells import ElmanCell, GRUCell, LSTMCell, RecurrentCell
-from ..recurrent import Recurrent, reverse_padded
+from ..loop import reverse_padded
+from ..recurrent import Recurrent
 from .checks import check_choice
 from .classifier import SequenceClassifier
 from .language_model import LanguageModel

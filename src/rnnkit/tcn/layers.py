@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch.nn.utils.parametrizations import weight_norm
 
 from ..cells.base import check_choice, check_positive_int
-from ..recurrent import check_lengths
+from ..loop import check_lengths
 from .streaming import TCNState, causal_window, check_state, last_window
 
 NORMS = ("weight", "batch", "layer")
