@@ -387,6 +387,12 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument(
+        "--models",
+        default=None,
+        help="comma-separated rnnkit models to time (default: all); torch.nn's are always timed, "
+        "and the targets are printed only for the full set",
+    )
+    parser.add_argument(
         "--lengths-only", action="store_true", help="only the variable-lengths ratios"
     )
     parser.add_argument(
@@ -421,6 +427,13 @@ def main() -> None:
     else:
         shapes = [(B, H) for B in (1, 32, 128) for H in (64, 256, 512)]
     models = MODELS
+    if args.models:
+        chosen = [m.strip() for m in args.models.split(",")]
+        unknown = [m for m in chosen if m not in MODELS or m in TORCH_MODELS]
+        if unknown:
+            rnnkit_names = ", ".join(m for m in MODELS if m not in TORCH_MODELS)
+            parser.error(f"--models: unknown {unknown}; choose from {rnnkit_names}")
+        models = (*TORCH_MODELS, *(m for m in MODELS if m in chosen))
     if DEVICE.type != "cpu":
         models = tuple(m for m in models if "[native loop]" not in m)
     rnnkit_models = tuple(m for m in models if m not in TORCH_MODELS)
@@ -502,8 +515,10 @@ def main() -> None:
             *CHECKPOINTED,
         )
     )
-    mem_models = tuple(m for m in mem_models if m in models or m in CHECKPOINTED)
-    if not args.quick:
+    mem_models = tuple(
+        m for m in mem_models if m in models or (m in CHECKPOINTED and not args.models)
+    )
+    if not args.quick and not args.models:
         checkpoint_table(repeats)
     memory = peak_memories(mem_models, 500, 128, 512, args.threads)
     base = memory["torch LSTM"]
@@ -515,6 +530,9 @@ def main() -> None:
             rows,
         )
     )
+    if args.models:
+        print("\n(targets: printed for the full set of models only)")
+        return
     print_targets(times, flops, shapes, rnnkit_models, len_ratio, memory)
 
 

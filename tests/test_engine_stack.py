@@ -12,6 +12,7 @@ from torch.autograd import forward_ad as fwAD
 
 import rnnkit
 from rnnkit import recurrent
+from rnnkit.engine import fused
 from rnnkit.engine.fused import HEAD_MIN_STEPS
 
 TOL = 1e-10
@@ -55,13 +56,16 @@ def stack_calls(monkeypatch):
     return calls
 
 
-def _run(layer, x, h0):
+def _run(layer, x, h0, **kw):
     """Outputs, final states and the gradients of a random projection of them with respect
     to x, h0 and every parameter."""
-    out, h_n = layer(x, h0)
+    out, h_n = layer(x, h0, **kw)
     h_n = h_n if isinstance(h_n, tuple) else (h_n,)
     gen = torch.Generator().manual_seed(3)
-    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *h_n))
+    loss = sum(
+        (t * torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)).sum()
+        for t in (out, *h_n)
+    )
     states = () if h0 is None else h0 if isinstance(h0, tuple) else (h0,)
     inputs = [x, *states, *layer.parameters()]
     return [out, *h_n, *torch.autograd.grad(loss, inputs)]
@@ -120,6 +124,117 @@ def test_one_call_is_torch_nn_bit_for_bit(kind, stack_calls):
     for a, b in zip(_run(ours, x, None), _run(theirs, x, None)):
         assert torch.equal(a, b)
     assert len(stack_calls) == 1
+
+
+# distinct lengths (torch sorts them the same way as rnnkit), the full T and 1 among them
+LENGTHS = torch.tensor([4, T, 1, 7])
+
+
+@pytest.fixture
+def variable_length_op(monkeypatch):
+    """On the CPU, take the route the GPU takes with lengths: torch's variable-length op (the
+    same call as on cuDNN, on torch's CPU kernel)."""
+    monkeypatch.setattr(fused, "variable_length_op", lambda x: True)
+
+
+@pytest.mark.parametrize("kind,layers,bi", CASES)
+@pytest.mark.parametrize("with_h0", [False, True])
+def test_lengths_in_one_call_equal_reference(
+    kind, layers, bi, with_h0, variable_length_op, stack_calls
+):
+    """float64, lengths on the variable-length op's route: the whole stack in one call, and
+    outputs (zero past each length), final states at each sequence's last step (the backward
+    direction within each valid part) and every gradient equal the masked reference loop's."""
+    torch.manual_seed(0)
+    layer = _layer(kind, layers, bi).double()
+    ref = _layer(kind, layers, bi).double()
+    ref.load_state_dict(layer.state_dict())
+    layer.engine = "fused" if kind in ("gru", "rnn_tanh", "rnn_relu") else None
+    ref.engine = "reference"
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    h0 = None
+    if with_h0:
+        n = layers * (2 if bi else 1)
+        h0 = tuple(
+            torch.randn(n, B, *s, dtype=torch.float64, requires_grad=True)
+            for s in layer.state_shapes
+        )
+        h0 = h0 if len(h0) > 1 else h0[0]
+    got = _run(layer, x, h0, lengths=LENGTHS)
+    assert len(stack_calls) == 1
+    want = _run(ref, x, h0, lengths=LENGTHS)
+    assert len(stack_calls) == 1
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"])
+def test_lengths_layer_by_layer_on_the_variable_length_op(
+    kind, variable_length_op, stack_calls, monkeypatch
+):
+    """Where the stack cannot be one call (residual connections, summed directions), each
+    layer-direction takes one call of the variable-length op, and the results still equal the
+    reference's."""
+    calls = []
+    real = fused._packed
+    monkeypatch.setattr(fused, "_packed", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(0)
+    extra = dict(residual=True, merge_mode="sum")
+    layer = _layer(kind, 2, True, **extra).double()
+    ref = _layer(kind, 2, True, **extra).double()
+    ref.load_state_dict(layer.state_dict())
+    layer.engine = "fused" if kind in ("gru", "rnn_tanh", "rnn_relu") else None
+    ref.engine = "reference"
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    got = _run(layer, x, None, lengths=LENGTHS)
+    assert not stack_calls and len(calls) == 4
+    for a, b in zip(got, _run(ref, x, None, lengths=LENGTHS)):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+
+
+def _torch_packed(theirs: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+    """torch.nn's layer on a PackedSequence of ``x`` (T, B, I): padded outputs, final states
+    and the gradients of the same random projection as :func:`_run`."""
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+    out, h_n = theirs(packed)
+    out = nn.utils.rnn.pad_packed_sequence(out, total_length=x.shape[0])[0]
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    gen = torch.Generator().manual_seed(3)
+    loss = sum(
+        (t * torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)).sum()
+        for t in (out, *h_n)
+    )
+    return [out, *h_n, *torch.autograd.grad(loss, [x, *theirs.parameters()])]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
+def test_lengths_in_one_call_are_torch_nn_packed_bit_for_bit(kind, variable_length_op, stack_calls):
+    """float32, two bidirectional layers with lengths, and the same again from a
+    PackedSequence: the call torch.nn's layer makes for a PackedSequence, so its bits."""
+    torch.manual_seed(1)
+    ours = _layer(kind, 2, True)
+    ours.engine = None if kind.startswith("lstm") else "fused"
+    theirs = _torch_twin(kind, ours)
+    x = torch.randn(T, B, I, requires_grad=True)
+    want = _torch_packed(theirs, x, LENGTHS)
+    for a, b in zip(_run(ours, x, None, lengths=LENGTHS), want):
+        assert torch.equal(a, b)
+    packed = nn.utils.rnn.pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
+    out, h_n = ours(packed)
+    assert torch.equal(out.data, theirs(packed)[0].data)
+    assert torch.equal(out.unsorted_indices, packed.unsorted_indices)
+    assert len(stack_calls) == 2
+
+
+def test_equal_lengths_in_one_call_are_the_padded_call(variable_length_op, stack_calls):
+    """Lengths that all equal T: the plain call, no packing."""
+    layer = rnnkit.LSTM(I, H, 2)
+    x = torch.randn(T, B, I)
+    out, (h, c) = layer(x, lengths=torch.full((B,), T))
+    want, (wh, wc) = layer(x)
+    assert torch.equal(out, want) and torch.equal(h, wh) and torch.equal(c, wc)
+    assert len(stack_calls) == 2
 
 
 def test_unbatched_input_in_one_call(stack_calls):
@@ -266,3 +381,66 @@ def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
     x32 = x_gpu.detach().float().requires_grad_()
     for a, b in zip(_run(ours, x32, None), _run(theirs, x32, None)):
         assert torch.equal(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_cuda_lengths_take_cudnn_variable_length_mode(kind, stack_calls, monkeypatch):
+    """On the GPU, lengths go to cuDNN's variable-length mode: the whole stack in one call with
+    the CPU reference's values and torch.nn's PackedSequence bits; a layer that cannot be one
+    call makes one call of it per layer-direction."""
+    calls = []
+    real = fused._packed
+    monkeypatch.setattr(fused, "_packed", lambda *a: calls.append(1) or real(*a))
+    torch.manual_seed(2)
+    ours = _layer(kind, 2, True).double()
+    ref = _layer(kind, 2, True).double()
+    ref.load_state_dict(ours.state_dict())
+    ref.engine = "reference"
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    want = _run(ref, x, None, lengths=LENGTHS)
+    ours.cuda()
+    x_gpu = x.detach().cuda().requires_grad_()
+    got = _run(ours, x_gpu, None, lengths=LENGTHS.cuda())
+    assert len(stack_calls) == 1
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.cpu(), b, rtol=1e-8, atol=1e-8)
+    theirs = _torch_twin(kind, ours).cuda().float()
+    ours = ours.float()
+    x32 = x_gpu.detach().float().requires_grad_()
+    for a, b in zip(_run(ours, x32, None, lengths=LENGTHS), _torch_packed(theirs, x32, LENGTHS)):
+        assert torch.equal(a, b)
+    summed = _layer(kind, 2, True, merge_mode="sum").cuda()
+    out, _ = summed(x32, lengths=LENGTHS)
+    assert len(calls) == 4 and len(stack_calls) == 2
+    summed.engine = "reference"
+    torch.testing.assert_close(out, summed(x32, lengths=LENGTHS)[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_relu"])
+def test_cuda_weights_live_in_one_buffer(kind):
+    """After .cuda() the weights are views into one buffer in cuDNN's layout, as torch.nn's:
+    cuDNN reads them in place (its warning that it copies them does not come) and the results
+    stay torch.nn's bits. A stack of another shape keeps a tensor per weight."""
+    import warnings
+
+    torch.manual_seed(4)
+    ours = _layer(kind, 2, True).cuda()
+    weights = [w for cell in ours.cells for w in fused._weights(cell)]
+    assert len({w.untyped_storage().data_ptr() for w in weights}) == 1
+    x = torch.randn(T, B, I, device="cuda", requires_grad=True)
+    hx = ours._stacked_states(None, B, x, False)
+    args = (weights, True, 2, 0.0, True, True, False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fused._raw_op(fused.fused_kind(ours.cells[0]), x, hx, args, None)
+    assert [str(w.message) for w in caught] == []
+    theirs = _torch_twin(kind, ours).cuda()
+    for a, b in zip(_run(ours, x, None), _run(theirs, x, None)):
+        assert torch.equal(a, b)
+    ours.double()  # .to() and the like flatten again
+    assert len({p.untyped_storage().data_ptr() for p in ours.parameters()}) == 1
+    summed = _layer(kind, 2, True, merge_mode="sum").cuda()
+    n = len(list(summed.parameters()))
+    assert len({p.untyped_storage().data_ptr() for p in summed.parameters()}) == n

@@ -24,7 +24,7 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
-from .engine.fused import run_fused_stack, stack_supported
+from .engine.fused import flatten_for_cudnn, run_fused_stack, stack_supported
 from .loop import check_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -143,7 +143,18 @@ class Recurrent(nn.Module):
         return self.cells[layer * self.num_directions + direction]  # type: ignore[return-value]
 
     def flatten_parameters(self) -> None:
-        """No-op, for drop-in compatibility with ``torch.nn.RNNBase``."""
+        """On the GPU, keep the weights of cells with torch.nn's math (plain LSTM, GRU with the
+        reset gate after, Elman) in one buffer in cuDNN's layout, as ``torch.nn.RNNBase``
+        does, so that cuDNN does not copy them at every call. Runs by itself after ``.to()``,
+        ``.cuda()`` and the like; a no-op elsewhere (``engine.fused.flatten_for_cudnn``)."""
+        if self.num_directions == 1 or self.merge_mode == "concat":
+            cells = tuple(self._modules["cells"]._modules.values())
+            flatten_for_cudnn(cells, self.input_size, self.bidirectional)  # type: ignore[arg-type]
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self.flatten_parameters()
+        return result
 
     # -- call --------------------------------------------------------------------------------
     def forward(
@@ -163,6 +174,7 @@ class Recurrent(nn.Module):
                 return self.forward(x.to(dtype), h_0, lengths=lengths)
         packed = isinstance(x, PackedSequence)
         unbatched = False
+        sorted_idx = unsorted_idx = None
         if packed:
             if lengths is not None:
                 raise ValueError("lengths must be None when x is a PackedSequence (it has them)")
@@ -203,10 +215,11 @@ class Recurrent(nn.Module):
         cells = tuple(self._modules["cells"]._modules.values())
         if lengths is not None:
             lengths = check_lengths(lengths, B, T, x.device)
-        elif not packed and self._one_call(cells, x):
+        if self._one_call(cells, x, lengths):
             hx = self._stacked_states(h_0, B, x, unbatched)
-            output, h_n = run_fused_stack(cells, x, hx, self.num_layers, self.bidirectional)
-            return self._finish(output, h_n, unbatched, packed=False)
+            L, bi = self.num_layers, self.bidirectional
+            output, h_n = run_fused_stack(cells, x, hx, L, bi, lengths)
+            return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
         states = self._initial_states(h_0, B, x, unbatched)
 
         finals: list[State] = []
@@ -239,21 +252,22 @@ class Recurrent(nn.Module):
             h_n = tuple(f.unsqueeze(0) for f in finals[0])
         else:
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
-        if not packed:
-            return self._finish(output, h_n, unbatched, packed=False)
         return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
 
-    def _one_call(self, cells: tuple[RecurrentCell, ...], x: Tensor) -> bool:
+    def _one_call(
+        self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
+    ) -> bool:
         """Whether the whole stack runs as one call of torch's fused op (a plain LSTM, say):
-        only where each layer-direction would run on that op whole, and the stack adds
-        nothing torch's op lacks."""
+        only where each layer-direction would run on that op in one call (with lengths: off
+        the CPU, its variable-length mode), and the stack adds nothing torch's op lacks."""
         if self.checkpoint is not None or self.residual:
             return False
         if self.num_directions == 2 and self.merge_mode != "concat":
             return False
         if self.dropout and self.training and self.num_layers > 1:
             return False  # rnnkit's own dropout between layers (its random stream)
-        return stack_supported(cells, x, _engine._check(self.engine or _engine.get_default()))
+        engine = _engine._check(self.engine or _engine.get_default())
+        return stack_supported(cells, x, engine, lengths)
 
     def _finish(
         self,

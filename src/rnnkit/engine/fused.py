@@ -14,20 +14,23 @@ and Elman cells only off the CPU (cuDNN) or when the compiled loops are missing:
 torch has no oneDNN path for them and rnnkit's compiled loops are faster
 (:mod:`rnnkit.engine.sequence`).
 
-With lengths, torch's own answer (a ``PackedSequence``) runs on a slower generic kernel on the
-CPU: oneDNN has no variable-length mode. Here the sequences are sorted by length once and the
-fused kernel is called once per run of steps with the same active rows ("segment"), on the
-rows still running; each call is a view into the packed input, and finished rows leave the
-batch. Each call pays a fixed cost (oneDNN prepares its weights), so with more than
-``FUSED_SEGMENT_LIMIT`` distinct lengths only the first segment, where every row is still
-running, goes to the fused kernel, and the compiled loop (:mod:`rnnkit.engine.sequence`)
-takes the shrinking batch from there (:func:`fused_route` says which). For the same reason a
-sequence shorter than ``HEAD_MIN_STEPS`` steps (streaming one step at a time, say) takes the
-compiled loop whole: there the weight preparation costs more than the steps.
+With lengths on the GPU, the rows go to cuDNN's own variable-length mode: one call of torch's
+op on the packed rows (the call ``torch.nn.LSTM`` makes for a ``PackedSequence``), route
+"packed". On the CPU, torch's ``PackedSequence`` path runs on a slower generic kernel: oneDNN has
+no variable-length mode. There the sequences are sorted by length once and the fused kernel is
+called once per run of steps with the same active rows ("segment"), on the rows still running;
+each call is a view into the packed input, and finished rows leave the batch. Each call pays
+a fixed cost (oneDNN prepares its weights), so with more than ``FUSED_SEGMENT_LIMIT`` distinct
+lengths only the first segment, where every row is still running, goes to the fused kernel,
+and the compiled loop (:mod:`rnnkit.engine.sequence`) takes the shrinking batch from there
+(:func:`fused_route` says which). For the same reason a sequence shorter than
+``HEAD_MIN_STEPS`` steps (streaming one step at a time, say) takes the compiled loop whole:
+there the weight preparation costs more than the steps.
 
-A layer whose every layer-direction would take one fused call of the whole sequence runs as a
-single call over all its layers and directions (:func:`run_fused_stack`), the call
-``torch.nn.LSTM`` makes; :func:`stack_supported` says when.
+A layer whose every layer-direction would take one fused call of the whole sequence (or, with
+lengths, one call of the variable-length op) runs as a single call over all its layers and
+directions (:func:`run_fused_stack`), the call ``torch.nn.LSTM`` makes; :func:`stack_supported`
+says when.
 """
 
 from __future__ import annotations
@@ -78,11 +81,19 @@ def _weights(cell: RecurrentCell) -> list[Tensor]:
     return weights
 
 
+def variable_length_op(x: Tensor) -> bool:
+    """Whether torch's fused op on ``x``'s device has a variable-length mode that runs the
+    shrinking batch in one call: cuDNN's (any device but the CPU: torch's packed op); oneDNN
+    has none, and torch's CPU fallback for it is slower than one oneDNN call per segment."""
+    return not x.is_cpu
+
+
 def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """How "auto" runs ``cell`` on ``x`` (T, B, I) when torch has a fused kernel for it:
-    "whole" (one call, no lengths), "segments" (one call per run of equal active rows), "head"
-    (the first segment fused, the rest in the compiled loop) or "native" (the compiled loop:
-    fewer than ``HEAD_MIN_STEPS`` steps, or many segments and a short first one)."""
+    "whole" (one call, no lengths), "packed" (with lengths off the CPU: one call of the
+    variable-length op), "segments" (one call per run of equal active rows), "head" (the first
+    segment fused, the rest in the compiled loop) or "native" (the compiled loop: fewer than
+    ``HEAD_MIN_STEPS`` steps, or many segments and a short first one)."""
     if x.shape[0] < HEAD_MIN_STEPS and native_supports(cell, x):
         return "native"
     if lengths is None:
@@ -94,22 +105,28 @@ def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
     """:func:`fused_route` from the batch's plan (a run of equal rows per distinct length)."""
     if not plan.packed:
         return "whole"
+    if variable_length_op(x):
+        return "packed"
     segments = plan.segments()
     if len(segments) <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
         return "segments"
     return "head" if segments[0][1] >= HEAD_MIN_STEPS else "native"
 
 
-def stack_supported(cells: tuple[RecurrentCell, ...], x: Tensor, engine: str) -> bool:
+def stack_supported(
+    cells: tuple[RecurrentCell, ...], x: Tensor, engine: str, lengths: Tensor | None = None
+) -> bool:
     """Whether every layer and direction of a stack of ``cells`` would take one fused call of
-    the whole sequence ``x`` (T, B, I) (no lengths) under path ``engine``, so that the stack
-    can be one call of torch's op over all layers and both directions, as torch.nn's layers
-    make it: one call's fixed cost instead of one per layer-direction and the stacking of
-    their states.
+    the whole sequence ``x`` (T, B, I) under path ``engine`` (with ``lengths``: one call of the
+    variable-length op, so off the CPU only), so that the stack can be one call of torch's op
+    over all layers and both directions, as torch.nn's layers make it: one call's fixed cost
+    instead of one per layer-direction and the stacking of their states.
 
-    The caller checks what the stack adds to the cells: no lengths, "concat" merging, no
-    residual connections, no dropout between layers in training, no recomputation."""
+    The caller checks what the stack adds to the cells: "concat" merging, no residual
+    connections, no dropout between layers in training, no recomputation."""
     if engine not in ("auto", "fused") or not x.dtype.is_floating_point:
+        return False
+    if lengths is not None and not variable_length_op(x):
         return False
     first = cells[0]
     kind = fused_kind(first)
@@ -139,13 +156,81 @@ def run_fused_stack(
     hx: State,
     num_layers: int,
     bidirectional: bool,
+    lengths: Tensor | None = None,
 ) -> tuple[Tensor, State]:
     """The whole stack in one call of torch's op: ``x`` (T, B, I), ``hx`` a tuple of
-    (D·L, B, ·) -> (output (T, B, D·O), final states (D·L, B, ·)), as torch.nn's layers."""
+    (D·L, B, ·) -> (output (T, B, D·O), final states (D·L, B, ·)), as torch.nn's layers.
+
+    With ``lengths`` (B,) (validated), the variable-length op on the packed rows, as torch.nn's
+    layers run a ``PackedSequence``: outputs zero past each length, final states at each
+    sequence's last step, the backward direction within each valid part."""
     weights = [w for cell in cells for w in _weights(cell)]
     first = cells[0]
-    args = (weights, first.bias, num_layers, 0.0, torch.is_grad_enabled(), bidirectional, False)
-    return _op(first, x, hx, args)
+    train = torch.is_grad_enabled()
+    plan = None if lengths is None else make_plan(x.shape[0], x.shape[1], lengths, False)
+    if plan is None or not plan.packed:
+        args = (weights, first.bias, num_layers, 0.0, train, bidirectional, False)
+        return _op(first, x, hx, args)
+    assert plan.perm is not None and plan.unperm is not None
+    perm, unperm = plan.perm.to(x.device), plan.unperm.to(x.device)
+    states = tuple(h.index_select(1, perm) for h in hx)
+    args = (weights, first.bias, num_layers, 0.0, train, bidirectional)
+    out, finals = _op(first, pack(x, plan), states, args, plan.n)
+    return unpack(out, plan), tuple(f.index_select(1, unperm) for f in finals)
+
+
+_CUDNN_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
+
+
+def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirectional: bool):
+    """Make the weights of a stack of ``cells`` (layer by layer, the directions within a
+    layer, each layer's input the concatenated outputs of the one below) views into one buffer
+    in cuDNN's layout, in place, as ``torch.nn``'s layers keep theirs: cuDNN then reads them
+    where they are instead of copying them into one buffer at every call (forward and
+    backward). A no-op off the GPU, for cells without torch.nn's math, for a stack of another
+    shape, and where parameters share memory; the calls are right either way."""
+    first = cells[0]
+    kind = fused_kind(first)
+    if kind is None:
+        return
+    D = 2 if bidirectional else 1
+    proj = getattr(first, "proj_size", 0)
+    out = proj or first.hidden_size
+    for k, cell in enumerate(cells):
+        if fused_kind(cell) != kind or cell.bias != first.bias:
+            return
+        if getattr(cell, "proj_size", 0) != proj or cell.hidden_size != first.hidden_size:
+            return
+        if cell.weight_ih.shape[1] != (input_size if k < D else D * out):
+            return
+    weights = [w for cell in cells for w in _weights(cell)]
+    dtype = weights[0].dtype
+    if any(
+        not w.is_cuda or w.dtype != dtype or not torch.backends.cudnn.is_acceptable(w)
+        for w in weights
+    ):
+        return
+    if len({w.data_ptr() for w in weights}) != len(weights) or not (
+        torch._use_cudnn_rnn_flatten_weight()
+    ):
+        return
+    from torch.backends.cudnn import rnn as cudnn_rnn
+
+    try:
+        with torch.cuda.device_of(weights[0]), torch.no_grad():
+            torch._cudnn_rnn_flatten_weight(
+                weights,
+                len(_weights(first)),
+                input_size,
+                cudnn_rnn.get_cudnn_mode(_CUDNN_MODES[kind]),
+                first.hidden_size,
+                proj,
+                len(cells) // D,
+                False,
+                bidirectional,
+            )
+    except RuntimeError as e:  # the layer still runs, on cuDNN's copy of its weights
+        warnings.warn(f"could not keep the weights in one cuDNN buffer: {e}", stacklevel=3)
 
 
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
@@ -154,26 +239,34 @@ def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]
     return _op(cell, x, states, args)
 
 
-def _op(cell: RecurrentCell, x: Tensor, states: State, args: tuple) -> tuple[Tensor, State]:
+def _op(
+    cell: RecurrentCell, x: Tensor, states: State, args: tuple, batch_sizes: Tensor | None = None
+) -> tuple[Tensor, State]:
     """torch's op for ``cell``'s kind on ``x`` from ``states`` with torch's trailing ``args``
-    (flat weights, bias, layers, dropout, train, bidirectional, batch_first)."""
+    (flat weights, bias, layers, dropout, train, bidirectional, batch_first). With
+    ``batch_sizes`` (steps,) int64 on the CPU, the variable-length op: ``x`` (N, I) holds the
+    packed rows, step s the first ``batch_sizes[s]`` sequences, and ``args`` ends at
+    bidirectional."""
     kind = fused_kind(cell)
     if not x.is_cuda and not (kind == "lstm" and getattr(cell, "proj_size", 0)):
-        return _raw_op(kind, x, states, args)  # (no warnings block: microseconds a call)
+        return _raw_op(kind, x, states, args, batch_sizes)  # (no warnings block: faster)
     with warnings.catch_warnings():
         # torch's note that oneDNN has no projection (the generic kernel runs it instead)
         warnings.filterwarnings("ignore", "LSTM with projections", UserWarning)
         # cuDNN wants the weights in one buffer, as torch.nn's layers keep them; the cells own
         # theirs, so cuDNN copies them into one at each call (a copy of the weights, no more)
         warnings.filterwarnings("ignore", "RNN module weights are not part of single", UserWarning)
-        return _raw_op(kind, x, states, args)
+        return _raw_op(kind, x, states, args, batch_sizes)
 
 
-def _raw_op(kind: str, x: Tensor, states: State, args: tuple) -> tuple[Tensor, State]:
+def _raw_op(
+    kind: str, x: Tensor, states: State, args: tuple, batch_sizes: Tensor | None
+) -> tuple[Tensor, State]:
+    lead = (x,) if batch_sizes is None else (x, batch_sizes)
     if kind == "lstm":
-        out, h, c = torch._VF.lstm(x, states, *args)
+        out, h, c = torch._VF.lstm(*lead, states, *args)
         return out, (h, c)
-    out, h = getattr(torch._VF, kind)(x, states[0], *args)  # type: ignore[arg-type]
+    out, h = getattr(torch._VF, kind)(*lead, states[0], *args)  # type: ignore[arg-type]
     return out, (h,)
 
 
@@ -189,11 +282,23 @@ def run_fused(
         return (out.flip(0) if reverse else out), tuple(f[0] for f in finals)
     xp = pack(x, plan)  # (N, I)
     states = tuple(sort_rows(s, plan) for s in state)
-    if _route(cell, x, plan) == "head":
+    route = _route(cell, x, plan)
+    if route == "packed":
+        y, finals = _packed(cell, xp, states, plan)
+    elif route == "head":
         y, finals = _head_then_loop(cell, xp, states, plan)
     else:
         y, finals = _segments(cell, xp, states, plan)
     return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+
+
+def _packed(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple[Tensor, State]:
+    """One call of the variable-length op on the packed rows (the plan's layout is torch's
+    ``PackedSequence`` layout; reversed, each valid part is reversed in it, so the op steps
+    forwards); returns (y (N, ·), sorted finals)."""
+    args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False)
+    out, finals = _op(cell, xp, tuple(s.unsqueeze(0) for s in states), args, plan.n)
+    return out, tuple(f[0] for f in finals)
 
 
 def _segments(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple[Tensor, State]:
