@@ -131,26 +131,44 @@ LENGTHS = torch.tensor([4, T, 1, 7])
 
 
 @pytest.fixture
-def variable_length_op(monkeypatch):
-    """On the CPU, take the route the GPU takes with lengths: torch's variable-length op (the
-    same call as on cuDNN, on torch's CPU kernel)."""
+def gpu_routes(monkeypatch):
+    """On the CPU, take the routes the GPU takes with lengths (torch's same ops, on its CPU
+    kernels), and count the layer-direction calls of each: an LSTM's variable-length op
+    ("packed"), a GRU's or Elman's masked padded call ("masked")."""
     monkeypatch.setattr(fused, "variable_length_op", lambda x: True)
+    calls = {"packed": 0, "masked": 0}
+    for route in calls:
+        real = getattr(fused, "_" + route)
+
+        def spy(*args, _real=real, _route=route):
+            calls[_route] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(fused, "_" + route, spy)
+    return calls
+
+
+def _gpu_route_layers(kind, layers, bi, **extra):
+    """(layer, reference twin) in float64, the layer on the fused path."""
+    layer = _layer(kind, layers, bi, **extra).double()
+    ref = _layer(kind, layers, bi, **extra).double()
+    ref.load_state_dict(layer.state_dict())
+    layer.engine = None if kind.startswith("lstm") else "fused"
+    ref.engine = "reference"
+    return layer, ref
 
 
 @pytest.mark.parametrize("kind,layers,bi", CASES)
 @pytest.mark.parametrize("with_h0", [False, True])
-def test_lengths_in_one_call_equal_reference(
-    kind, layers, bi, with_h0, variable_length_op, stack_calls
+def test_lengths_on_the_gpu_routes_equal_reference(
+    kind, layers, bi, with_h0, gpu_routes, stack_calls
 ):
-    """float64, lengths on the variable-length op's route: the whole stack in one call, and
-    outputs (zero past each length), final states at each sequence's last step (the backward
-    direction within each valid part) and every gradient equal the masked reference loop's."""
+    """float64, lengths on the routes the GPU takes: outputs (zero past each length), final
+    states at each sequence's last step (the backward direction within each valid part) and
+    every gradient equal the masked reference loop's. An LSTM stack is one call of the
+    variable-length op; a GRU or Elman stack one masked padded call per layer-direction."""
     torch.manual_seed(0)
-    layer = _layer(kind, layers, bi).double()
-    ref = _layer(kind, layers, bi).double()
-    ref.load_state_dict(layer.state_dict())
-    layer.engine = "fused" if kind in ("gru", "rnn_tanh", "rnn_relu") else None
-    ref.engine = "reference"
+    layer, ref = _gpu_route_layers(kind, layers, bi)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     h0 = None
     if with_h0:
@@ -161,34 +179,27 @@ def test_lengths_in_one_call_equal_reference(
         )
         h0 = h0 if len(h0) > 1 else h0[0]
     got = _run(layer, x, h0, lengths=LENGTHS)
-    assert len(stack_calls) == 1
+    if kind.startswith("lstm"):
+        assert len(stack_calls) == 1 and gpu_routes == {"packed": 0, "masked": 0}
+    else:
+        assert not stack_calls and gpu_routes == {"packed": 0, "masked": layers * (1 + bi)}
     want = _run(ref, x, h0, lengths=LENGTHS)
-    assert len(stack_calls) == 1
     for a, b in zip(got, want):
         assert a.shape == b.shape
         torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh", "rnn_relu"])
-def test_lengths_layer_by_layer_on_the_variable_length_op(
-    kind, variable_length_op, stack_calls, monkeypatch
-):
-    """Where the stack cannot be one call (residual connections, summed directions), each
-    layer-direction takes one call of the variable-length op, and the results still equal the
+def test_lengths_layer_by_layer_on_the_gpu_routes(kind, gpu_routes, stack_calls):
+    """Where an LSTM stack cannot be one call (residual connections, summed directions), each
+    layer-direction makes one call of the variable-length op; the results still equal the
     reference's."""
-    calls = []
-    real = fused._packed
-    monkeypatch.setattr(fused, "_packed", lambda *a: calls.append(1) or real(*a))
     torch.manual_seed(0)
-    extra = dict(residual=True, merge_mode="sum")
-    layer = _layer(kind, 2, True, **extra).double()
-    ref = _layer(kind, 2, True, **extra).double()
-    ref.load_state_dict(layer.state_dict())
-    layer.engine = "fused" if kind in ("gru", "rnn_tanh", "rnn_relu") else None
-    ref.engine = "reference"
+    layer, ref = _gpu_route_layers(kind, 2, True, residual=True, merge_mode="sum")
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     got = _run(layer, x, None, lengths=LENGTHS)
-    assert not stack_calls and len(calls) == 4
+    route = "packed" if kind.startswith("lstm") else "masked"
+    assert not stack_calls and gpu_routes[route] == 4
     for a, b in zip(got, _run(ref, x, None, lengths=LENGTHS)):
         torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
 
@@ -208,13 +219,12 @@ def _torch_packed(theirs: nn.Module, x: torch.Tensor, lengths: torch.Tensor):
     return [out, *h_n, *torch.autograd.grad(loss, [x, *theirs.parameters()])]
 
 
-@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
-def test_lengths_in_one_call_are_torch_nn_packed_bit_for_bit(kind, variable_length_op, stack_calls):
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj"])
+def test_lstm_lengths_in_one_call_are_torch_nn_packed_bit_for_bit(kind, gpu_routes, stack_calls):
     """float32, two bidirectional layers with lengths, and the same again from a
     PackedSequence: the call torch.nn's layer makes for a PackedSequence, so its bits."""
     torch.manual_seed(1)
     ours = _layer(kind, 2, True)
-    ours.engine = None if kind.startswith("lstm") else "fused"
     theirs = _torch_twin(kind, ours)
     x = torch.randn(T, B, I, requires_grad=True)
     want = _torch_packed(theirs, x, LENGTHS)
@@ -227,7 +237,23 @@ def test_lengths_in_one_call_are_torch_nn_packed_bit_for_bit(kind, variable_leng
     assert len(stack_calls) == 2
 
 
-def test_equal_lengths_in_one_call_are_the_padded_call(variable_length_op, stack_calls):
+@pytest.mark.parametrize("kind", ["gru", "rnn_tanh"])
+def test_masked_lengths_match_torch_nn_packed(kind, gpu_routes):
+    """float64, a GRU and an Elman stack with lengths on the masked route against torch.nn's
+    layer on a PackedSequence, and from a PackedSequence: the same values."""
+    torch.manual_seed(1)
+    ours = _layer(kind, 2, True).double()
+    ours.engine = "fused"
+    theirs = _torch_twin(kind, ours)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    for a, b in zip(_run(ours, x, None, lengths=LENGTHS), _torch_packed(theirs, x, LENGTHS)):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+    packed = nn.utils.rnn.pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
+    torch.testing.assert_close(ours(packed)[0].data, theirs(packed)[0].data, rtol=TOL, atol=TOL)
+    assert gpu_routes["masked"] == 8
+
+
+def test_equal_lengths_in_one_call_are_the_padded_call(gpu_routes, stack_calls):
     """Lengths that all equal T: the plain call, no packing."""
     layer = rnnkit.LSTM(I, H, 2)
     x = torch.randn(T, B, I)
@@ -235,6 +261,12 @@ def test_equal_lengths_in_one_call_are_the_padded_call(variable_length_op, stack
     want, (wh, wc) = layer(x)
     assert torch.equal(out, want) and torch.equal(h, wh) and torch.equal(c, wc)
     assert len(stack_calls) == 2
+    gru = rnnkit.GRU(I, H)
+    gru.engine = "fused"
+    out, h = gru(x, lengths=torch.full((B,), T))
+    gru_out, gru_h = gru(x)
+    assert torch.equal(out, gru_out) and torch.equal(h, gru_h)
+    assert gpu_routes == {"packed": 0, "masked": 0}
 
 
 def test_unbatched_input_in_one_call(stack_calls):
@@ -385,13 +417,20 @@ def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_cuda_lengths_take_cudnn_variable_length_mode(kind, stack_calls, monkeypatch):
-    """On the GPU, lengths go to cuDNN's variable-length mode: the whole stack in one call with
-    the CPU reference's values and torch.nn's PackedSequence bits; a layer that cannot be one
-    call makes one call of it per layer-direction."""
-    calls = []
-    real = fused._packed
-    monkeypatch.setattr(fused, "_packed", lambda *a: calls.append(1) or real(*a))
+def test_cuda_lengths_routes(kind, stack_calls, monkeypatch):
+    """On the GPU, an LSTM with lengths takes cuDNN's variable-length mode, the whole stack in
+    one call with torch.nn's PackedSequence bits; a GRU or Elman stack one masked padded call
+    per layer-direction. Both give the CPU reference's values (float64: in float32 cuDNN's
+    products run in TF32, torch.backends.cudnn.allow_tf32)."""
+    calls = {"packed": 0, "masked": 0}
+    for route in calls:
+        real = getattr(fused, "_" + route)
+
+        def spy(*args, _real=real, _route=route):
+            calls[_route] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(fused, "_" + route, spy)
     torch.manual_seed(2)
     ours = _layer(kind, 2, True).double()
     ref = _layer(kind, 2, True).double()
@@ -402,21 +441,29 @@ def test_cuda_lengths_take_cudnn_variable_length_mode(kind, stack_calls, monkeyp
     ours.cuda()
     x_gpu = x.detach().cuda().requires_grad_()
     got = _run(ours, x_gpu, None, lengths=LENGTHS.cuda())
-    assert len(stack_calls) == 1
+    lstm = kind == "lstm"
+    assert len(stack_calls) == int(lstm) and calls == {"packed": 0, "masked": 0 if lstm else 4}
     for a, b in zip(got, want):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-8, atol=1e-8)
-    theirs = _torch_twin(kind, ours).cuda().float()
-    ours = ours.float()
-    x32 = x_gpu.detach().float().requires_grad_()
-    for a, b in zip(_run(ours, x32, None, lengths=LENGTHS), _torch_packed(theirs, x32, LENGTHS)):
-        assert torch.equal(a, b)
-    # float64: in float32 cuDNN's products run in TF32 (torch.backends.cudnn.allow_tf32)
+    theirs = _torch_twin(kind, ours).cuda()
+    for a, b in zip(
+        _run(ours, x_gpu, None, lengths=LENGTHS), _torch_packed(theirs, x_gpu, LENGTHS)
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-8)
+    if lstm:
+        ours, theirs = ours.float(), theirs.float()
+        x32 = x_gpu.detach().float().requires_grad_()
+        for a, b in zip(
+            _run(ours, x32, None, lengths=LENGTHS), _torch_packed(theirs, x32, LENGTHS)
+        ):
+            assert torch.equal(a, b)
     summed = _layer(kind, 2, True, merge_mode="sum").double().cuda()
-    x64 = x_gpu.detach()
-    out, _ = summed(x64, lengths=LENGTHS)
-    assert len(calls) == 4 and len(stack_calls) == 2
+    before = dict(calls)
+    out, _ = summed(x_gpu, lengths=LENGTHS)
+    route = "packed" if lstm else "masked"
+    assert calls[route] == before[route] + 4
     summed.engine = "reference"
-    torch.testing.assert_close(out, summed(x64, lengths=LENGTHS)[0], rtol=1e-8, atol=1e-8)
+    torch.testing.assert_close(out, summed(x_gpu, lengths=LENGTHS)[0], rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -14,9 +14,14 @@ and Elman cells only off the CPU (cuDNN) or when the compiled loops are missing:
 torch has no oneDNN path for them and rnnkit's compiled loops are faster
 (:mod:`rnnkit.engine.sequence`).
 
-With lengths on the GPU, the rows go to cuDNN's own variable-length mode: one call of torch's
-op on the packed rows (the call ``torch.nn.LSTM`` makes for a ``PackedSequence``), route
-"packed". On the CPU, torch's ``PackedSequence`` path runs on a slower generic kernel: oneDNN has
+With lengths on the GPU, an LSTM's rows go to cuDNN's own variable-length mode: one call of
+torch's op on the packed rows (the call ``torch.nn.LSTM`` makes for a ``PackedSequence``), route
+"packed". GRU and Elman cells take route "masked" there instead: one padded call over all T
+steps (each valid part reversed first for the backward direction), outputs zeroed past each
+length and the final state read from the output at each sequence's last step. That is exact
+for a cell whose state is its output, because a step reads only the steps before it; it does
+the padded work, but cuDNN's padded kernels are faster than its variable-length ones. On the
+CPU, torch's ``PackedSequence`` path runs on a slower generic kernel: oneDNN has
 no variable-length mode. There the sequences are sorted by length once and the fused kernel is
 called once per run of steps with the same active rows ("segment"), on the rows still running;
 each call is a view into the packed input, and finished rows leave the batch. Each call pays
@@ -51,6 +56,8 @@ from .sequence import LOOP_DTYPES, loops_run, native_supports, run_native_packed
 FUSED_SEGMENT_LIMIT = 8
 # The fused head must cover at least this many steps to pay for its call (else: compiled loop).
 HEAD_MIN_STEPS = 8
+# The kinds whose state is their output: with lengths, one padded call is exact (route "masked").
+STATE_IS_OUTPUT = frozenset({"gru", "rnn_tanh", "rnn_relu"})
 
 
 def fused_kind(cell: RecurrentCell) -> str | None:
@@ -90,8 +97,9 @@ def variable_length_op(x: Tensor) -> bool:
 
 def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """How "auto" runs ``cell`` on ``x`` (T, B, I) when torch has a fused kernel for it:
-    "whole" (one call, no lengths), "packed" (with lengths off the CPU: one call of the
-    variable-length op), "segments" (one call per run of equal active rows), "head" (the first
+    "whole" (one call, no lengths), "packed" (an LSTM with lengths off the CPU: one call of the
+    variable-length op), "masked" (a GRU or Elman cell with lengths off the CPU: one padded
+    call, masked), "segments" (one call per run of equal active rows), "head" (the first
     segment fused, the rest in the compiled loop) or "native" (the compiled loop: fewer than
     ``HEAD_MIN_STEPS`` steps, or many segments and a short first one)."""
     if x.shape[0] < HEAD_MIN_STEPS and native_supports(cell, x):
@@ -106,7 +114,7 @@ def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
     if not plan.packed:
         return "whole"
     if variable_length_op(x):
-        return "packed"
+        return "masked" if fused_kind(cell) in STATE_IS_OUTPUT else "packed"
     segments = plan.segments()
     if len(segments) <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
         return "segments"
@@ -130,8 +138,8 @@ def stack_supported(
         return False
     first = cells[0]
     kind = fused_kind(first)
-    if kind is None:
-        return False
+    if kind is None or (lengths is not None and kind in STATE_IS_OUTPUT):
+        return False  # (with lengths the masked calls read each layer's outputs)
     if engine == "auto" and kind != "lstm" and x.is_cpu and x.dtype in LOOP_DTYPES:
         return False  # most likely the compiled loops' (run() decides; this costs nothing)
     for cell in cells[1:]:
@@ -276,6 +284,9 @@ def run_fused(
     """``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, O), final state)."""
     T, B = x.shape[0], x.shape[1]
     plan = make_plan(T, B, lengths, reverse)
+    if plan.packed and _route(cell, x, plan) == "masked":
+        assert lengths is not None
+        return _masked(cell, x, state, lengths, reverse)
     if not plan.packed:
         seq = x.flip(0) if reverse else x
         out, finals = _call(cell, seq, tuple(s.unsqueeze(0) for s in state))
@@ -290,6 +301,26 @@ def run_fused(
     else:
         y, finals = _segments(cell, xp, states, plan)
     return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+
+
+def _masked(
+    cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor, reverse: bool
+) -> tuple[Tensor, State]:
+    """One padded call over all T steps for a cell whose state is its output (GRU, Elman): the
+    outputs before each length do not depend on the padding after it, so they are exact; the
+    rest is zeroed, and the final state is the output at each sequence's last step. Backwards,
+    each valid part is reversed first (the padding stays last), then the outputs back."""
+    from ..loop import reverse_padded  # it imports this package
+
+    T, B = x.shape[0], x.shape[1]
+    lengths = lengths.to(x.device)
+    seq = reverse_padded(x, lengths) if reverse else x
+    out, _ = _call(cell, seq, tuple(s.unsqueeze(0) for s in state))
+    last = (lengths - 1).view(1, B, 1).expand(1, B, out.shape[-1])
+    final = out.gather(0, last)[0]
+    past = torch.arange(T, device=x.device).unsqueeze(1) >= lengths  # (T, B)
+    out = out.masked_fill(past.unsqueeze(-1), 0.0)
+    return (reverse_padded(out, lengths) if reverse else out), (final,)
 
 
 def _packed(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple[Tensor, State]:
