@@ -2,10 +2,11 @@
 # The GPU checks of the engine in one command, sized for a short lease of a GPU machine:
 #   1. the CUDA tests (cuDNN paths, the whole stack in one call, autocast, torch.func), against
 #      the CPU reference and torch.nn, bit for bit where the call is torch.nn's own;
-#   2. rnn_speed.py against cuDNN on the small grid (--quick), then the full grid if time allows.
+#   2. rnn_speed.py against cuDNN on the small grid (--quick), lengths_routes.py (every route of
+#      the fused cells with lengths), then the full grid if time allows.
 # Run from the repository root with a Python whose torch sees a CUDA device; rnnkit is taken
 # from src/ (no install). Logs and tables go to $OUT (or ./gpu_check):
-#   bash benchmarks/gpu_check.sh   # on an H100: tests 25 s, --quick 1.5 min, full grid 4 min
+#   bash benchmarks/gpu_check.sh   # H100: tests 25 s, --quick 1.5 min, routes 20 s, grid 4 min
 set -u -o pipefail
 out=${OUT:-gpu_check}
 mkdir -p "$out"
@@ -25,6 +26,9 @@ tests_rc=$?
 
 left=$((budget - ($(date +%s) - start)))
 timeout "$left" "$py" benchmarks/rnn_speed.py --device cuda --quick 2>&1 | tee "$out/rnn_speed_cuda_quick.md"
+left=$((budget - ($(date +%s) - start)))
+timeout "$left" "$py" benchmarks/lengths_routes.py --device cuda --repeats 5 2>&1 \
+    | tee "$out/lengths_routes_cuda.md"
 left=$((budget - ($(date +%s) - start)))
 if [ "$left" -gt 120 ]; then
     timeout "$left" "$py" benchmarks/rnn_speed.py --device cuda --repeats 3 2>&1 \

@@ -490,6 +490,9 @@ def test_cuda_weights_live_in_one_buffer(kind):
         assert torch.equal(a, b)
     ours.double()  # .to() and the like flatten again
     assert len({p.untyped_storage().data_ptr() for p in ours.parameters()}) == 1
+    with torch.device("cuda"):  # made on the GPU: flattened from the start
+        made_there = _layer(kind, 2, True)
+    assert len({p.untyped_storage().data_ptr() for p in made_there.parameters()}) == 1
     summed = _layer(kind, 2, True, merge_mode="sum").cuda()
     n = len(list(summed.parameters()))
     assert len({p.untyped_storage().data_ptr() for p in summed.parameters()}) == n

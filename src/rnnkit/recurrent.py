@@ -133,6 +133,7 @@ class Recurrent(nn.Module):
         self.input_shape = step_input_shape(cells[0])
         self._register_state_dict_hook(to_torch_keys)
         self._register_load_state_dict_pre_hook(from_torch_keys, with_module=True)
+        self.flatten_parameters()  # cells made on the GPU (torch.set_default_device)
 
     # -- sizes -------------------------------------------------------------------------------
     def _merged_size(self, out: int) -> int:

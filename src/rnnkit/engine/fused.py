@@ -126,9 +126,9 @@ def stack_supported(
 ) -> bool:
     """Whether every layer and direction of a stack of ``cells`` would take one fused call of
     the whole sequence ``x`` (T, B, I) under path ``engine`` (with ``lengths``: one call of the
-    variable-length op, so off the CPU only), so that the stack can be one call of torch's op
-    over all layers and both directions, as torch.nn's layers make it: one call's fixed cost
-    instead of one per layer-direction and the stacking of their states.
+    variable-length op, so an LSTM off the CPU only), so that the stack can be one call of
+    torch's op over all layers and both directions, as torch.nn's layers make it: one call's
+    fixed cost instead of one per layer-direction and the stacking of their states.
 
     The caller checks what the stack adds to the cells: "concat" merging, no residual
     connections, no dropout between layers in training, no recomputation."""
@@ -139,7 +139,7 @@ def stack_supported(
     first = cells[0]
     kind = fused_kind(first)
     if kind is None or (lengths is not None and kind in STATE_IS_OUTPUT):
-        return False  # (with lengths the masked calls read each layer's outputs)
+        return False  # (a GRU or Elman stack with lengths: a masked call per layer-direction)
     if engine == "auto" and kind != "lstm" and x.is_cpu and x.dtype in LOOP_DTYPES:
         return False  # most likely the compiled loops' (run() decides; this costs nothing)
     for cell in cells[1:]:
