@@ -25,12 +25,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from machine import cpu_name
+from rnn_speed import interleaved
 from rnn_targets import table
 from torch import nn
 
@@ -87,24 +86,6 @@ def routed(step: Callable[[], None], route: str | None) -> Callable[[], None]:
     return run
 
 
-def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds per call; the functions take turns in every repeat (short calls repeated
-    within a sample)."""
-    number = {}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        fn()
-        number[name] = max(1, int(0.02 / max(time.perf_counter() - start, 1e-6)))
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for _ in range(number[name]):
-                fn()
-            samples[name].append((time.perf_counter() - start) / number[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -126,7 +107,7 @@ def main() -> None:
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- T = {args.T}, lengths spread evenly over [T/2, T], float32, I = H")
-    print(f"- {args.repeats} interleaved repeats, median\n")
+    print(f"- {args.repeats} interleaved repeats (more for short calls, as rnn_speed.py), median\n")
 
     rows: dict[str, list[str]] = {}
     for B, H in shapes:

@@ -71,6 +71,16 @@ def _run(layer, x, h0, **kw):
     return [out, *h_n, *torch.autograd.grad(loss, inputs)]
 
 
+def _random_h0(layer, layers: int, bi: bool):
+    """A random float64 initial state for ``layer`` as torch's layers take it: (D·L, B, ·)
+    each, a tuple for more than one."""
+    n = layers * (2 if bi else 1)
+    h0 = tuple(
+        torch.randn(n, B, *s, dtype=torch.float64, requires_grad=True) for s in layer.state_shapes
+    )
+    return h0 if len(h0) > 1 else h0[0]
+
+
 CASES = list(
     itertools.product(
         ("lstm", "lstm_proj", "lstm_nobias", "gru", "rnn_tanh", "rnn_relu"),
@@ -95,14 +105,7 @@ def test_one_call_equals_reference(kind, layers, bi, batch_first, with_h0, stack
     ref.engine = "reference"
     shape = (B, T, I) if batch_first else (T, B, I)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
-    h0 = None
-    if with_h0:
-        n = layers * (2 if bi else 1)
-        h0 = tuple(
-            torch.randn(n, B, *s, dtype=torch.float64, requires_grad=True)
-            for s in layer.state_shapes
-        )
-        h0 = h0 if len(h0) > 1 else h0[0]
+    h0 = _random_h0(layer, layers, bi) if with_h0 else None
     got = _run(layer, x, h0)
     assert len(stack_calls) == 1
     want = _run(ref, x, h0)
@@ -131,11 +134,9 @@ LENGTHS = torch.tensor([4, T, 1, 7])
 
 
 @pytest.fixture
-def gpu_routes(monkeypatch):
-    """On the CPU, take the routes the GPU takes with lengths (torch's same ops, on its CPU
-    kernels), and count the layer-direction calls of each: an LSTM's variable-length op
-    ("packed"), a GRU's or Elman's masked padded call ("masked")."""
-    monkeypatch.setattr(fused, "variable_length_op", lambda x: True)
+def route_calls(monkeypatch):
+    """Counts the layer-direction calls of the GPU's routes with lengths: an LSTM's
+    variable-length op ("packed"), a GRU's or Elman's masked padded call ("masked")."""
     calls = {"packed": 0, "masked": 0}
     for route in calls:
         real = getattr(fused, "_" + route)
@@ -148,8 +149,16 @@ def gpu_routes(monkeypatch):
     return calls
 
 
-def _gpu_route_layers(kind, layers, bi, **extra):
-    """(layer, reference twin) in float64, the layer on the fused path."""
+@pytest.fixture
+def gpu_routes(monkeypatch, route_calls):
+    """On the CPU, take the routes the GPU takes with lengths (torch's same ops, on its CPU
+    kernels); counts their calls as :func:`route_calls`."""
+    monkeypatch.setattr(fused, "variable_length_op", lambda x: True)
+    return route_calls
+
+
+def _layer_and_reference(kind, layers, bi, **extra):
+    """(layer, twin on the reference engine) in float64, the layer on the fused path."""
     layer = _layer(kind, layers, bi, **extra).double()
     ref = _layer(kind, layers, bi, **extra).double()
     ref.load_state_dict(layer.state_dict())
@@ -168,16 +177,9 @@ def test_lengths_on_the_gpu_routes_equal_reference(
     every gradient equal the masked reference loop's. An LSTM stack is one call of the
     variable-length op; a GRU or Elman stack one masked padded call per layer-direction."""
     torch.manual_seed(0)
-    layer, ref = _gpu_route_layers(kind, layers, bi)
+    layer, ref = _layer_and_reference(kind, layers, bi)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
-    h0 = None
-    if with_h0:
-        n = layers * (2 if bi else 1)
-        h0 = tuple(
-            torch.randn(n, B, *s, dtype=torch.float64, requires_grad=True)
-            for s in layer.state_shapes
-        )
-        h0 = h0 if len(h0) > 1 else h0[0]
+    h0 = _random_h0(layer, layers, bi) if with_h0 else None
     got = _run(layer, x, h0, lengths=LENGTHS)
     if kind.startswith("lstm"):
         assert len(stack_calls) == 1 and gpu_routes == {"packed": 0, "masked": 0}
@@ -195,7 +197,7 @@ def test_lengths_layer_by_layer_on_the_gpu_routes(kind, gpu_routes, stack_calls)
     layer-direction makes one call of the variable-length op; the results still equal the
     reference's."""
     torch.manual_seed(0)
-    layer, ref = _gpu_route_layers(kind, 2, True, residual=True, merge_mode="sum")
+    layer, ref = _layer_and_reference(kind, 2, True, residual=True, merge_mode="sum")
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     got = _run(layer, x, None, lengths=LENGTHS)
     route = "packed" if kind.startswith("lstm") else "masked"
@@ -395,10 +397,8 @@ def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
     """On the GPU "auto" sends every cell with torch.nn's math to cuDNN, GRU and Elman
     included: the whole stack in one call, torch.nn's bits, and the CPU reference's values."""
     torch.manual_seed(2)
-    ours = _layer(kind, 2, True).double()
-    ref = _layer(kind, 2, True).double()
-    ref.load_state_dict(ours.state_dict())
-    ref.engine = "reference"
+    ours, ref = _layer_and_reference(kind, 2, True)
+    ours.engine = None  # "auto"
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     want = _run(ref, x, None)
     ours.cuda()
@@ -417,25 +417,15 @@ def test_cuda_one_call_is_torch_nn_and_the_cpu_reference(kind, stack_calls):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_cuda_lengths_routes(kind, stack_calls, monkeypatch):
+def test_cuda_lengths_routes(kind, stack_calls, route_calls):
     """On the GPU, an LSTM with lengths takes cuDNN's variable-length mode, the whole stack in
     one call with torch.nn's PackedSequence bits; a GRU or Elman stack one masked padded call
     per layer-direction. Both give the CPU reference's values (float64: in float32 cuDNN's
     products run in TF32, torch.backends.cudnn.allow_tf32)."""
-    calls = {"packed": 0, "masked": 0}
-    for route in calls:
-        real = getattr(fused, "_" + route)
-
-        def spy(*args, _real=real, _route=route):
-            calls[_route] += 1
-            return _real(*args)
-
-        monkeypatch.setattr(fused, "_" + route, spy)
+    calls = route_calls
     torch.manual_seed(2)
-    ours = _layer(kind, 2, True).double()
-    ref = _layer(kind, 2, True).double()
-    ref.load_state_dict(ours.state_dict())
-    ref.engine = "reference"
+    ours, ref = _layer_and_reference(kind, 2, True)
+    ours.engine = None  # "auto"
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     want = _run(ref, x, None, lengths=LENGTHS)
     ours.cuda()
