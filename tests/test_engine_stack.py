@@ -255,6 +255,28 @@ def test_masked_lengths_match_torch_nn_packed(kind, gpu_routes):
     assert gpu_routes["masked"] == 8
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_gpu_routes_take_batch_first_and_packed_input_with_h0(kind, gpu_routes):
+    """The GPU's routes with lengths from a batch-first tensor and from a PackedSequence, with
+    an initial state: the reference's outputs, final states and gradients (float64)."""
+    torch.manual_seed(5)
+    layer, ref = _layer_and_reference(kind, 2, True, batch_first=True)
+    x = torch.randn(B, T, I, dtype=torch.float64, requires_grad=True)
+    h0 = _random_h0(layer, 2, True)
+    for a, b in zip(_run(layer, x, h0, lengths=LENGTHS), _run(ref, x, h0, lengths=LENGTHS)):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+    packed = nn.utils.rnn.pack_padded_sequence(x, LENGTHS, batch_first=True, enforce_sorted=False)
+    (out, h_n), (want, want_h) = layer(packed, h0), ref(packed, h0)
+    torch.testing.assert_close(out.data, want.data, rtol=TOL, atol=TOL)
+    assert torch.equal(out.batch_sizes, want.batch_sizes)
+    for a, b in zip(
+        h_n if isinstance(h_n, tuple) else (h_n,),
+        want_h if isinstance(want_h, tuple) else (want_h,),
+    ):
+        torch.testing.assert_close(a, b, rtol=TOL, atol=TOL)
+    assert sum(gpu_routes.values()) == (0 if kind == "lstm" else 8)
+
+
 def test_equal_lengths_in_one_call_are_the_padded_call(gpu_routes, stack_calls):
     """Lengths that all equal T: the plain call, no packing."""
     layer = rnnkit.LSTM(I, H, 2)
