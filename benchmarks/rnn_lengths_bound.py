@@ -22,7 +22,10 @@ Every model and row count takes turns within every repeat (interleaved, median).
 ``--layout`` measures instead what the layout work weighs in the step with lengths: the share
 of the gathers and scatters between the padded (T, B) layout and the packed rows (and the zero
 fill of the padding) in torch's profile of the training step, and the measured ratio with that
-share taken out, which is what moving the layout work into the loops could reach at best.
+share taken out; then, timed directly, the ratio with the layout free: the same step with the
+gathers and scatters of x, y and their gradients replaced by tensors of the right shape left
+unfilled (the values are wrong; the time is what no layout work would cost), which is what
+moving the layout work into the loops could reach at best.
 
     python benchmarks/rnn_lengths_bound.py             # B = 32 and 128, H = 256
     python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
@@ -44,6 +47,7 @@ from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
+from rnnkit.engine import fused, packing, sequence
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -201,6 +205,52 @@ def layout_share(model: torch.nn.Module, B: int, H: int, steps: int = 5) -> floa
     return sum(e.self_cpu_time_total for e in events if e.key in LAYOUT_OPS) / total
 
 
+class _Unfilled(torch.autograd.Function):
+    """Stand-in for a gather or scatter between layouts: a tensor of the result's shape, left
+    unfilled, and a gradient of the input's shape, a view or left unfilled."""
+
+    @staticmethod
+    def forward(ctx, t, rows: int):
+        ctx.shape = t.shape
+        return t[:rows] if rows <= t.shape[0] else t.new_empty(rows, *t.shape[1:])
+
+    @staticmethod
+    def backward(ctx, grad):
+        if grad.shape[0] >= ctx.shape[0]:
+            return grad[: ctx.shape[0]], None
+        return grad.new_empty(ctx.shape), None
+
+
+def _free_pack(x, plan):
+    flat = x.reshape(plan.T * plan.B, *x.shape[2:])
+    return flat if plan.index is None else _Unfilled.apply(flat, plan.rows)
+
+
+def _free_unpack(y, plan):
+    shape = (plan.T, plan.B, *y.shape[1:])
+    return y.view(shape) if plan.index is None else _Unfilled.apply(y, plan.T * plan.B).view(shape)
+
+
+def free_layout(fn):
+    """``fn`` with the layout work free (see the module's docstring; timing only)."""
+    names = [(m, f) for m in (sequence, fused) for f in ("pack", "unpack")]
+
+    def run() -> None:
+        kept = [getattr(m, f) for m, f in names]
+        kept_gather = packing.GATHER_SEGMENTS
+        for (m, f), new in zip(names, (_free_pack, _free_unpack) * 2):
+            setattr(m, f, new)
+        packing.GATHER_SEGMENTS = 10**9  # products on views, no gathered h_{t-1}
+        try:
+            fn()
+        finally:
+            for (m, f), old in zip(names, kept):
+                setattr(m, f, old)
+            packing.GATHER_SEGMENTS = kept_gather
+
+    return run
+
+
 def layout_table(repeats: int, reused: bool) -> None:
     print("## Lengths: what the layout work weighs\n")
     print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
@@ -214,17 +264,27 @@ def layout_table(repeats: int, reused: bool) -> None:
             x = _input(T, B, H)
             pairs[(name, "full")] = step_fns(model, x)[1]
             pairs[(name, "lengths")] = step_fns(model, x, lengths)[1]
+            pairs[(name, "free")] = free_layout(pairs[(name, "lengths")])
         measured = interleaved(pairs, 3 * repeats)
         rows = []
         for name, model in built.items():
             share = layout_share(model, B, H)
             ratio = measured[(name, "lengths")] / measured[(name, "full")]
             without = ratio * (1 - share)
-            rows.append([name, f"{ratio:.3f}", f"{100 * share:.1f} %", f"{without:.3f}"])
+            free = measured[(name, "free")] / measured[(name, "full")]
+            rows.append(
+                [name, f"{ratio:.3f}", f"{100 * share:.1f} %", f"{without:.3f}", f"{free:.3f}"]
+            )
         print(
             table(
                 f"B={B} H={H}, lengths spread evenly over [{T // 2}, {T}]",
-                ["model", "measured ratio", "layout ops' share", "ratio without them"],
+                [
+                    "model",
+                    "measured ratio",
+                    "layout ops' share",
+                    "ratio without them",
+                    "ratio, layout free",
+                ],
                 rows,
             ),
             flush=True,
