@@ -40,6 +40,11 @@ def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.
     return lengths.to(device=device, dtype=torch.int64)
 
 
+def valid_steps(T: int, lengths: Tensor) -> Tensor:
+    """(T, B) bool: True where step t lies within sequence b's length."""
+    return torch.arange(T, device=lengths.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
 def reverse_padded(x: Tensor, lengths: Tensor | None) -> Tensor:
     """Reverse each sequence of ``x`` (T, B, ...) within its valid part; padding stays last.
 
@@ -70,8 +75,7 @@ def run_cell(
             h, state = cell.step(gx_t, state)
             outputs.append(h)
     else:
-        T = x.shape[0]
-        valid = torch.arange(T, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (T, B)
+        valid = valid_steps(x.shape[0], lengths.to(x.device))  # (T, B)
         zero = torch.zeros((), dtype=x.dtype, device=x.device)
         for gx_t, m in zip(gx.unbind(0), valid.unbind(0)):
             h, new = cell.step(gx_t, state)

@@ -148,9 +148,8 @@ class Recurrent(nn.Module):
         reset gate after, Elman) in one buffer in cuDNN's layout, as ``torch.nn.RNNBase``
         does, so that cuDNN does not copy them at every call. Runs by itself after ``.to()``,
         ``.cuda()`` and the like; a no-op elsewhere (``engine.fused.flatten_for_cudnn``)."""
-        if self.num_directions == 1 or self.merge_mode == "concat":
-            cells = tuple(self._modules["cells"]._modules.values())
-            flatten_for_cudnn(cells, self.input_size, self.bidirectional)  # type: ignore[arg-type]
+        cells = tuple(self._modules["cells"]._modules.values())
+        flatten_for_cudnn(cells, self.input_size, self.bidirectional)  # type: ignore[arg-type]
 
     def _apply(self, fn, recurse=True):
         result = super()._apply(fn, recurse)

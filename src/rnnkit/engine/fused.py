@@ -121,6 +121,22 @@ def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
     return "head" if segments[0][1] >= HEAD_MIN_STEPS else "native"
 
 
+def _stack_kind(cells: tuple[RecurrentCell, ...]) -> str | None:
+    """The fused kind every cell of a stack shares, with the same bias and projection, which
+    torch's op needs for one call over all of them; None otherwise."""
+    first = cells[0]
+    kind = fused_kind(first)
+    if kind is None:
+        return None
+    proj = getattr(first, "proj_size", 0)
+    for cell in cells[1:]:
+        if fused_kind(cell) != kind or cell.bias != first.bias:
+            return None
+        if getattr(cell, "proj_size", 0) != proj:
+            return None
+    return kind
+
+
 def stack_supported(
     cells: tuple[RecurrentCell, ...], x: Tensor, engine: str, lengths: Tensor | None = None
 ) -> bool:
@@ -136,17 +152,13 @@ def stack_supported(
         return False
     if lengths is not None and not variable_length_op(x):
         return False
-    first = cells[0]
-    kind = fused_kind(first)
+    kind = fused_kind(cells[0])
     if kind is None or (lengths is not None and kind in STATE_IS_OUTPUT):
         return False  # (a GRU or Elman stack with lengths: a masked call per layer-direction)
     if engine == "auto" and kind != "lstm" and x.is_cpu and x.dtype in LOOP_DTYPES:
         return False  # most likely the compiled loops' (run() decides; this costs nothing)
-    for cell in cells[1:]:
-        if fused_kind(cell) != kind or cell.bias != first.bias:
-            return False
-        if getattr(cell, "proj_size", 0) != getattr(first, "proj_size", 0):
-            return False
+    if _stack_kind(cells) is None:
+        return False
     if getattr(fwAD, "_current_level", 0) >= 0 or under_functorch():
         return False  # "auto" takes the autograd loop there; leave the choice to run()
     if torch.jit.is_tracing():
@@ -155,7 +167,7 @@ def stack_supported(
         return True
     if kind == "lstm" and x.shape[0] >= HEAD_MIN_STEPS:
         return True
-    return not loops_run(first, x)  # where "auto" prefers the compiled loops
+    return not loops_run(cells[0], x)  # where "auto" prefers the compiled loops
 
 
 def run_fused_stack(
@@ -196,18 +208,16 @@ def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirec
     in cuDNN's layout, in place, as ``torch.nn``'s layers keep theirs: cuDNN then reads them
     where they are instead of copying them into one buffer at every call (forward and
     backward). A no-op off the GPU, for cells without torch.nn's math, for a stack of another
-    shape, and where parameters share memory; the calls are right either way."""
-    first = cells[0]
-    kind = fused_kind(first)
+    shape (directions merged by sum, say), and where parameters share memory; the calls are
+    right either way."""
+    kind = _stack_kind(cells)
     if kind is None:
         return
-    D = 2 if bidirectional else 1
+    first, D = cells[0], 2 if bidirectional else 1
     proj = getattr(first, "proj_size", 0)
     out = proj or first.hidden_size
     for k, cell in enumerate(cells):
-        if fused_kind(cell) != kind or cell.bias != first.bias:
-            return
-        if getattr(cell, "proj_size", 0) != proj or cell.hidden_size != first.hidden_size:
+        if cell.hidden_size != first.hidden_size:
             return
         if cell.weight_ih.shape[1] != (input_size if k < D else D * out):
             return
@@ -284,16 +294,16 @@ def run_fused(
     """``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, O), final state)."""
     T, B = x.shape[0], x.shape[1]
     plan = make_plan(T, B, lengths, reverse)
-    if plan.packed and _route(cell, x, plan) == "masked":
-        assert lengths is not None
-        return _masked(cell, x, state, lengths, reverse)
-    if not plan.packed:
+    route = _route(cell, x, plan)
+    if route == "whole":
         seq = x.flip(0) if reverse else x
         out, finals = _call(cell, seq, tuple(s.unsqueeze(0) for s in state))
         return (out.flip(0) if reverse else out), tuple(f[0] for f in finals)
+    if route == "masked":
+        assert lengths is not None
+        return _masked(cell, x, state, lengths, reverse)
     xp = pack(x, plan)  # (N, I)
     states = tuple(sort_rows(s, plan) for s in state)
-    route = _route(cell, x, plan)
     if route == "packed":
         y, finals = _packed(cell, xp, states, plan)
     elif route == "head":
@@ -310,7 +320,7 @@ def _masked(
     outputs before each length do not depend on the padding after it, so they are exact; the
     rest is zeroed, and the final state is the output at each sequence's last step. Backwards,
     each valid part is reversed first (the padding stays last), then the outputs back."""
-    from ..loop import reverse_padded  # it imports this package
+    from ..loop import reverse_padded, valid_steps  # it imports this package
 
     T, B = x.shape[0], x.shape[1]
     lengths = lengths.to(x.device)
@@ -318,8 +328,7 @@ def _masked(
     out, _ = _call(cell, seq, tuple(s.unsqueeze(0) for s in state))
     last = (lengths - 1).view(1, B, 1).expand(1, B, out.shape[-1])
     final = out.gather(0, last)[0]
-    past = torch.arange(T, device=x.device).unsqueeze(1) >= lengths  # (T, B)
-    out = out.masked_fill(past.unsqueeze(-1), 0.0)
+    out = out.masked_fill(~valid_steps(T, lengths).unsqueeze(-1), 0.0)
     return (reverse_padded(out, lengths) if reverse else out), (final,)
 
 
