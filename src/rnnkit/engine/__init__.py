@@ -7,7 +7,8 @@ their math. The engine picks one of these paths (``engine=`` names them):
   :class:`~rnnkit.cells.GRUCell` with ``reset_after=True``, an
   :class:`~rnnkit.cells.ElmanCell`) runs on torch's own fused kernel with the same weights
   (oneDNN on the CPU, cuDNN on the GPU); with lengths, once per run of steps with the same
-  active rows (:mod:`rnnkit.engine.fused`).
+  active rows; a long LSTM training pass on oneDNN in chunks of steps, for about half the
+  memory (:mod:`rnnkit.engine.fused`).
 * ``"native"``: every other built-in cell on the CPU (float32, float64) runs in a compiled
   loop with a hand-written BPTT backward (:mod:`rnnkit.engine.sequence`,
   :mod:`rnnkit.engine.kernels`, ``_loops.cpp``).

@@ -36,6 +36,14 @@ A layer whose every layer-direction would take one fused call of the whole seque
 lengths, one call of the variable-length op) runs as a single call over all its layers and
 directions (:func:`run_fused_stack`), the call ``torch.nn.LSTM`` makes; :func:`stack_supported`
 says when.
+
+A long LSTM sequence trained on oneDNN runs as several calls of torch's op, each over a run of
+consecutive steps ("chunks", :func:`chunk_steps`), the state of one handed to the next. One
+call over T steps makes its backward pass allocate buffers for all T steps next to the saved
+ones; chunks of at least ``CHUNK_ROWS`` rows (steps times batch) keep those to one chunk's worth.
+The values are the same (the weight gradients summed chunk by chunk); the peak memory of a
+training step at T = 500, B = 128, H = 512 drops by about half, and each extra call costs
+torch's fixed cost of a call, which at that many rows is under 1 % (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -58,6 +66,17 @@ FUSED_SEGMENT_LIMIT = 8
 HEAD_MIN_STEPS = 8
 # The kinds whose state is their output: with lengths, one padded call is exact (route "masked").
 STATE_IS_OUTPUT = frozenset({"gru", "rnn_tanh", "rnn_relu"})
+# A training call on oneDNN whose output has at least CHUNK_MIN_OUTPUT elements (T·B·H: a step
+# whose peak memory would pass about 1 GB) runs in chunks of consecutive steps, each of at
+# least CHUNK_ROWS rows (steps times batch): its backward pass's buffers then cover one chunk
+# instead of the whole sequence (about half the peak memory), and the fixed cost of each extra
+# call stays under 1 % of the chunk's time. The chunks' outputs and input gradients are joined
+# by copies, 1-2 % of the time at these sizes. CHUNK_ROWS = 0: one call (torch.nn.LSTM's bits).
+CHUNK_ROWS = 8192
+CHUNK_MIN_OUTPUT = 2**24
+# The dtypes on which torch's CPU LSTM runs on oneDNN (elsewhere its generic kernel, whose
+# memory does not come from one call's buffers).
+CHUNK_DTYPES = (torch.float32,)
 
 
 def fused_kind(cell: RecurrentCell) -> str | None:
@@ -163,6 +182,8 @@ def stack_supported(
         return False  # "auto" takes the autograd loop there; leave the choice to run()
     if torch.jit.is_tracing():
         return False  # exporters see the layer-by-layer calls, as before
+    if chunk_steps(cells, x) is not None:
+        return False  # a long training pass: layer by layer, each in chunks of steps
     if engine == "fused":
         return True
     if kind == "lstm" and x.shape[0] >= HEAD_MIN_STEPS:
@@ -251,10 +272,45 @@ def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirec
         warnings.warn(f"could not keep the weights in one cuDNN buffer: {e}", stacklevel=3)
 
 
+def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ()) -> int | None:
+    """The steps per call when a fused call of ``cells`` (one layer-direction, or a stack) over
+    ``x`` (T, n, I) from ``states`` runs in chunks, or None for one call: a plain LSTM without
+    projection on oneDNN (CPU, float32) in a training pass (gradients enabled and something
+    requiring one) over at least ``2 * CHUNK_ROWS`` rows, whose output has at least
+    ``CHUNK_MIN_OUTPUT`` elements. The T steps are cut into ``T * n // CHUNK_ROWS`` nearly
+    equal chunks."""
+    if not torch.is_grad_enabled() or not x.is_cpu or x.dtype not in CHUNK_DTYPES:
+        return None
+    T, n = x.shape[0], x.shape[1]
+    pieces = (T * n) // CHUNK_ROWS if CHUNK_ROWS > 0 else 0
+    if pieces < 2:
+        return None
+    first = cells[0]
+    if fused_kind(first) != "lstm" or getattr(first, "proj_size", 0):
+        return None
+    if T * n * first.hidden_size < CHUNK_MIN_OUTPUT:
+        return None
+    if not (
+        x.requires_grad
+        or any(s.requires_grad for s in states)
+        or any(p.requires_grad for cell in cells for p in _weights(cell))
+    ):
+        return None
+    return -(-T // pieces)
+
+
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
-    """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·))."""
+    """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·)).
+    A long training call runs as chunks of consecutive steps (:func:`chunk_steps`)."""
     args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
-    return _op(cell, x, states, args)
+    steps = chunk_steps((cell,), x, states)
+    if steps is None:
+        return _op(cell, x, states, args)
+    outputs = []
+    for piece in x.split(steps):
+        out, states = _op(cell, piece, states, args)
+        outputs.append(out)
+    return torch.cat(outputs), states
 
 
 def _op(
