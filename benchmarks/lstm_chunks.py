@@ -11,8 +11,8 @@ This script measures what that costs and saves, in one run, against the same lay
 * peak memory of one training step, each model in a fresh process (the RSS that the step adds
   to the process, glibc's allocator), as ratios to torch.nn.LSTM's.
 
-    python benchmarks/lstm_chunks.py                 # about 4 minutes on 2 cores
-    python benchmarks/lstm_chunks.py --reuse-freed-memory
+    python benchmarks/lstm_chunks.py --reuse-freed-memory   # about 12 minutes on 2 cores
+    python benchmarks/lstm_chunks.py --slices 1,2,5,10,20,50,100   # torch.nn.LSTM in slices
 """
 
 from __future__ import annotations
@@ -39,10 +39,28 @@ MODELS = ("torch LSTM", "LSTM (chunks)", "LSTM (one call)")
 SHAPES = ((500, 128, 512), (1000, 64, 512), (2000, 64, 256), (500, 128, 256))
 
 
+class Slices(nn.Module):
+    """torch.nn.LSTM called on ``k`` consecutive slices of the sequence, each from the state
+    the previous one ended in: the chunks, without rnnkit."""
+
+    def __init__(self, H: int, k: int) -> None:
+        super().__init__()
+        self.lstm, self.k = nn.LSTM(H, H), k
+
+    def forward(self, x: torch.Tensor):
+        state, outs = None, []
+        for piece in x.chunk(self.k):
+            out, state = self.lstm(piece, state)
+            outs.append(out)
+        return torch.cat(outs), state
+
+
 def build(name: str, H: int) -> nn.Module:
     torch.manual_seed(0)
     if name == "torch LSTM":
         return nn.LSTM(H, H)
+    if name.startswith("torch LSTM x"):
+        return Slices(H, int(name.rsplit("x", 1)[1]))
     layer = rnnkit.LSTM(H, H)
     layer.load_state_dict(nn.LSTM(H, H).state_dict())
     return layer
@@ -96,6 +114,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     add_allocator_flag(parser, "; the memory children keep glibc's defaults")
+    parser.add_argument(
+        "--slices",
+        default=None,
+        help="instead: the peak memory of torch.nn.LSTM called on K consecutive slices of the "
+        "sequence, for each K of this comma-separated list (T=500, B=128, H=512)",
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--shape", default="500,128,512", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -110,6 +134,16 @@ def main() -> None:
         f"{platform.python_version()}, {datetime.date.today()}, CHUNK_ROWS {fused.CHUNK_ROWS}, "
         f"allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}"
     )
+    if args.slices:
+        rows = []
+        for k in [int(v) for v in args.slices.split(",")]:
+            name = "torch LSTM" if k == 1 else f"torch LSTM x{k}"
+            mb = peak_mb(name, 500, 128, 512, args.threads)
+            rows.append([str(k), f"{mb:.0f}"])
+            print(rows[-1], flush=True)
+        print()
+        print(table("torch.nn.LSTM on K slices, T=500 B=128 H=512", ["K", "peak MB"], rows))
+        return
     rows = []
     for T, B, H in SHAPES:
         torch.manual_seed(1)

@@ -41,10 +41,10 @@ A long LSTM sequence trained on oneDNN runs as several calls of torch's op, each
 consecutive steps ("chunks", :func:`chunk_steps`), the state of one handed to the next. One
 call over T steps makes its backward pass allocate buffers for all T steps next to the saved
 ones; chunks of at least ``CHUNK_ROWS`` rows (steps times batch) keep those to one chunk's worth.
-The values are the same (the weight gradients summed chunk by chunk); the peak memory of a
-training step at T = 500, B = 128, H = 512 drops by about half, and each extra call costs
-torch's fixed cost of a call, which at that many rows is under 1 % (docs/benchmarks.md).
-"""
+The values are the same (the weight gradients summed chunk by chunk, so their float32
+rounding differs); the peak memory of a training step at T = 500, B = 128, H = 512 drops by
+about half, for 1.0-1.4 % more time: the extra calls' fixed cost and two copies that join the
+chunks' outputs and input gradients (docs/benchmarks.md, "Long LSTM sequences in chunks")."""
 
 from __future__ import annotations
 
@@ -70,8 +70,9 @@ STATE_IS_OUTPUT = frozenset({"gru", "rnn_tanh", "rnn_relu"})
 # whose peak memory would pass about 1 GB) runs in chunks of consecutive steps, each of at
 # least CHUNK_ROWS rows (steps times batch): its backward pass's buffers then cover one chunk
 # instead of the whole sequence (about half the peak memory), and the fixed cost of each extra
-# call stays under 1 % of the chunk's time. The chunks' outputs and input gradients are joined
-# by copies, 1-2 % of the time at these sizes. CHUNK_ROWS = 0: one call (torch.nn.LSTM's bits).
+# call stays small against the chunk's work; with the copies that join the chunks' outputs and
+# input gradients, 1.0-1.4 % more time at these sizes. CHUNK_ROWS = 0: one call (torch.nn.LSTM's
+# bits).
 CHUNK_ROWS = 8192
 CHUNK_MIN_OUTPUT = 2**24
 # The dtypes on which torch's CPU LSTM runs on oneDNN (elsewhere its generic kernel, whose
