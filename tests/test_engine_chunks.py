@@ -114,6 +114,23 @@ def test_chunks_with_lengths_equal_reference(small_chunks):
     assert got[0][lengths[-1] :, -1].abs().max() == 0
 
 
+def test_chunks_of_segments_equal_reference(small_chunks):
+    """With few distinct lengths each run of equal active rows is a call of torch's op
+    ("segments"), and a long one is cut into chunks like a whole sequence; the results equal
+    the reference's."""
+    torch.manual_seed(4)
+    layer, ref = _pair(2, True)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([23, 9, 23, 2])
+    assert fused.fused_route(layer.cells[0], x, lengths) == "segments"
+    got = _run(layer, x, lengths=lengths)
+    # segments of 2 steps x 4 rows, 7 x 3 and 14 x 2: 8, 21 and 28 rows, so one, one and two
+    # calls (28 // 12 = 2 chunks of 7 steps), per layer-direction
+    assert small_chunks == [2, 7, 7, 7] * 4
+    want = _run(ref, x, lengths=lengths)
+    _assert_close(got, want, 1e-10)
+
+
 def test_float32_chunks_match_torch_and_one_call_is_bitwise(small_chunks):
     """float32 on oneDNN: the chunks agree with torch.nn.LSTM's single call to float32
     rounding (the weight gradients are summed chunk by chunk); with CHUNK_ROWS = 0 the layer
