@@ -43,7 +43,7 @@ call over T steps makes its backward pass allocate buffers for all T steps next 
 ones; chunks of at least ``CHUNK_ROWS`` rows (steps times batch) keep those to one chunk's worth.
 The values are the same (the weight gradients summed chunk by chunk, so their float32
 rounding differs); the peak memory of a training step at T = 500, B = 128, H = 512 drops by
-about half, for 1.0-1.4 % more time: the extra calls' fixed cost and two copies that join the
+about half, for 1.0-1.5 % more time: the extra calls' fixed cost and two copies that join the
 chunks' outputs and input gradients (docs/benchmarks.md, "Long LSTM sequences in chunks")."""
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ STATE_IS_OUTPUT = frozenset({"gru", "rnn_tanh", "rnn_relu"})
 # least CHUNK_ROWS rows (steps times batch): its backward pass's buffers then cover one chunk
 # instead of the whole sequence (about half the peak memory), and the fixed cost of each extra
 # call stays small against the chunk's work; with the copies that join the chunks' outputs and
-# input gradients, 1.0-1.4 % more time at these sizes. CHUNK_ROWS = 0: one call (torch.nn.LSTM's
+# input gradients, 1.0-1.5 % more time at these sizes. CHUNK_ROWS = 0: one call (torch.nn.LSTM's
 # bits).
 CHUNK_ROWS = 8192
 CHUNK_MIN_OUTPUT = 2**24
