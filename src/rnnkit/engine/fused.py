@@ -280,12 +280,12 @@ def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ())
     requiring one) over at least ``2 * CHUNK_ROWS`` rows, whose output has at least
     ``CHUNK_MIN_OUTPUT`` elements. The T steps are cut into ``T * n // CHUNK_ROWS`` nearly
     equal chunks."""
+    T, n = x.shape[0], x.shape[1]
+    if CHUNK_ROWS <= 0 or T * n < 2 * CHUNK_ROWS:  # (first: the short calls pay nothing more)
+        return None
     if not torch.is_grad_enabled() or not x.is_cpu or x.dtype not in CHUNK_DTYPES:
         return None
-    T, n = x.shape[0], x.shape[1]
-    pieces = (T * n) // CHUNK_ROWS if CHUNK_ROWS > 0 else 0
-    if pieces < 2:
-        return None
+    pieces = (T * n) // CHUNK_ROWS
     first = cells[0]
     if fused_kind(first) != "lstm" or getattr(first, "proj_size", 0):
         return None
