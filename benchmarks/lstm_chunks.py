@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 from machine import add_allocator_flag, cpu_name
-from rnn_speed import interleaved
+from rnn_speed import _status_kb, interleaved
 from rnn_targets import table
 from torch import nn
 
@@ -79,13 +79,6 @@ def training_step(name: str, model: nn.Module, x: torch.Tensor, dy: torch.Tensor
         torch.autograd.grad(out, [x, *params], dy)
 
     return step
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
 
 
 def memory_child(name: str, T: int, B: int, H: int, threads: int) -> None:

@@ -51,3 +51,20 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_unexpected_skip(outcome.get_result())
+
+
+@pytest.fixture
+def stack_calls(monkeypatch):
+    """Counts a layer's one-call runs of its whole stack (``run_fused_stack``): the stacks
+    passed, one per call."""
+    from rnnkit import recurrent
+
+    calls = []
+    real = recurrent.run_fused_stack
+
+    def spy(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(recurrent, "run_fused_stack", spy)
+    return calls

@@ -9,7 +9,6 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit import recurrent
 from rnnkit.cells import LSTMCell
 from rnnkit.engine import fused
 
@@ -31,19 +30,6 @@ def small_chunks(monkeypatch):
         return real(cell, x, *args, **kwargs)
 
     monkeypatch.setattr(fused, "_op", spy)
-    return calls
-
-
-@pytest.fixture
-def stack_calls(monkeypatch):
-    calls = []
-    real = recurrent.run_fused_stack
-
-    def spy(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(recurrent, "run_fused_stack", spy)
     return calls
 
 

@@ -11,7 +11,6 @@ from torch import nn
 from torch.autograd import forward_ad as fwAD
 
 import rnnkit
-from rnnkit import recurrent
 from rnnkit.engine import fused
 from rnnkit.engine.fused import HEAD_MIN_STEPS
 
@@ -40,20 +39,6 @@ def _torch_twin(kind: str, ours: rnnkit.Recurrent) -> nn.Module:
         theirs = nn.RNN(I, H, 2, bidirectional=True, nonlinearity=kind.split("_")[1])
     theirs.load_state_dict(ours.state_dict())
     return theirs.to(dtype=next(ours.parameters()).dtype)
-
-
-@pytest.fixture
-def stack_calls(monkeypatch):
-    """Counts the layer's one-call runs of the whole stack."""
-    calls = []
-    real = recurrent.run_fused_stack
-
-    def spy(*args, **kwargs):
-        calls.append(args[0])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(recurrent, "run_fused_stack", spy)
-    return calls
 
 
 def _run(layer, x, h0, **kw):
