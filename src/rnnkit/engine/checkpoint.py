@@ -44,7 +44,9 @@ def check_checkpoint(value: object, name: str = "checkpoint") -> int | None:
     return value
 
 
-def _needs_grad(cell: RecurrentCell, x: Tensor, state: State) -> bool:
+def needs_grad(cell: RecurrentCell, x: Tensor, state: State) -> bool:
+    """Whether a call of ``cell`` on ``x`` from ``state`` is a training pass: gradients enabled
+    and the input, the state or a parameter requiring one."""
     if not torch.is_grad_enabled():
         return False
     tensors = [x, *state, *cell.parameters()]
@@ -99,7 +101,7 @@ def run_checkpointed(
     that recomputation relies on: there every activation is kept.
     """
     T = x.shape[0]
-    if T <= steps or under_functorch() or not _needs_grad(cell, x, state):
+    if T <= steps or under_functorch() or not needs_grad(cell, x, state):
         return path(cell, x, state, lengths, reverse)
     pieces = x.split(steps)  # one SplitBackward node: no full-size gradient per segment
     starts = range(0, T, steps)

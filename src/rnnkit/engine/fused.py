@@ -57,6 +57,7 @@ from torch.autograd import forward_ad as fwAD
 from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
 from ._tracing import under_functorch
+from .checkpoint import needs_grad
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
 from .sequence import LOOP_DTYPES, loops_run, native_supports, run_native_packed
 
@@ -283,21 +284,16 @@ def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ())
     T, n = x.shape[0], x.shape[1]
     if CHUNK_ROWS <= 0 or T * n < 2 * CHUNK_ROWS:  # (first: the short calls pay nothing more)
         return None
-    if not torch.is_grad_enabled() or not x.is_cpu or x.dtype not in CHUNK_DTYPES:
+    if not x.is_cpu or x.dtype not in CHUNK_DTYPES:
         return None
-    pieces = (T * n) // CHUNK_ROWS
     first = cells[0]
     if fused_kind(first) != "lstm" or getattr(first, "proj_size", 0):
         return None
     if T * n * first.hidden_size < CHUNK_MIN_OUTPUT:
         return None
-    if not (
-        x.requires_grad
-        or any(s.requires_grad for s in states)
-        or any(p.requires_grad for cell in cells for p in _weights(cell))
-    ):
+    if not any(needs_grad(cell, x, states) for cell in cells):
         return None
-    return -(-T // pieces)
+    return -(-T // ((T * n) // CHUNK_ROWS))
 
 
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
