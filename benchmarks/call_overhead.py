@@ -10,6 +10,11 @@ compiled loop against torch's fused kernel (oneDNN prepares its weights on every
 T in {1, 2, ..., 64}, B in {1, 32}, H in {64, 256, 512}, forward without gradient and
 training step.
 
+``--single-step`` measures what "auto" does with one time step on the CPU (T=1, the state
+passed in, as streaming and generation call a layer): the cell's step in torch ops, against the
+compiled loop that ran such calls before, and against torch.nn's layer; forward without
+gradient and training step, for B in {1, 32, 128} and H in {64, 256, 512}.
+
 ``--stack`` measures a stacked plain LSTM (T=100, training step) run as one call of torch's op
 over all its layers and directions, against the same layer run layer by layer (the single call
 switched off) and against ``torch.nn.LSTM``.
@@ -18,6 +23,7 @@ switched off) and against ``torch.nn.LSTM``.
     python benchmarks/call_overhead.py --H 256
     python benchmarks/call_overhead.py --short --threads 2     # about 3 minutes
     python benchmarks/call_overhead.py --stack --threads 2     # about 2 minutes
+    python benchmarks/call_overhead.py --single-step --threads 2     # about 3 minutes
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import argparse
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
 import rnnkit
 from rnnkit import Recurrent, recurrent
-from rnnkit.cells import NASCell
+from rnnkit.cells import LSTMCell, MUT1Cell, NASCell
 
 
 def best_of(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -> dict[str, float]:
@@ -87,6 +94,70 @@ def _loop_over_fused(
     }
     train = best_of(trains, max(calls // 3, 3), rounds)
     return fwd["loop"] / fwd["fused"], train["loop"] / train["fused"]
+
+
+SINGLE_STEP_SIZES = ((1, 64), (1, 256), (32, 256), (128, 512))
+
+
+def single_steps(rounds: int) -> None:
+    """One step with the state passed in: "auto" (the cell's step) against the compiled loop
+    and torch.nn, forward without gradient and training step."""
+    print("| model | B, H | forward µs | / loop | / torch.nn | training µs | / loop | / torch.nn |")
+    print("|---|---|---|---|---|---|---|---|")
+    for B, H in SINGLE_STEP_SIZES:
+        for name, make, torch_layer in _single_step_models(H):
+            ours = make()
+            loop = make()
+            loop.load_state_dict(ours.state_dict())
+            loop.engine = "native"
+            layers = {"auto": ours, "loop": loop}
+            if torch_layer is not None:
+                theirs = torch_layer()
+                theirs.load_state_dict(ours.state_dict())
+                layers["torch"] = theirs
+            calls = max(20, min(2000, int(2e7 / (B * H * H))))
+            fwd, train = _single_step_times(layers, B, H, calls, rounds)
+            cells = []
+            for t in (fwd, train):
+                vs_torch = f"{t['auto'] / t['torch']:.2f}" if "torch" in t else "-"
+                cells += [f"{t['auto']:.0f}", f"{t['auto'] / t['loop']:.2f}", vs_torch]
+            print(f"| {name} | {B}, {H} | " + " | ".join(cells) + " |", flush=True)
+
+
+def _single_step_models(H: int) -> list[tuple[str, Callable[[], nn.Module], object]]:
+    """(name, rnnkit layer maker, torch.nn layer maker or None)."""
+    return [
+        ("Elman", lambda: rnnkit.RNN(H, H), lambda: nn.RNN(H, H)),
+        ("GRU", lambda: rnnkit.GRU(H, H), lambda: nn.GRU(H, H)),
+        ("LSTM", lambda: rnnkit.LSTM(H, H), lambda: nn.LSTM(H, H)),
+        ("GRU reset before", lambda: rnnkit.GRU(H, H, reset_after=False), None),
+        ("LSTM peephole", lambda: Recurrent(partial(LSTMCell, peephole=True), H, H), None),
+        ("MUT1", lambda: Recurrent(MUT1Cell, H, H), None),
+        ("NAS", lambda: Recurrent(NASCell, H, H), None),
+    ]
+
+
+def _single_step_times(
+    layers: dict[str, nn.Module], B: int, H: int, calls: int, rounds: int
+) -> tuple[dict[str, float], dict[str, float]]:
+    """µs per call of each layer on one step from a given state: without gradient, and a
+    training step (gradients of the input, the state and the parameters)."""
+    x = torch.randn(1, B, H, requires_grad=True)
+    dy = torch.randn(1, B, H)
+    with torch.no_grad():
+        states = {name: m(x)[1] for name, m in layers.items()}
+    fwd = {name: (lambda m=m, s=states[name]: m(x, s)) for name, m in layers.items()}
+    with torch.no_grad():
+        forward = best_of(fwd, calls, rounds)
+
+    def train(m: nn.Module, s) -> Callable[[], object]:
+        params = list(m.parameters())
+        s = tuple(t.clone().requires_grad_() for t in (s if isinstance(s, tuple) else (s,)))
+        h_0 = s if len(s) > 1 else s[0]
+        return lambda: torch.autograd.grad(m(x, h_0)[0], [x, *s, *params], dy)
+
+    trains = {name: train(m, states[name]) for name, m in layers.items()}
+    return forward, best_of(trains, max(calls // 3, 10), rounds)
 
 
 STACKS = ((3, True, 1, 64), (2, False, 32, 256), (2, True, 32, 256), (2, True, 128, 256))
@@ -146,6 +217,9 @@ def main() -> None:
         "--short", action="store_true", help="plain LSTM on short sequences: loop / fused kernel"
     )
     parser.add_argument(
+        "--single-step", action="store_true", help="one step from a given state: auto / loop"
+    )
+    parser.add_argument(
         "--stack", action="store_true", help="stacked plain LSTM: one call / layer by layer"
     )
     args = parser.parse_args()
@@ -154,6 +228,10 @@ def main() -> None:
     if args.short:
         _header(args, "I = H", "compiled loop time / fused kernel time")
         short_sequences(args.rounds)
+        return
+    if args.single_step:
+        _header(args, "I = H, T = 1, the state passed in", "every model taking its turn in each")
+        single_steps(args.rounds)
         return
     if args.stack:
         _header(args, "I = H, T = 100, training step", "every model taking its turn in each")

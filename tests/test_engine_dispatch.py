@@ -58,7 +58,9 @@ def test_auto_picks_fused_native_autograd():
     short = x[: HEAD_MIN_STEPS - 1]
     fused_or_loop = "native" if engine.native_available() else "fused"
     assert engine.choose(LSTMCell(I, H), short, None) == fused_or_loop
-    assert engine.choose(LSTMCell(I, H), short[:1], torch.tensor([1, 1])) == fused_or_loop
+    assert engine.choose(LSTMCell(I, H), short[:2], torch.tensor([2, 1])) == fused_or_loop
+    # one step of a small batch: torch's one-step op (engine.single_step)
+    assert engine.choose(LSTMCell(I, H), short[:1], torch.tensor([1, 1])) == "step"
     assert engine.choose(LSTMCell(I, H, proj_size=2), short, None) == "fused"
     assert engine.choose(LSTMCell(I, H, peephole=True), x, None) == native
     assert engine.choose(GRUCell(I, H), x, None) == native

@@ -473,7 +473,7 @@ def test_cuda_weights_live_in_one_buffer(kind):
 
     torch.manual_seed(4)
     ours = _layer(kind, 2, True).cuda()
-    weights = [w for cell in ours.cells for w in fused._weights(cell)]
+    weights = [w for cell in ours.cells for w in fused.fused_weights(cell)]
     assert len({w.untyped_storage().data_ptr() for w in weights}) == 1
     x = torch.randn(T, B, I, device="cuda", requires_grad=True)
     hx = ours._stacked_states(None, B, x, False)

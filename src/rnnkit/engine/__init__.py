@@ -15,7 +15,9 @@ their math. The engine picks one of these paths (``engine=`` names them):
 * ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
   ``cell.step``, differentiated by autograd.
 * ``"reference"``: :func:`rnnkit.loop.run_cell`, the plain masked loop; the oracle.
-* ``"auto"`` (the default): for a plain LSTM fused, else native, else fused (GRU and Elman
+* ``"auto"`` (the default): one time step of a small batch on the CPU (streaming,
+  generation) with torch.nn's math as torch's one-step op (:mod:`rnnkit.engine.single_step`);
+  otherwise for a plain LSTM fused, else native, else fused (GRU and Elman
   off the CPU, where cuDNN beats a loop of small kernels), else autograd. A plain LSTM with many
   distinct lengths runs its first steps (every row still running) fused and the shrinking
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
@@ -56,6 +58,7 @@ from .sequence import (
     run_autograd,
     run_native,
 )
+from .single_step import run_single_step, single_step_runs
 
 __all__ = [
     "ENGINES",
@@ -110,6 +113,8 @@ def choose(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     """The path "auto" takes for ``cell`` on ``x`` with ``lengths``."""
     if under_functorch() or forward_ad_on(cell, x):  # plain torch ops: every transform and
         return "autograd"  # forward-mode AD trace them
+    if single_step_runs(cell, x):  # one step of torch's one-step op: no sequence path's costs
+        return "step"
     kind = fused_kind(cell)
     if kind is not None and x.dtype.is_floating_point:  # torch has a fused op for the math
         # the LSTM prefers oneDNN/cuDNN; GRU and Elman prefer the compiled loops where they run
@@ -219,5 +224,6 @@ _PATHS = {
     "native": run_native,
     "autograd": run_autograd,
     "reference": _reference,
+    "step": run_single_step,  # (taken by "auto" only)
 }
 _CHECKS = {"fused": _check_fused, "native": _check_native}

@@ -99,12 +99,12 @@ def fused_supports(cell: RecurrentCell, x: Tensor) -> bool:
     return fused_kind(cell) is not None and x.dtype.is_floating_point
 
 
-def _weights(cell: RecurrentCell) -> list[Tensor]:
+def fused_weights(cell: RecurrentCell) -> list[Tensor]:
     """torch.nn's flat weight list for one layer and direction."""
     weights = [cell.weight_ih, cell.weight_hh]
     if cell.bias:
         weights += [cell.bias_ih, cell.bias_hh]
-    if getattr(cell, "proj_size", 0):
+    if isinstance(cell, LSTMCell) and cell.proj_size:
         weights.append(cell.weight_hr)
     return weights
 
@@ -128,6 +128,24 @@ def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     if lengths is None:
         return "whole"
     return _route(cell, x, make_plan(x.shape[0], x.shape[1], lengths, False))
+
+
+# One step (T = 1) on the CPU: "auto" runs torch's one-step op (engine.single_step) up to this
+# many rows times hidden features (B·H); above it, the compiled loop's one pass over the step's
+# pointwise math costs less than torch's separate ops
+# (``python benchmarks/call_overhead.py --single-step``).
+SINGLE_STEP_MAX = 8192
+
+
+def single_step_runs(cell: RecurrentCell, x: Tensor) -> bool:
+    """Whether "auto" runs ``cell`` on ``x`` (T, B, ...) as one step of torch's one-step op:
+    T = 1 on the CPU, a cell with torch.nn's math (no projection), B·H at most
+    :data:`SINGLE_STEP_MAX`. The other cells' steps are several torch ops, which cost more than
+    the compiled loop's one pass."""
+    if x.shape[0] != 1 or not x.is_cpu or x.shape[1] * cell.hidden_size > SINGLE_STEP_MAX:
+        return False
+    kind = fused_kind(cell)
+    return kind is not None and not (kind == "lstm" and cell.proj_size)
 
 
 def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
@@ -171,6 +189,8 @@ def stack_supported(
     connections, no dropout between layers in training, no recomputation."""
     if engine not in ("auto", "fused") or not x.dtype.is_floating_point:
         return False
+    if engine == "auto" and single_step_runs(cells[0], x):
+        return False  # one step: each layer as torch's one-step op (engine.single_step)
     if lengths is not None and not variable_length_op(x):
         return False
     kind = fused_kind(cells[0])
@@ -207,7 +227,7 @@ def run_fused_stack(
     With ``lengths`` (B,) (validated), the variable-length op on the packed rows, as torch.nn's
     layers run a ``PackedSequence``: outputs zero past each length, final states at each
     sequence's last step, the backward direction within each valid part."""
-    weights = [w for cell in cells for w in _weights(cell)]
+    weights = [w for cell in cells for w in fused_weights(cell)]
     first = cells[0]
     train = torch.is_grad_enabled()
     plan = None if lengths is None else make_plan(x.shape[0], x.shape[1], lengths, False)
@@ -244,7 +264,7 @@ def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirec
             return
         if cell.weight_ih.shape[1] != (input_size if k < D else D * out):
             return
-    weights = [w for cell in cells for w in _weights(cell)]
+    weights = [w for cell in cells for w in fused_weights(cell)]
     dtype = weights[0].dtype
     if any(
         not w.is_cuda or w.dtype != dtype or not torch.backends.cudnn.is_acceptable(w)
@@ -261,7 +281,7 @@ def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirec
         with torch.cuda.device_of(weights[0]), torch.no_grad():
             torch._cudnn_rnn_flatten_weight(
                 weights,
-                len(_weights(first)),
+                len(fused_weights(first)),
                 input_size,
                 cudnn_rnn.get_cudnn_mode(_CUDNN_MODES[kind]),
                 first.hidden_size,
@@ -299,7 +319,7 @@ def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ())
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
     """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·)).
     A long training call runs as chunks of consecutive steps (:func:`chunk_steps`)."""
-    args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
+    args = (fused_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
     steps = chunk_steps((cell,), x, states)
     if steps is None:
         return _op(cell, x, states, args)
@@ -389,7 +409,7 @@ def _packed(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple
     """One call of the variable-length op on the packed rows (the plan's layout is torch's
     ``PackedSequence`` layout; reversed, each valid part is reversed in it, so the op steps
     forwards); returns (y (N, ·), sorted finals)."""
-    args = (_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False)
+    args = (fused_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False)
     out, finals = _op(cell, xp, tuple(s.unsqueeze(0) for s in states), args, plan.n)
     return out, tuple(f[0] for f in finals)
 
