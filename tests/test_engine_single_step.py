@@ -219,3 +219,19 @@ def test_more_than_one_step_is_refused():
         ValueError, match=r"x must hold one time step \(1, B, \.\.\.\), got shape \(2, 4, 3\)"
     ):
         run_single_step(cell, torch.randn(2, B, I), (torch.zeros(B, H),))
+
+
+@pytest.mark.skipif(not rnnkit.engine.native_available(), reason="no compiled loop here")
+@pytest.mark.parametrize("kind", sorted(TORCH_MATH))
+def test_the_compiled_loop_streams_bit_for_bit(kind):
+    """engine="native" runs one-step chunks and the whole call in the same loop (recurrent.md)."""
+    layer = TORCH_MATH[kind](num_layers=2)
+    layer.engine = "native"
+    x = torch.randn(6, B, I, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        whole, _ = layer(x)
+        state, outs = None, []
+        for t in range(x.shape[0]):
+            out, state = layer(x[t : t + 1], state)
+            outs.append(out)
+    assert torch.equal(torch.cat(outs), whole)
