@@ -59,6 +59,18 @@ def _run(layer, x, h0):
     return [out, *finals, *grads]
 
 
+def _whole_and_streamed(layer, x):
+    """(outputs, final state) of one call over ``x``, then the same fed one step at a time,
+    each call from the state the one before returned."""
+    with torch.no_grad():
+        whole, whole_final = layer(x)
+        state, outs = None, []
+        for t in range(x.shape[0]):
+            out, state = layer(x[t : t + 1], state)
+            outs.append(out)
+    return whole, whole_final, torch.cat(outs), state
+
+
 def _assert_close(got, want, tol=1e-12):
     assert len(got) == len(want)
     for g, w in zip(got, want):
@@ -92,13 +104,8 @@ def test_streaming_one_step_at_a_time_equals_the_whole_sequence(kind):
     layer = TORCH_MATH[kind](num_layers=2).double()
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(9, B, I, generator=gen, dtype=torch.float64)
-    with torch.no_grad():
-        whole, whole_final = layer(x)
-        state, outs = None, []
-        for t in range(x.shape[0]):
-            out, state = layer(x[t : t + 1], state)
-            outs.append(out)
-    torch.testing.assert_close(torch.cat(outs), whole, rtol=1e-12, atol=1e-12)
+    whole, whole_final, streamed_out, state = _whole_and_streamed(layer, x)
+    torch.testing.assert_close(streamed_out, whole, rtol=1e-12, atol=1e-12)
     finals = whole_final if isinstance(whole_final, tuple) else (whole_final,)
     streamed = state if isinstance(state, tuple) else (state,)
     _assert_close(list(streamed), list(finals))
@@ -228,10 +235,5 @@ def test_the_compiled_loop_streams_bit_for_bit(kind):
     layer = TORCH_MATH[kind](num_layers=2)
     layer.engine = "native"
     x = torch.randn(6, B, I, generator=torch.Generator().manual_seed(5))
-    with torch.no_grad():
-        whole, _ = layer(x)
-        state, outs = None, []
-        for t in range(x.shape[0]):
-            out, state = layer(x[t : t + 1], state)
-            outs.append(out)
-    assert torch.equal(torch.cat(outs), whole)
+    whole, _, streamed_out, _ = _whole_and_streamed(layer, x)
+    assert torch.equal(streamed_out, whole)
