@@ -248,4 +248,5 @@ def test_torch_compile_runs_every_path(name, autocast):
     assert out.dtype == torch.float32
     assert (out - ref).abs().max().item() <= 1e-6
     for a, b in zip(grads, g_ref):
-        assert (a - b).abs().max().item() <= 1e-6
+        # float32 rounding of sums (a gradient of about 10 differs by 2e-6 at most)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

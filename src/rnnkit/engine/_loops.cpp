@@ -1,9 +1,10 @@
 // Sequence loops of rnnkit's cells: the forward pass and the hand-written BPTT backward pass.
 //
 // Compiled on first use by rnnkit/engine/native.py and called through ctypes; no torch headers,
-// so it builds in a second or two. The matrix products go to the BLAS inside torch (its
-// sgemm_/dgemm_, handed over by rnnkit_set_blas), so they run with torch's threads; the
-// pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
+// so it builds in a second or two. The recurrent products go to the loops' own register-blocked
+// kernel (AVX2 + FMA builds, a batch of 2 rows or more; see "The recurrent products on few
+// rows") or else to the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
+// the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
 // libgomp, which the loader shares).
 //
 // Layout (shapes use rnnkit's glossary; every matrix is row-major and contiguous):
@@ -103,10 +104,255 @@ static void by_columns(i64 m, i64 n, i64 k, F product) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA builds)
+// ---------------------------------------------------------------------------------------------
+// The BLAS is slow exactly where the loops need it: a product of a few rows (the batch) against
+// W_hh, once per step, from two threads at a time, each on its half of the output columns. Two
+// threads of torch's MKL then take almost as long per step as one thread over all the columns,
+// and each call pays a cost that does not shrink with the rows
+// (python benchmarks/rnn_products.py, "loops"). This kernel keeps 6 rows by 2 vectors of output
+// columns in registers:
+//   * W is packed once per call, each thread its own output columns, in panels of PW columns
+//     laid out k-major (packed_columns), which every step of the call reuses;
+//   * each step streams a panel once per block of 6 rows, from the core's own cache.
+// Each output is the sum over kk = 0..k-1 in order, so a row of the product does not depend on
+// the other rows, the thread count or the split of the columns.
+#if defined(__AVX2__) && defined(__FMA__)
+#define RNNKIT_OWN_PRODUCTS 1
+#include <immintrin.h>
+
+#include <atomic>
+#include <vector>
+
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+    using V = __m256;
+    static constexpr int L = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+
+template <>
+struct Simd<double> {
+    using V = __m256d;
+    static constexpr int L = 4;
+    static V zero() { return _mm256_setzero_pd(); }
+    static V load(const double* p) { return _mm256_loadu_pd(p); }
+    static V bcast(const double* p) { return _mm256_broadcast_sd(p); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_pd(a, b); }
+    static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+};
+
+// C[r, 0:w] (=, or += with acc) Σ_kk A[r, kk] · B[kk, 0:w] for r < R, from a packed panel B
+// (rows sb apart, 2L columns, zero past w); FULL: w = 2L.
+template <typename T, int R, bool FULL>
+static inline void micro(i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C, i64 ldc,
+                         bool acc) {
+    using S = Simd<T>;
+    using V = typename S::V;
+    constexpr int L = S::L;
+    V c00 = S::zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    V c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const T* a0 = A;
+    const T* a1 = A + lda;
+    const T* a2 = A + 2 * lda;
+    const T* a3 = A + 3 * lda;
+    const T* a4 = A + 4 * lda;
+    const T* a5 = A + 5 * lda;
+    for (i64 kk = 0; kk < k; ++kk) {
+        const T* b = B + kk * sb;
+        const V b0 = S::load(b), b1 = S::load(b + L);
+        V a;
+#define RNNKIT_ROW(r)                                 \
+    if constexpr (R > r) {                            \
+        a = S::bcast(a##r + kk);                      \
+        c##r##0 = S::fma(a, b0, c##r##0);             \
+        c##r##1 = S::fma(a, b1, c##r##1);             \
+    }
+        RNNKIT_ROW(0) RNNKIT_ROW(1) RNNKIT_ROW(2) RNNKIT_ROW(3) RNNKIT_ROW(4) RNNKIT_ROW(5)
+#undef RNNKIT_ROW
+    }
+    alignas(32) T tmp[2 * L];
+#define RNNKIT_OUT(r)                                                              \
+    if constexpr (R > r) {                                                         \
+        T* c = C + r * ldc;                                                        \
+        if (FULL) {                                                                \
+            S::store(c, acc ? S::add(S::load(c), c##r##0) : c##r##0);              \
+            S::store(c + L, acc ? S::add(S::load(c + L), c##r##1) : c##r##1);      \
+        } else {                                                                   \
+            S::store(tmp, c##r##0);                                                \
+            S::store(tmp + L, c##r##1);                                            \
+            for (i64 j = 0; j < w; ++j) c[j] = acc ? c[j] + tmp[j] : tmp[j];       \
+        }                                                                          \
+    }
+    RNNKIT_OUT(0) RNNKIT_OUT(1) RNNKIT_OUT(2) RNNKIT_OUT(3) RNNKIT_OUT(4) RNNKIT_OUT(5)
+#undef RNNKIT_OUT
+}
+
+template <typename T, bool FULL>
+static void micro_rows(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C,
+                       i64 ldc, bool acc) {
+    i64 r = 0;
+    for (; r + 6 <= m; r += 6) micro<T, 6, FULL>(k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
+    const T* a = A + r * lda;
+    T* c = C + r * ldc;
+    switch (m - r) {
+        case 5: micro<T, 5, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
+        case 4: micro<T, 4, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
+        case 3: micro<T, 3, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
+        case 2: micro<T, 2, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
+        case 1: micro<T, 1, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
+        default: break;
+    }
+}
+
+// C[:, lo:hi] of an (m, ·) output: panel p (columns lo + p·PW ...) starts at B0 + p·pstride,
+// its rows sb apart.
+template <typename T>
+static void own_product(i64 m, i64 lo, i64 hi, i64 k, const T* A, i64 lda, const T* B0,
+                        i64 pstride, i64 sb, T* C, i64 ldc, bool acc) {
+    constexpr i64 PW = 2 * Simd<T>::L;
+    for (i64 j0 = lo, p = 0; j0 < hi; j0 += PW, ++p) {
+        const i64 w = hi - j0 < PW ? hi - j0 : PW;
+        const T* B = B0 + p * pstride;
+        if (w == PW)
+            micro_rows<T, true>(m, k, A, lda, B, sb, w, C + j0, ldc, acc);
+        else
+            micro_rows<T, false>(m, k, A, lda, B, sb, w, C + j0, ldc, acc);
+    }
+}
+
+// Packed weights, per thread: a few entries (a cell reads up to four blocks of W_hh), valid for
+// one call of the loops (g_call: a new call may come after W changed in place).
+static std::atomic<uint64_t> g_call{0};
+static std::atomic<uint64_t> g_own_count{0};  // products taken by the own kernel (for tests)
+
+template <typename T>
+struct Pack {
+    const T* W = nullptr;
+    bool trans = false;
+    i64 ldw = 0, lo = 0, hi = 0, k = 0;
+    uint64_t call = ~uint64_t(0);
+    std::vector<T> data;
+};
+
+// Columns lo..hi of the product's output, packed in panels of PW columns, k-major: panel p holds
+// P[kk][jj] = W[lo + p·PW + jj][kk] for the forward product (W (n, k), TRANS) or
+// W[kk][lo + p·PW + jj] for the backward one (W (k, n)); zero past hi. The backward product could
+// read W in place, but its rows are ldw apart, a stride that maps a panel onto a few sets of the
+// L1 cache, which then evicts it between blocks of rows.
+template <typename T, bool TRANS>
+static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
+    constexpr i64 PW = 2 * Simd<T>::L;
+    static thread_local Pack<T> slots[6];
+    static thread_local unsigned next = 0;
+    const uint64_t call = g_call.load(std::memory_order_relaxed);
+    for (auto& e : slots)
+        if (e.call == call && e.W == W && e.trans == TRANS && e.ldw == ldw && e.lo == lo &&
+            e.hi == hi && e.k == k)
+            return e.data.data();
+    Pack<T>& e = slots[next++ % 6];
+    const i64 panels = (hi - lo + PW - 1) / PW;
+    e.data.resize(size_t(panels * k * PW));
+    T* P = e.data.data();
+    for (i64 p = 0; p < panels; ++p) {
+        const i64 j0 = lo + p * PW, w = hi - j0 < PW ? hi - j0 : PW;
+        T* panel = P + p * k * PW;
+        if (TRANS) {
+            for (i64 jj = 0; jj < w; ++jj) {
+                const T* row = W + (j0 + jj) * ldw;
+                for (i64 kk = 0; kk < k; ++kk) panel[kk * PW + jj] = row[kk];
+            }
+        } else {
+            for (i64 kk = 0; kk < k; ++kk)
+                for (i64 jj = 0; jj < w; ++jj) panel[kk * PW + jj] = W[kk * ldw + j0 + jj];
+        }
+        for (i64 kk = 0; kk < k; ++kk)
+            for (i64 jj = w; jj < PW; ++jj) panel[kk * PW + jj] = T(0);
+    }
+    e.W = W, e.trans = TRANS, e.ldw = ldw, e.lo = lo, e.hi = hi, e.k = k, e.call = call;
+    return P;
+}
+#endif
+
+// Whether this call's products take the own kernel (set from the geometry block): a batch of at
+// least 2 rows (one row is a matrix-vector product, bound by reading W either way) and enough
+// steps times rows to pay for packing W once (about three passes over W).
+static thread_local bool t_own = false;
+static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS at load
+
+// For measurements and tests: the fewest steps × rows for which a call takes the own kernel
+// (-1: never).
+extern "C" void rnnkit_set_own_min_rows(long long rows) { g_own_min_rows = rows; }
+
+// Whether the own kernel was compiled in (an AVX2 + FMA build).
+extern "C" int rnnkit_own_products() {
+#ifdef RNNKIT_OWN_PRODUCTS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// How many recurrent products the own kernel has computed in this process (for tests).
+extern "C" unsigned long long rnnkit_own_product_count() {
+#ifdef RNNKIT_OWN_PRODUCTS
+    return g_own_count.load(std::memory_order_relaxed);
+#else
+    return 0;
+#endif
+}
+
+static void begin_call(i64 steps, i64 B) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    g_call.fetch_add(1, std::memory_order_relaxed);
+    t_own = g_own_min_rows >= 0 && B >= 2 && steps * B >= g_own_min_rows;
+#else
+    (void)steps, (void)B;
+#endif
+}
+
+// product(lo, hi) over column blocks, as by_columns; with the own kernel the blocks start at
+// multiples of the panel width PW.
+template <typename F>
+static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
+    if (!split_columns(m, n, k)) {
+        product(0, n);
+        return;
+    }
+#pragma omp parallel num_threads(t_threads)
+    {
+        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const i64 lo = t ? (n * t / nt) / PW * PW : 0;
+        const i64 hi = t + 1 < nt ? (n * (t + 1) / nt) / PW * PW : n;
+        if (hi > lo) product(lo, hi);
+    }
+}
+
 // C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
 template <typename T>
 static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    if (t_own && m <= g_split_rows) {
+        constexpr i64 PW = 2 * Simd<T>::L;
+        g_own_count.fetch_add(1, std::memory_order_relaxed);
+        by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
+            const T* P = packed_columns<T, true>(W, ldw, lo, hi, k);
+            own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
+        });
+        return;
+    }
+#endif
     by_columns(m, n, k, [&](i64 lo, i64 hi) {
         gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A, int(lda),
              beta, C + lo, int(ldc));
@@ -117,6 +363,17 @@ static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw,
 template <typename T>
 static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    if (t_own && m <= g_split_rows) {
+        constexpr i64 PW = 2 * Simd<T>::L;
+        g_own_count.fetch_add(1, std::memory_order_relaxed);
+        by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
+            const T* P = packed_columns<T, false>(W, ldw, lo, hi, k);
+            own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
+        });
+        return;
+    }
+#endif
     by_columns(m, n, k, [&](i64 lo, i64 hi) {
         gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda), beta,
              C + lo, int(ldc));
@@ -136,6 +393,7 @@ struct Geo {
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
         t_threads = int(threads);
+        begin_call(steps, B);
     }
     // first row of step s in a saved-activation buffer
     i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }

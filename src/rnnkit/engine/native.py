@@ -61,6 +61,10 @@ HEADER = 10  # int64 entries before the per-step arrays in a geometry block
 # Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
+# A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
+# products (AVX2 + FMA builds; a batch of at least 2 rows; see _loops.cpp): enough rows to pay
+# for packing W_hh once per call.
+OWN_MIN_ROWS = 64
 
 
 def _cpu_model() -> str:
@@ -138,6 +142,13 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_split_rows.argtypes = [ctypes.c_longlong]
     lib.rnnkit_set_split_rows.restype = None
     lib.rnnkit_set_split_rows(SPLIT_ROWS)
+    lib.rnnkit_set_own_min_rows.argtypes = [ctypes.c_longlong]
+    lib.rnnkit_set_own_min_rows.restype = None
+    lib.rnnkit_set_own_min_rows(OWN_MIN_ROWS)
+    lib.rnnkit_own_products.argtypes = []
+    lib.rnnkit_own_products.restype = ctypes.c_int
+    lib.rnnkit_own_product_count.argtypes = []
+    lib.rnnkit_own_product_count.restype = ctypes.c_ulonglong
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
@@ -157,6 +168,32 @@ def set_split_rows(rows: int) -> None:
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
     lib.rnnkit_set_split_rows(rows)
+
+
+def set_own_min_rows(rows: int) -> None:
+    """From how many steps times batch rows a call computes its recurrent products with the
+    loops' own kernel instead of the BLAS (default :data:`OWN_MIN_ROWS`; -1: never). For
+    measurements and tests."""
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < -1:
+        raise ValueError(f"rows must be an int >= -1, got {rows!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    lib.rnnkit_set_own_min_rows(rows)
+
+
+def own_products() -> bool:
+    """Whether the compiled loops carry their own kernel for the recurrent products (built
+    with AVX2 and FMA); False without compiled loops."""
+    lib = load()
+    return lib is not None and bool(lib.rnnkit_own_products())
+
+
+def own_product_count() -> int:
+    """How many recurrent products the loops' own kernel has computed in this process (0
+    without compiled loops). For tests."""
+    lib = load()
+    return 0 if lib is None else int(lib.rnnkit_own_product_count())
 
 
 @run_eagerly  # torch.compile: a host-side check, run eagerly

@@ -1,0 +1,131 @@
+"""The compiled loops' own kernel for the recurrent products (``_loops.cpp``, AVX2 + FMA builds):
+every cell's outputs, final states and gradients through it equal the reference runner's
+(float64), the float32 results equal the BLAS path's to rounding, and weights changed in place
+between calls are read again (the packed copy lives for one call)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cell_zoo import CELLS
+from rnnkit import Recurrent
+from rnnkit.engine import kernels, native
+
+pytestmark = pytest.mark.skipif(
+    not native.available() or not native.own_products(),
+    reason="no compiled loops with their own product kernel here (needs AVX2 + FMA)",
+)
+
+# sizes that leave remainders everywhere: B = 13 rows is two blocks of 6 and one row; H = 20
+# output columns are a float32 panel of 16 and one of 4 (float64: 8, 8 and 4)
+I, H, B, T = 3, 20, 13, 9
+LOOP_CELLS = sorted(
+    name for name, make in CELLS.items() if kernels.kernel_for(make(I, H)) is not None
+)
+
+
+@pytest.fixture
+def own_kernel():
+    """Every call with a batch of 2 rows or more takes the own kernel; yields a function that
+    says how many products it computed since the fixture started."""
+    native.set_own_min_rows(0)
+    start = native.own_product_count()
+    try:
+        yield lambda: native.own_product_count() - start
+    finally:
+        native.set_own_min_rows(native.OWN_MIN_ROWS)
+
+
+def _grads(layer, x, h0, lengths):
+    out, h_n = layer(x, h0, lengths=lengths)
+    finals = h_n if isinstance(h_n, tuple) else (h_n,)
+    gen = torch.Generator().manual_seed(11)
+    loss = sum(
+        (t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *finals)
+    )
+    h0_parts = h0 if isinstance(h0, tuple) else (h0,)
+    grads = torch.autograd.grad(loss, [x, *h0_parts, *layer.parameters()])
+    return [out, *finals, *grads]
+
+
+def _inputs(layer, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, B, I, generator=gen, dtype=dtype, requires_grad=True)
+    n = layer.num_layers * (2 if layer.bidirectional else 1)
+    parts = tuple(
+        torch.randn(n, B, *s, generator=gen, dtype=dtype, requires_grad=True)
+        for s in layer.state_shapes
+    )
+    lengths = torch.randint(1, T + 1, (B,), generator=gen)
+    lengths[0] = T
+    return x, (parts if len(parts) > 1 else parts[0]), lengths
+
+
+@pytest.mark.parametrize("name", LOOP_CELLS)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_every_cell_equals_the_reference(name, with_lengths, own_kernel):
+    layer = Recurrent(CELLS[name], I, H, 2, bidirectional=True).double()
+    ref = Recurrent(CELLS[name], I, H, 2, bidirectional=True).double()
+    ref.load_state_dict(layer.state_dict())
+    layer.engine, ref.engine = "native", "reference"
+    x, h0, lengths = _inputs(layer, torch.float64)
+    lengths = lengths if with_lengths else None
+    got = _grads(layer, x, h0, lengths)
+    assert own_kernel() > 0
+    want = _grads(ref, x, h0, lengths)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_reset_before", "nas", "layernorm_lstm"])
+def test_float32_equals_the_blas_path_to_rounding(name, own_kernel):
+    layer = Recurrent(CELLS[name], I, H, 1, bidirectional=True)
+    layer.engine = "native"
+    x, h0, lengths = _inputs(layer, torch.float32, seed=1)
+    got = _grads(layer, x, h0, lengths)
+    assert own_kernel() > 0
+    native.set_own_min_rows(-1)
+    before = own_kernel()
+    want = _grads(layer, x, h0, lengths)
+    assert own_kernel() == before  # the BLAS this time
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_weights_changed_in_place_are_read_again(own_kernel):
+    """The packed copy of W_hh is made once per call: an optimizer step between two calls
+    (in place, same memory) must show in the second."""
+    layer = Recurrent(CELLS["gru"], I, H).double()
+    ref = Recurrent(CELLS["gru"], I, H).double()
+    layer.engine, ref.engine = "native", "reference"
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with torch.no_grad():
+        layer(x)
+        layer.cells[0].weight_hh.mul_(-0.5)  # same storage, new values
+        ref.load_state_dict(layer.state_dict())
+        out, h = layer(x)
+        out_ref, h_ref = ref(x)
+    assert own_kernel() > 0
+    torch.testing.assert_close(out, out_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(h, h_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_a_row_does_not_depend_on_the_other_rows(own_kernel):
+    """Each output of the product is the sum over k in order: the first rows of a batch give the
+    same bits alone as with more rows after them (float32, no lengths, one thread's columns or
+    two)."""
+    layer = Recurrent(CELLS["mut1"], H, H)
+    layer.engine = "native"
+    x = torch.randn(T, B, H)
+    with torch.no_grad():
+        gx = layer.cells[0].project_input(x)  # the input projection is the BLAS's, on all rows
+        few = layer.cells[0].project_input(x[:, :7])
+    assert own_kernel() == 0
+    if not torch.equal(gx[:, :7], few):
+        pytest.skip("the BLAS's input projection depends on the number of rows here")
+    with torch.no_grad():
+        out_all, _ = layer(x)
+        out_few, _ = layer(x[:, :7])
+    assert own_kernel() > 0
+    assert torch.equal(out_all[:, :7], out_few)
