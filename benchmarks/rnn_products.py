@@ -18,6 +18,7 @@ one run:
 
     python benchmarks/rnn_products.py          # about 4 minutes on 2 cores
     python benchmarks/rnn_products.py --quick  # fewer models and sizes
+    python benchmarks/rnn_products.py --layers-H 64   # only the layers, at H = 64
 """
 
 from __future__ import annotations
@@ -144,6 +145,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer models, sizes and repeats")
+    parser.add_argument(
+        "--layers-H", type=int, default=None, help="only the layers' table, at this H (B = 32, 128)"
+    )
     add_allocator_flag(parser)
     args = parser.parse_args()
     if not native.own_products():
@@ -157,7 +161,9 @@ def main() -> None:
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- {args.repeats} interleaved repeats, median\n")
     start = time.perf_counter()
-    if args.quick:
+    if args.layers_H is not None:
+        layers_table(LAYER_MODELS, (32, 128), args.layers_H, args.repeats)
+    elif args.quick:
         loops_table(256, (1, 8, 32), max(3, args.repeats // 2))
         layers_table(("Elman", "GRU"), (32,), 256, max(3, args.repeats // 2))
     else:

@@ -321,11 +321,14 @@ static void begin_call(i64 steps, i64 B) {
 #endif
 }
 
-// product(lo, hi) over column blocks, as by_columns; with the own kernel the blocks start at
-// multiples of the panel width PW.
+// product(lo, hi) over column blocks starting at multiples of the panel width PW, one per
+// thread, as by_columns does for the BLAS; split whenever the product has work enough to pay for
+// the threads' start (on one thread the BLAS would have threaded a large product itself).
+static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
+
 template <typename F>
 static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
-    if (!split_columns(m, n, k)) {
+    if (t_threads <= 1 || n < 2 * PW || m * n * k < OWN_SPLIT_MACS) {
         product(0, n);
         return;
     }
