@@ -287,7 +287,7 @@ static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
 // Whether this call's products take the own kernel (set from the geometry block): a batch of at
 // least 2 rows (one row is a matrix-vector product, bound by reading W either way) and enough
 // steps times rows to pay for packing W once (about three passes over W).
-static thread_local bool t_own = false;
+[[maybe_unused]] static thread_local bool t_own = false;
 static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS at load
 
 // For measurements and tests: the fewest steps × rows for which a call takes the own kernel
@@ -341,21 +341,32 @@ static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
     }
 }
 
+// The product on the own kernel when this call takes it (then true): W (n, k) with TRANS, else
+// W (k, n); beta is 0 or 1.
+template <typename T, bool TRANS>
+static bool own_mm(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                   i64 ldc) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    if (!t_own || m > g_split_rows) return false;
+    constexpr i64 PW = 2 * Simd<T>::L;
+    g_own_count.fetch_add(1, std::memory_order_relaxed);
+    by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
+        const T* P = packed_columns<T, TRANS>(W, ldw, lo, hi, k);
+        own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
+    });
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)A, (void)lda, (void)W, (void)ldw, (void)beta, (void)C,
+        (void)ldc;
+    return false;
+#endif
+}
+
 // C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
 template <typename T>
 static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
-#ifdef RNNKIT_OWN_PRODUCTS
-    if (t_own && m <= g_split_rows) {
-        constexpr i64 PW = 2 * Simd<T>::L;
-        g_own_count.fetch_add(1, std::memory_order_relaxed);
-        by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
-            const T* P = packed_columns<T, true>(W, ldw, lo, hi, k);
-            own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
-        });
-        return;
-    }
-#endif
+    if (own_mm<T, true>(m, n, k, A, lda, W, ldw, beta, C, ldc)) return;
     by_columns(m, n, k, [&](i64 lo, i64 hi) {
         gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A, int(lda),
              beta, C + lo, int(ldc));
@@ -366,17 +377,7 @@ static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw,
 template <typename T>
 static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                   i64 ldc) {
-#ifdef RNNKIT_OWN_PRODUCTS
-    if (t_own && m <= g_split_rows) {
-        constexpr i64 PW = 2 * Simd<T>::L;
-        g_own_count.fetch_add(1, std::memory_order_relaxed);
-        by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
-            const T* P = packed_columns<T, false>(W, ldw, lo, hi, k);
-            own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
-        });
-        return;
-    }
-#endif
+    if (own_mm<T, false>(m, n, k, A, lda, W, ldw, beta, C, ldc)) return;
     by_columns(m, n, k, [&](i64 lo, i64 hi) {
         gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda), beta,
              C + lo, int(ldc));
