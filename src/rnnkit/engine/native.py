@@ -7,7 +7,9 @@ torch header. They take raw pointers, call the BLAS that torch already carries (
 C++ compiler instead of the tens of seconds that torch's headers cost, and it does not depend on
 torch's C++ ABI. A compiled loop removes the Python interpreter from the time loop (about
 25 µs per step of a Python loop, which dominates at small batch sizes) and fuses each step's
-pointwise math into one pass over memory.
+pointwise math into one pass over memory. Built with AVX2 and FMA, the loops compute the
+recurrent products of a batch of 2 rows or more with their own kernel instead of the BLAS
+(``OWN_MIN_ROWS``, docs/engine.md "The recurrent products: rnnkit's own kernel").
 
 The library is built on first use into ``<rnnkit cache>/build`` (``$RNNKIT_CACHE`` or
 ``~/.cache/rnnkit``) under a name that hashes the source, the flags, the compiler and the CPU
