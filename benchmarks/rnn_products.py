@@ -34,18 +34,12 @@ from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
 from rnnkit.engine import native
+from rnnkit.engine.kernel_base import geometry
+from rnnkit.engine.packing import make_plan
 
 T = 100
 LOOP_ROWS = (1, 2, 4, 8, 16, 32, 64, 128)
 LAYER_MODELS = ("Elman", "GRU", "GRU reset before", "MUT1", "LSTM [native loop]", "NAS")
-
-
-def _geometry(steps: int, B: int, H: int, m: int, threads: int, variant=()) -> torch.Tensor:
-    v = list(variant) + [0] * (5 - len(variant))
-    head = [steps, B, H, 1, threads, *v]
-    n = [m] * steps
-    off = [t * B for t in range(steps)]
-    return torch.tensor(head + n + off, dtype=torch.int64)
 
 
 def _loop_calls(kind: str, H: int, m: int, threads: int):
@@ -55,18 +49,24 @@ def _loop_calls(kind: str, H: int, m: int, threads: int):
     g = torch.Generator().manual_seed(0)
     W = torch.randn(G, H, generator=g) / H**0.5
     gx, y, dy = torch.randn(N, G, generator=g), torch.zeros(N, H), torch.randn(N, H, generator=g)
-    geo = _geometry(T, m, H, m, threads)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)  # the geometry block carries the loops' thread count
+    try:
+        geo = geometry(make_plan(T, m, None, False), H, True)
+    finally:
+        torch.set_num_threads(previous)
+    h0, dh = torch.zeros(m, H), torch.zeros(m, H)
     if kind == "elman":
-        fwd = [gx, W, torch.zeros(H), torch.zeros(m, H), y, torch.zeros(m, H)]
-        bwd = [W, torch.zeros(m, H), y, dy, torch.zeros(m, H), torch.zeros(N, H)]
+        fwd = [gx, W, torch.zeros(H), h0, y, torch.zeros(m, H)]
+        bwd = [W, h0, y, dy, dh, torch.zeros(N, H)]
+        state_grads = [dh]
     else:
         zeros = torch.zeros(H)
-        act, cs = torch.zeros(N, G), torch.zeros(N, H)
-        h0, c0 = torch.zeros(m, H), torch.zeros(m, H)
+        act, cs, c0, dc = torch.zeros(N, G), torch.zeros(N, H), torch.zeros(m, H), torch.zeros(m, H)
         fwd = [gx, W, torch.zeros(G), zeros, zeros, zeros, h0, c0, y, act, cs, torch.zeros(m, G)]
-        bwd = [W, zeros, zeros, zeros, h0, c0, y, act, cs, dy, torch.zeros(m, H)]
-        bwd += [torch.zeros(m, H), torch.zeros(N, G), torch.zeros(threads, 3 * H)]
-    state_grads = [t for t in bwd if t.shape == (m, H)][-2:] if kind == "lstm" else [bwd[4]]
+        bwd = [W, zeros, zeros, zeros, h0, c0, y, act, cs, dy, dh, dc, torch.zeros(N, G)]
+        bwd.append(torch.zeros(threads, 3 * H))
+        state_grads = [dh, dc]
 
     def backward() -> None:
         for t in state_grads:  # the final state's gradient, zero at every call

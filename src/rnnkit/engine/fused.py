@@ -59,7 +59,13 @@ from ..cells.base import RecurrentCell, State
 from ._tracing import under_functorch
 from .checkpoint import needs_grad
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
-from .sequence import LOOP_DTYPES, loops_run, native_supports, run_native_packed
+from .sequence import (
+    LOOP_DTYPES,
+    loops_run,
+    native_supports,
+    parameters_by_name,
+    run_native_packed,
+)
 
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
@@ -100,12 +106,14 @@ def fused_supports(cell: RecurrentCell, x: Tensor) -> bool:
 
 
 def fused_weights(cell: RecurrentCell) -> list[Tensor]:
-    """torch.nn's flat weight list for one layer and direction."""
-    weights = [cell.weight_ih, cell.weight_hh]
+    """torch.nn's flat weight list for one layer and direction (the parameters as the cell's
+    forward pass would read them, under ``functional_call`` too)."""
+    p = parameters_by_name(cell)
+    weights = [p["weight_ih"], p["weight_hh"]]
     if cell.bias:
-        weights += [cell.bias_ih, cell.bias_hh]
+        weights += [p["bias_ih"], p["bias_hh"]]
     if isinstance(cell, LSTMCell) and cell.proj_size:
-        weights.append(cell.weight_hr)
+        weights.append(p["weight_hr"])
     return weights
 
 
@@ -137,15 +145,21 @@ def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
 SINGLE_STEP_MAX = 8192
 
 
+def one_step_kind(cell: RecurrentCell) -> str | None:
+    """:func:`fused_kind` where torch also has a one-step op for it (``torch.lstm_cell``,
+    ``gru_cell``, ``rnn_tanh_cell``, ``rnn_relu_cell``: no projection), else None."""
+    kind = fused_kind(cell)
+    return None if kind == "lstm" and cell.proj_size else kind
+
+
 def single_step_runs(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether "auto" runs ``cell`` on ``x`` (T, B, ...) as one step of torch's one-step op:
-    T = 1 on the CPU, a cell with torch.nn's math (no projection), B·H at most
+    T = 1 on the CPU, a cell with one (:func:`one_step_kind`), B·H at most
     :data:`SINGLE_STEP_MAX`. The other cells' steps are several torch ops, which cost more than
     the compiled loop's one pass."""
     if x.shape[0] != 1 or not x.is_cpu or x.shape[1] * cell.hidden_size > SINGLE_STEP_MAX:
         return False
-    kind = fused_kind(cell)
-    return kind is not None and not (kind == "lstm" and cell.proj_size)
+    return one_step_kind(cell) is not None
 
 
 def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:

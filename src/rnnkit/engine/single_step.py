@@ -27,8 +27,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell, State
-from .fused import SINGLE_STEP_MAX, fused_kind, single_step_runs
-from .sequence import parameters_by_name
+from .fused import SINGLE_STEP_MAX, fused_weights, one_step_kind, single_step_runs
 
 __all__ = ["SINGLE_STEP_MAX", "run_single_step", "single_step_runs"]
 
@@ -54,13 +53,11 @@ def run_single_step(
     if x.shape[0] != 1:
         raise ValueError(f"x must hold one time step (1, B, ...), got shape {tuple(x.shape)}")
     x_t = x[0]
-    kind = fused_kind(cell)
-    if kind is None or (kind == "lstm" and cell.proj_size):
+    kind = one_step_kind(cell)
+    if kind is None:
         h, new = cell.step(cell.project_input(x_t), state)
         return h.unsqueeze(0), new
-    # (the parameters as the cell's forward would read them, under functional_call too)
-    p = parameters_by_name(cell)
-    weights = (p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh"))
+    weights = fused_weights(cell)  # (two without biases: the ops default theirs to None)
     if kind == "lstm":
         h, c = torch.lstm_cell(x_t, state, *weights)
         return h.unsqueeze(0), (h, c)
