@@ -128,6 +128,33 @@ static void by_columns(i64 m, i64 n, i64 k, F product) {
 template <typename T>
 struct Simd;
 
+#if defined(__AVX512F__)
+// AVX-512 (Intel since Skylake-SP, AMD since Zen 4): vectors of 16 floats or 8 doubles, so a
+// panel is twice as wide and each FMA does twice the work (the BLAS uses them too).
+template <>
+struct Simd<float> {
+    using V = __m512;
+    static constexpr int L = 16;
+    static V zero() { return _mm512_setzero_ps(); }
+    static V load(const float* p) { return _mm512_loadu_ps(p); }
+    static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+};
+
+template <>
+struct Simd<double> {
+    using V = __m512d;
+    static constexpr int L = 8;
+    static V zero() { return _mm512_setzero_pd(); }
+    static V load(const double* p) { return _mm512_loadu_pd(p); }
+    static V bcast(const double* p) { return _mm512_set1_pd(*p); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    static V add(V a, V b) { return _mm512_add_pd(a, b); }
+    static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+};
+#else
 template <>
 struct Simd<float> {
     using V = __m256;
@@ -151,68 +178,70 @@ struct Simd<double> {
     static V add(V a, V b) { return _mm256_add_pd(a, b); }
     static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
 };
+#endif
+
+// Rows per block of the microkernel: its accumulators (2 vectors a row) plus the panel's two
+// vectors and a broadcast must fit the vector registers (16 with AVX2, 32 with AVX-512).
+#if defined(__AVX512F__)
+static constexpr int MR = 12;
+#else
+static constexpr int MR = 6;
+#endif
 
 // C[r, 0:w] (=, or += with acc) Σ_kk A[r, kk] · B[kk, 0:w] for r < R, from a packed panel B
-// (rows sb apart, 2L columns, zero past w); FULL: w = 2L.
+// (rows sb apart, 2L columns, zero past w); FULL: w = 2L. The loops over r have constant trip
+// counts and are unrolled, so c0 and c1 live in registers.
 template <typename T, int R, bool FULL>
 static inline void micro(i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C, i64 ldc,
                          bool acc) {
     using S = Simd<T>;
     using V = typename S::V;
     constexpr int L = S::L;
-    V c00 = S::zero(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-    V c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-    const T* a0 = A;
-    const T* a1 = A + lda;
-    const T* a2 = A + 2 * lda;
-    const T* a3 = A + 3 * lda;
-    const T* a4 = A + 4 * lda;
-    const T* a5 = A + 5 * lda;
+    V c0[R], c1[R];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) c0[r] = c1[r] = S::zero();
     for (i64 kk = 0; kk < k; ++kk) {
         const T* b = B + kk * sb;
         const V b0 = S::load(b), b1 = S::load(b + L);
-        V a;
-#define RNNKIT_ROW(r)                                 \
-    if constexpr (R > r) {                            \
-        a = S::bcast(a##r + kk);                      \
-        c##r##0 = S::fma(a, b0, c##r##0);             \
-        c##r##1 = S::fma(a, b1, c##r##1);             \
+#pragma GCC unroll 12
+        for (int r = 0; r < R; ++r) {
+            const V a = S::bcast(A + r * lda + kk);
+            c0[r] = S::fma(a, b0, c0[r]);
+            c1[r] = S::fma(a, b1, c1[r]);
+        }
     }
-        RNNKIT_ROW(0) RNNKIT_ROW(1) RNNKIT_ROW(2) RNNKIT_ROW(3) RNNKIT_ROW(4) RNNKIT_ROW(5)
-#undef RNNKIT_ROW
+    alignas(64) T tmp[2 * L];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+        T* c = C + r * ldc;
+        if (FULL) {
+            S::store(c, acc ? S::add(S::load(c), c0[r]) : c0[r]);
+            S::store(c + L, acc ? S::add(S::load(c + L), c1[r]) : c1[r]);
+        } else {
+            S::store(tmp, c0[r]);
+            S::store(tmp + L, c1[r]);
+            for (i64 j = 0; j < w; ++j) c[j] = acc ? c[j] + tmp[j] : tmp[j];
+        }
     }
-    alignas(32) T tmp[2 * L];
-#define RNNKIT_OUT(r)                                                              \
-    if constexpr (R > r) {                                                         \
-        T* c = C + r * ldc;                                                        \
-        if (FULL) {                                                                \
-            S::store(c, acc ? S::add(S::load(c), c##r##0) : c##r##0);              \
-            S::store(c + L, acc ? S::add(S::load(c + L), c##r##1) : c##r##1);      \
-        } else {                                                                   \
-            S::store(tmp, c##r##0);                                                \
-            S::store(tmp + L, c##r##1);                                            \
-            for (i64 j = 0; j < w; ++j) c[j] = acc ? c[j] + tmp[j] : tmp[j];       \
-        }                                                                          \
+}
+
+// The last m < MR rows: micro with R = m.
+template <typename T, bool FULL, int R = MR - 1>
+static inline void micro_tail(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w,
+                              T* C, i64 ldc, bool acc) {
+    if constexpr (R > 0) {
+        if (m == R) return micro<T, R, FULL>(k, A, lda, B, sb, w, C, ldc, acc);
+        micro_tail<T, FULL, R - 1>(m, k, A, lda, B, sb, w, C, ldc, acc);
     }
-    RNNKIT_OUT(0) RNNKIT_OUT(1) RNNKIT_OUT(2) RNNKIT_OUT(3) RNNKIT_OUT(4) RNNKIT_OUT(5)
-#undef RNNKIT_OUT
 }
 
 template <typename T, bool FULL>
 static void micro_rows(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C,
                        i64 ldc, bool acc) {
     i64 r = 0;
-    for (; r + 6 <= m; r += 6) micro<T, 6, FULL>(k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
-    const T* a = A + r * lda;
-    T* c = C + r * ldc;
-    switch (m - r) {
-        case 5: micro<T, 5, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
-        case 4: micro<T, 4, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
-        case 3: micro<T, 3, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
-        case 2: micro<T, 2, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
-        case 1: micro<T, 1, FULL>(k, a, lda, B, sb, w, c, ldc, acc); break;
-        default: break;
-    }
+    for (; r + MR <= m; r += MR)
+        micro<T, MR, FULL>(k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
+    if (r < m) micro_tail<T, FULL>(m - r, k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
 }
 
 // C[:, lo:hi] of an (m, ·) output: panel p (columns lo + p·PW ...) starts at B0 + p·pstride,

@@ -242,7 +242,7 @@ class CopyTask(_LongRangeTask):
             "n": int(y.shape[0]),
             "seq_len": config.data.seq_len,
             "cross_entropy": float(F.cross_entropy(logits.flatten(0, 1), y.flatten())),
-            "recall_accuracy": float(recalled.float().mean()),
+            "recall_accuracy": float(recalled.double().mean()),  # exact to float64
             "baseline_memoryless_cross_entropy": copy_memory_baseline(config.data.seq_len),
             "baseline_chance_recall_accuracy": 1.0 / 8.0,
         }
