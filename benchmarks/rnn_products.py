@@ -3,14 +3,15 @@
 Each step of a compiled loop multiplies the step's active rows (the batch) by W_hh, forwards
 and backwards. The loops split W_hh's output columns over the threads. With torch's BLAS (MKL),
 each thread then calls sgemm on its own slice. With the own kernel, added to ``_loops.cpp`` for
-AVX2 + FMA builds, each thread packs its slice once per call and multiplies it in registers.
-The own kernel runs a call whose steps times batch rows reach ``native.OWN_MIN_ROWS``, with a
-batch of at least 2; ``native.set_own_min_rows(-1)`` gives the BLAS back. Two measurements in
-one run:
+AVX2 + FMA and AVX-512 builds, each thread packs its slice once per call and multiplies it in
+registers. The own kernel runs a call whose steps times batch rows reach
+``native.OWN_MIN_ROWS``, with a batch of at least 2, for the products of at most
+``native.OWN_MAX_ROWS`` rows (by vector width); ``native.set_own_min_rows(-1)`` gives the BLAS
+back. Two measurements in one run:
 
 * ``loops``: the forward and backward loops alone, called directly on buffers, T = 100 steps
   of m rows each, µs per step. The BLAS is timed on 1 thread (one sgemm over all columns) and on
-  2 (a slice each), the own kernel on 2. If the two BLAS threads ran as fast as one alone, the
+  2 (a slice each), the own kernel on 2, at every row count (whatever the row limit). If the two BLAS threads ran as fast as one alone, the
   2-thread time would be half the 1-thread time plus the pointwise part.
 * ``layers``: the training step (forward and backward, T = 100) of rnnkit's layers, own kernel
   over BLAS in the same process, taking turns; and the lengths ratio (lengths spread evenly over
@@ -90,6 +91,7 @@ def loops_table(H: int, rows, repeats: int) -> None:
 
                 def step(fwd=fwd, bwd=bwd, own=own) -> None:
                     native.set_own_min_rows(0 if own else -1)
+                    native.set_own_max_rows(1 << 30)  # the kernel at every row count
                     fwd()
                     bwd()
 
@@ -102,6 +104,7 @@ def loops_table(H: int, rows, repeats: int) -> None:
                 flush=True,
             )
     native.set_own_min_rows(native.OWN_MIN_ROWS)
+    native.set_own_max_rows(None)
     print()
 
 
@@ -152,11 +155,13 @@ def main() -> None:
     args = parser.parse_args()
     if not native.own_products():
         raise SystemExit("the compiled loops were built without their own kernel (no AVX2 + FMA)")
+    bits = native.own_vector_bits()
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
     print("## Recurrent products: own kernel / BLAS\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- own kernel: {bits}-bit vectors, products of up to {native.OWN_MAX_ROWS[bits]} rows")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- {args.repeats} interleaved repeats, median\n")

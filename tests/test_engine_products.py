@@ -1,7 +1,8 @@
-"""The compiled loops' own kernel for the recurrent products (``_loops.cpp``, AVX2 + FMA builds):
-every cell's outputs, final states and gradients through it equal the reference runner's
-(float64), the float32 results equal the BLAS path's to rounding, and weights changed in place
-between calls are read again (the packed copy lives for one call)."""
+"""The compiled loops' own kernel for the recurrent products (``_loops.cpp``, AVX2 + FMA or
+AVX-512 builds): every cell's outputs, final states and gradients through it equal the reference
+runner's (float64), the float32 results equal the BLAS path's to rounding, weights changed in
+place between calls are read again (the packed copy lives for one call), and products of more
+rows than ``native.OWN_MAX_ROWS`` allows go to the BLAS."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ pytestmark = pytest.mark.skipif(
     reason="no compiled loops with their own product kernel here (needs AVX2 + FMA)",
 )
 
-# sizes that leave remainders everywhere: B = 13 rows is two blocks of 6 and one row; H = 20
-# output columns are a float32 panel of 16 and one of 4 (float64: 8, 8 and 4)
-I, H, B, T = 3, 20, 13, 9
+# sizes that leave remainders everywhere, for both vector widths: B = 13 rows is two blocks of 6
+# and one row (AVX2), or one of 12 and one row (AVX-512); H = 36 output columns are full panels
+# and one of 4 columns (panels of 16 float32 or 8 float64 columns with AVX2, 32 or 16 with
+# AVX-512)
+I, H, B, T = 3, 36, 13, 9
 LOOP_CELLS = sorted(
     name for name, make in CELLS.items() if kernels.kernel_for(make(I, H)) is not None
 )
@@ -30,11 +33,13 @@ def own_kernel():
     """Every call with a batch of 2 rows or more takes the own kernel; yields a function that
     says how many products it computed since the fixture started."""
     native.set_own_min_rows(0)
+    native.set_own_max_rows(1 << 30)
     start = native.own_product_count()
     try:
         yield lambda: native.own_product_count() - start
     finally:
         native.set_own_min_rows(native.OWN_MIN_ROWS)
+        native.set_own_max_rows(None)
 
 
 def _grads(layer, x, h0, lengths):
@@ -129,3 +134,35 @@ def test_a_row_does_not_depend_on_the_other_rows(own_kernel):
         out_few, _ = layer(x[:, :7])
     assert own_kernel() > 0
     assert torch.equal(out_all[:, :7], out_few)
+
+
+def test_products_over_the_row_limit_take_the_blas(own_kernel):
+    layer = Recurrent(CELLS["gru"], I, H)
+    layer.engine = "native"
+    x = torch.randn(T, B, I)
+    with torch.no_grad():
+        native.set_own_max_rows(B - 1)  # every step has B rows: all to the BLAS
+        blas, _ = layer(x)
+        assert own_kernel() == 0
+        native.set_own_max_rows(B)
+        own, _ = layer(x)
+        assert own_kernel() == T
+    torch.testing.assert_close(own, blas, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows", [-1, 1.5, True])
+def test_the_row_limit_must_be_a_count(rows):
+    with pytest.raises(ValueError, match=r"rows must be an int >= 0 or None, got"):
+        native.set_own_max_rows(rows)
+
+
+def test_the_default_row_limit_follows_the_vector_width(own_kernel):
+    native.set_own_max_rows(None)
+    limit = native.OWN_MAX_ROWS[native.own_vector_bits()]
+    layer = Recurrent(CELLS["gru"], I, H)
+    layer.engine = "native"
+    with torch.no_grad():
+        layer(torch.randn(2, limit + 1, I))
+        assert own_kernel() == 0
+        layer(torch.randn(2, limit, I))
+        assert own_kernel() == 2

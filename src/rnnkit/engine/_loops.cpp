@@ -323,6 +323,23 @@ static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS
 // (-1: never).
 extern "C" void rnnkit_set_own_min_rows(long long rows) { g_own_min_rows = rows; }
 
+// The most rows a product may have to take the own kernel (more: the BLAS); set from
+// native.OWN_MAX_ROWS at load, which depends on the vector width (rnnkit_own_vector_bits).
+static i64 g_own_max_rows = 256;
+
+extern "C" void rnnkit_set_own_max_rows(long long rows) { g_own_max_rows = rows; }
+
+// The own kernel's vector width in bits: 512 (AVX-512), 256 (AVX2 + FMA), 0 (not compiled in).
+extern "C" int rnnkit_own_vector_bits() {
+#if defined(RNNKIT_OWN_PRODUCTS) && defined(__AVX512F__)
+    return 512;
+#elif defined(RNNKIT_OWN_PRODUCTS)
+    return 256;
+#else
+    return 0;
+#endif
+}
+
 // Whether the own kernel was compiled in (an AVX2 + FMA build).
 extern "C" int rnnkit_own_products() {
 #ifdef RNNKIT_OWN_PRODUCTS
@@ -376,7 +393,7 @@ template <typename T, bool TRANS>
 static bool own_mm(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
                    i64 ldc) {
 #ifdef RNNKIT_OWN_PRODUCTS
-    if (!t_own || m > g_split_rows) return false;
+    if (!t_own || m > g_own_max_rows || m > g_split_rows) return false;
     constexpr i64 PW = 2 * Simd<T>::L;
     g_own_count.fetch_add(1, std::memory_order_relaxed);
     by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {

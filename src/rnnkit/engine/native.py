@@ -67,6 +67,11 @@ SPLIT_ROWS = 256
 # products (AVX2 + FMA builds; a batch of at least 2 rows; see _loops.cpp): enough rows to pay
 # for packing W_hh once per call.
 OWN_MIN_ROWS = 64
+# The most rows (the step's active batch) a recurrent product may have to take the own kernel,
+# by its vector width in bits: with AVX2 it beat MKL up to 128 rows and more (AMD EPYC); with
+# AVX-512, MKL's own AVX-512 kernels are faster from about 64 rows on (Intel Xeon), so there the
+# products of more rows go to the BLAS (``python benchmarks/rnn_products.py``, "loops").
+OWN_MAX_ROWS = {512: 48, 256: 256}
 
 
 def _cpu_model() -> str:
@@ -147,6 +152,11 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_own_min_rows.argtypes = [ctypes.c_longlong]
     lib.rnnkit_set_own_min_rows.restype = None
     lib.rnnkit_set_own_min_rows(OWN_MIN_ROWS)
+    lib.rnnkit_own_vector_bits.argtypes = []
+    lib.rnnkit_own_vector_bits.restype = ctypes.c_int
+    lib.rnnkit_set_own_max_rows.argtypes = [ctypes.c_longlong]
+    lib.rnnkit_set_own_max_rows.restype = None
+    lib.rnnkit_set_own_max_rows(OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0))
     lib.rnnkit_own_products.argtypes = []
     lib.rnnkit_own_products.restype = ctypes.c_int
     lib.rnnkit_own_product_count.argtypes = []
@@ -182,6 +192,26 @@ def set_own_min_rows(rows: int) -> None:
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
     lib.rnnkit_set_own_min_rows(rows)
+
+
+def set_own_max_rows(rows: int | None) -> None:
+    """The most rows a recurrent product may have to take the loops' own kernel (None: the
+    default for this build's vector width, :data:`OWN_MAX_ROWS`). For measurements and tests."""
+    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+        raise ValueError(f"rows must be an int >= 0 or None, got {rows!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    if rows is None:
+        rows = OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0)
+    lib.rnnkit_set_own_max_rows(rows)
+
+
+def own_vector_bits() -> int:
+    """The own kernel's vector width in bits: 512 (AVX-512), 256 (AVX2 and FMA), 0 (no own
+    kernel, or no compiled loops)."""
+    lib = load()
+    return 0 if lib is None else int(lib.rnnkit_own_vector_bits())
 
 
 def own_products() -> bool:
