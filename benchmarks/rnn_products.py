@@ -11,8 +11,9 @@ back. Two measurements in one run:
 
 * ``loops``: the forward and backward loops alone, called directly on buffers, T = 100 steps
   of m rows each, µs per step. The BLAS is timed on 1 thread (one sgemm over all columns) and on
-  2 (a slice each), the own kernel on 2, at every row count (whatever the row limit). If the two BLAS threads ran as fast as one alone, the
-  2-thread time would be half the 1-thread time plus the pointwise part.
+  2 (a slice each), the own kernel on 2, at every row count (whatever the row limit). If the
+  two BLAS threads ran as fast as one alone, the 2-thread time would be half the 1-thread time
+  plus the pointwise part.
 * ``layers``: the training step (forward and backward, T = 100) of rnnkit's layers, own kernel
   over BLAS in the same process, taking turns; and the lengths ratio (lengths spread evenly over
   [T/2, T], as in rnn_speed.py) under each.

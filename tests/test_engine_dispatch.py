@@ -13,7 +13,7 @@ from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import ConvLSTMCell, ElmanCell, GRUCell, LSTMCell, MUT1Cell
 from rnnkit.engine import sequence
-from rnnkit.engine.fused import HEAD_MIN_STEPS, fused_kind, fused_route
+from rnnkit.engine.fused import FUSED_SEGMENT_LIMIT, HEAD_MIN_STEPS, fused_kind, fused_route
 
 TOL = 1e-10
 I, H, T = 3, 4, 6
@@ -250,3 +250,22 @@ def test_torch_compile_runs_every_path(name, autocast):
     for a, b in zip(grads, g_ref):
         # float32 rounding of sums (a gradient of about 10 differs by 2e-6 at most)
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not engine.native_available(), reason="the compiled loops could not be built")
+def test_fused_head_route_has_second_derivatives():
+    """The head route reads its first steps from the padded input as it is and joins the parts'
+    outputs with its own autograd functions (engine.head); gradients of gradients through them
+    equal the numerical ones."""
+    cell = CELLS["lstm"](1, 2).double()
+    lengths = HEAD_MIN_STEPS + torch.arange(FUSED_SEGMENT_LIMIT + 1)  # 9 distinct, min 8
+    B = lengths.numel()
+    x = torch.randn(int(lengths.max()), B, 1, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.zeros(B, *s, dtype=torch.float64) for s in cell.state_shapes())
+    assert fused_route(cell, x, lengths) == "head"
+
+    def f(x):
+        out, (h, c) = engine.run(cell, x, state, lengths, engine="fused")
+        return out, h, c
+
+    assert torch.autograd.gradgradcheck(f, (x,))

@@ -2,8 +2,8 @@
 //
 // Compiled on first use by rnnkit/engine/native.py and called through ctypes; no torch headers,
 // so it builds in a second or two. The recurrent products go to the loops' own register-blocked
-// kernel (AVX2 + FMA builds, a batch of 2 rows or more; see "The recurrent products on few
-// rows") or else to the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
+// kernel (AVX2 + FMA or AVX-512 builds, a batch of 2 rows or more; see "The recurrent products
+// on few rows") or else to the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
 // the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
 // libgomp, which the loader shares).
 //
@@ -105,17 +105,19 @@ static void by_columns(i64 m, i64 n, i64 k, F product) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA builds)
+// The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA, AVX-512)
 // ---------------------------------------------------------------------------------------------
 // The BLAS is slow exactly where the loops need it: a product of a few rows (the batch) against
 // W_hh, once per step, from two threads at a time, each on its half of the output columns. Two
 // threads of torch's MKL then take almost as long per step as one thread over all the columns,
 // and each call pays a cost that does not shrink with the rows
-// (python benchmarks/rnn_products.py, "loops"). This kernel keeps 6 rows by 2 vectors of output
-// columns in registers:
-//   * W is packed once per call, each thread its own output columns, in panels of PW columns
-//     laid out k-major (packed_columns), which every step of the call reuses;
-//   * each step streams a panel once per block of 6 rows, from the core's own cache.
+// (python benchmarks/rnn_products.py, "loops"). This kernel keeps MR rows by 2 vectors of output
+// columns in registers (MR = 6 with AVX2's 16 vector registers, 12 with AVX-512's 32):
+//   * W is packed once per call, each thread its own output columns, in panels of PW = 2 vectors
+//     of columns laid out k-major (packed_columns), which every step of the call reuses;
+//   * each step streams a panel once per block of MR rows, from the core's own cache.
+// With AVX-512 the BLAS (MKL) has fast kernels of its own for more rows, so there the own kernel
+// takes the products of up to 48 rows only (native.OWN_MAX_ROWS).
 // Each output is the sum over kk = 0..k-1 in order, so a row of the product does not depend on
 // the other rows, the thread count or the split of the columns.
 #if defined(__AVX2__) && defined(__FMA__)
@@ -340,7 +342,7 @@ extern "C" int rnnkit_own_vector_bits() {
 #endif
 }
 
-// Whether the own kernel was compiled in (an AVX2 + FMA build).
+// Whether the own kernel was compiled in (an AVX2 + FMA or AVX-512 build).
 extern "C" int rnnkit_own_products() {
 #ifdef RNNKIT_OWN_PRODUCTS
     return 1;

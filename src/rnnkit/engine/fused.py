@@ -58,6 +58,7 @@ from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
 from ._tracing import under_functorch
 from .checkpoint import needs_grad
+from .head import run_head_tail
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
 from .sequence import (
     LOOP_DTYPES,
@@ -389,6 +390,16 @@ def run_fused(
     if route == "masked":
         assert lengths is not None
         return _masked(cell, x, state, lengths, reverse)
+    if route == "head" and not reverse:  # the head reads the padded input as it is (engine.head)
+        m = plan.segments()[0][1]
+        return run_head_tail(
+            x,
+            state,
+            plan,
+            m,
+            lambda xh, st: _fused_head(cell, xh.view(m, B, xh.shape[-1]), st),
+            lambda xt, st, later: run_native_packed(cell, xt, st, later),
+        )
     xp = pack(x, plan)  # (N, I)
     states = tuple(sort_rows(s, plan) for s in state)
     if route == "packed":
@@ -443,6 +454,13 @@ def _segments(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tup
     done.append(tuple(s[0] for s in current))
     finals = tuple(torch.cat([d[k] for d in reversed(done)]) for k in range(len(states)))
     return torch.cat(outputs), finals
+
+
+def _fused_head(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
+    """One fused call over ``x`` (steps, B, I) from ``states`` (B, ·) -> (outputs
+    (steps·B, O), final states (B, ·))."""
+    out, finals = _call(cell, x, tuple(s.unsqueeze(0) for s in states))
+    return out.reshape(-1, out.shape[-1]), tuple(f[0] for f in finals)
 
 
 def _head_then_loop(

@@ -7,9 +7,10 @@ torch header. They take raw pointers, call the BLAS that torch already carries (
 C++ compiler instead of the tens of seconds that torch's headers cost, and it does not depend on
 torch's C++ ABI. A compiled loop removes the Python interpreter from the time loop (about
 25 µs per step of a Python loop, which dominates at small batch sizes) and fuses each step's
-pointwise math into one pass over memory. Built with AVX2 and FMA, the loops compute the
-recurrent products of a batch of 2 rows or more with their own kernel instead of the BLAS
-(``OWN_MIN_ROWS``, docs/engine.md "The recurrent products: rnnkit's own kernel").
+pointwise math into one pass over memory. Built with AVX2 and FMA or with AVX-512, the loops
+compute the recurrent products of a batch of 2 rows or more with their own kernel instead of the
+BLAS (``OWN_MIN_ROWS``, ``OWN_MAX_ROWS``, docs/engine.md "The recurrent products: rnnkit's own
+kernel").
 
 The library is built on first use into ``<rnnkit cache>/build`` (``$RNNKIT_CACHE`` or
 ``~/.cache/rnnkit``) under a name that hashes the source, the flags, the compiler and the CPU
@@ -64,8 +65,8 @@ HEADER = 10  # int64 entries before the per-step arrays in a geometry block
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
-# products (AVX2 + FMA builds; a batch of at least 2 rows; see _loops.cpp): enough rows to pay
-# for packing W_hh once per call.
+# products (AVX2 + FMA or AVX-512 builds; a batch of at least 2 rows; see _loops.cpp): enough
+# rows to pay for packing W_hh once per call.
 OWN_MIN_ROWS = 64
 # The most rows (the step's active batch) a recurrent product may have to take the own kernel,
 # by its vector width in bits: with AVX2 it beat MKL up to 128 rows and more (AMD EPYC); with
@@ -216,7 +217,7 @@ def own_vector_bits() -> int:
 
 def own_products() -> bool:
     """Whether the compiled loops carry their own kernel for the recurrent products (built
-    with AVX2 and FMA); False without compiled loops."""
+    with AVX2 and FMA, or AVX-512); False without compiled loops."""
     lib = load()
     return lib is not None and bool(lib.rnnkit_own_products())
 
