@@ -371,8 +371,16 @@ static void begin_call(i64 steps, i64 B) {
 
 // product(lo, hi) over column blocks starting at multiples of the panel width PW, one per
 // thread, as by_columns does for the BLAS; split whenever the product has work enough to pay for
-// the threads' start (on one thread the BLAS would have threaded a large product itself).
+// the threads' start (on one thread the BLAS would have threaded a large product itself). An
+// AVX-512 core does twice the work per instruction, so there a split pays from four times the
+// work: measured at H = 64 on an Intel Xeon, splitting from 2^17 made the loop cells' training
+// steps 0.97-1.29 times the BLAS's, from 2^19 0.75-1.01 (benchmarks/rnn_products.py
+// --layers-H 64).
+#if defined(__AVX512F__)
+static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
+#else
 static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
+#endif
 
 template <typename F>
 static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
