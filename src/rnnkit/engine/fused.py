@@ -390,15 +390,19 @@ def run_fused(
     if route == "masked":
         assert lengths is not None
         return _masked(cell, x, state, lengths, reverse)
-    if route == "head" and not reverse:  # the head reads the padded input as it is (engine.head)
-        m = plan.segments()[0][1]
+    segments = plan.segments()
+    if route in ("head", "segments") and not reverse and len(segments) > 1:
+        # the first segment (every row running) reads the padded input as it is (engine.head);
+        # the rest runs in the compiled loop ("head") or one fused call per segment
+        m = segments[0][1]
+        tail = run_native_packed if route == "head" else _segments
         return run_head_tail(
             x,
             state,
             plan,
             m,
             lambda xh, st: _fused_head(cell, xh.view(m, B, xh.shape[-1]), st),
-            lambda xt, st, later: run_native_packed(cell, xt, st, later),
+            lambda xt, st, later: tail(cell, xt, st, later),
         )
     xp = pack(x, plan)  # (N, I)
     states = tuple(sort_rows(s, plan) for s in state)

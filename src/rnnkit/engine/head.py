@@ -1,4 +1,4 @@
-"""A fused head on the padded input: the "head" route of a batch with lengths.
+"""A fused first segment on the padded input: the "head" and "segments" routes with lengths.
 
 Sorting a batch by length and gathering its rows into the packed layout
 (:mod:`rnnkit.engine.packing`) costs passes over memory: the input is gathered, the outputs
@@ -7,28 +7,31 @@ to the output gradient and the input gradient.
 
 But until the shortest sequence ends, at step m, every row is running, and the (T, B) layout
 already holds those m·B rows in step order: the packed layout is needed only from step m on.
-The fused "head" route (:mod:`rnnkit.engine.fused`: a plain LSTM with many distinct lengths,
-its first m steps on torch's fused kernel and the shrinking batch after them in the compiled
-loop) therefore runs as
+The fused routes with lengths (:mod:`rnnkit.engine.fused`: a cell with torch.nn's math on the
+CPU, "head" for many distinct lengths, "segments" for a few) therefore run, forwards, as
 
-* the head: steps 0..m-1 on the first m·B rows of the padded input, a view, in the batch's
-  own order, from the initial state; its outputs become the first m·B rows of the output;
+* the head: steps 0..m-1 in one fused call on the first m·B rows of the padded input, a view,
+  in the batch's own order, from the initial state; its outputs become the first m·B rows of
+  the output;
 * the tail: the n_m rows still running at step m, sorted by length, from the head's final
   state of those rows, on the packed rows of steps m onwards
-  (:func:`~rnnkit.engine.packing.tail_plan`); its outputs are scattered after the head's.
+  (:func:`~rnnkit.engine.packing.tail_plan`): the compiled loop ("head") or one fused call per
+  run of equal active rows ("segments"); its outputs are scattered after the head's.
 
-Each part is an ordinary call (the fused op, the compiled loop), so the gradients and second
-derivatives of those paths hold as they are; the two autograd functions here only move the
-rows. For lengths spread over [T/2, T], the rows that go through a gather or a scatter fall
-from about 4.25·T·B (every row gathered and scattered, and the outputs joined) to 1.5·T·B, plus
-a plain copy of the head rows each way: at B = 32, H = 256, a training step with lengths takes
-0.78 of the full batch's time instead of 0.86 (``docs/benchmarks.md``).
+Each part is an ordinary call, so the gradients and second derivatives of those paths hold as
+they are; the two autograd functions here only move the rows. For lengths spread over
+[T/2, T], the rows that go through a gather or a scatter fall from about 4.25·T·B (every row
+gathered and scattered, and for "head" the parts' outputs joined by one more copy) to 1.5·T·B,
+plus a plain copy of the head rows each way. Measured on a plain LSTM (H = 256, T = 100,
+training step with lengths over the full batch's, docs/benchmarks.md): "head" 0.86 → 0.78 at
+B = 32 and 0.83 → 0.79 at B = 128; "segments" (four distinct lengths) 0.94 → 0.90 and
+0.82 → 0.77.
 
 The compiled loop alone does not gain from the split: its head would be a second call of the
-loop, whose fixed cost (packing W_hh, the input projection and weight-gradient products as
-separate calls) ate the saving in a measurement. The backward direction reads each sequence
-from its own last step, so its first steps are not a block of the padded input; it keeps the
-packed layout.
+loop, whose fixed costs (packing W_hh, the input projection and the weight-gradient products
+as calls of their own) ate the saving in a measurement. The backward direction reads each
+sequence from its own last step, so its first steps are not a block of the padded input; it
+keeps the packed layout.
 """
 
 from __future__ import annotations
