@@ -131,8 +131,8 @@ def run_head_tail(
     x: Tensor, state: tuple[Tensor, ...], plan: Plan, m: int, head: Head, tail: Tail
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
     """``x`` (T, B, I) with a packed forward ``plan`` split at step ``m`` (every row runs in
-    steps 0..m-1; some sequence is longer than m), from
-    ``state`` (B, ·) in the batch's order -> ((T, B, O) zero past each length, finals (B, ·)).
+    steps 0..m-1; some sequence is longer than m), from ``state`` (B, ·) in the batch's order
+    -> ((T, B, O) zero past each length, final states (B, ·) in the batch's order).
 
     ``head(xh, state)`` runs steps 0..m-1 on ``xh`` (m·B, I), rows in the batch's order, and
     returns (outputs (m·B, O), final states (B, ·)); ``tail(xt, states, plan)`` runs a packed
