@@ -30,7 +30,9 @@ lengths only the first segment, where every row is still running, goes to the fu
 and the compiled loop (:mod:`rnnkit.engine.sequence`) takes the shrinking batch from there
 (:func:`fused_route` says which). For the same reason a sequence shorter than
 ``HEAD_MIN_STEPS`` steps (streaming one step at a time, say) takes the compiled loop whole:
-there the weight preparation costs more than the steps.
+there the weight preparation costs more than the steps. Forwards, the first segment of both
+routes reads its rows from the padded input as they are, and only the rows after it are sorted
+and packed (:mod:`rnnkit.engine.head`).
 
 A layer whose every layer-direction would take one fused call of the whole sequence (or, with
 lengths, one call of the variable-length op) runs as a single call over all its layers and
