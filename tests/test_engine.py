@@ -12,10 +12,10 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
-from rnnkit.engine import native
+from rnnkit.engine import native, packing
 from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
-from rnnkit.engine.packing import GATHER_SEGMENTS, make_plan
+from rnnkit.engine.packing import make_plan
 
 TOL = 1e-10
 I, H, T = 3, 4, 6
@@ -234,16 +234,20 @@ def test_fused_lstm_with_lengths_equals_torch_packed():
 @needs_native
 @pytest.mark.parametrize("name", list(CELLS))
 @pytest.mark.parametrize("reverse", [False, True])
-def test_native_many_distinct_lengths_equal_reference(name, reverse):
-    """More runs of equal active rows than GATHER_SEGMENTS: the recurrent weight gradient
-    takes the gathered-previous-outputs product instead of one product per run."""
+@pytest.mark.parametrize("gathered", [True, False])
+def test_native_many_distinct_lengths_equal_reference(name, reverse, gathered, monkeypatch):
+    """Many runs of equal active rows: the recurrent weight gradient takes the
+    gathered-previous-outputs product (more runs than GATHER_SEGMENTS), or two products per
+    run on views (GATHER_SEGMENTS raised above the runs); both equal the reference."""
     cell = CELLS[name](I, H).double()
     if kernel_for(cell) is None:
         pytest.skip("no compiled loop for this cell")
     T_long = 14
     lens = torch.randperm(T_long - 1, generator=torch.Generator().manual_seed(5))[:11] + 2
     plan = make_plan(T_long, lens.numel(), lens, reverse)
-    assert len(plan.segments()) > GATHER_SEGMENTS
+    if not gathered:
+        monkeypatch.setattr(packing, "GATHER_SEGMENTS", len(plan.segments()))
+    assert (len(plan.segments()) > packing.GATHER_SEGMENTS) == gathered
     B = lens.numel()
     x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
     state = tuple(
