@@ -24,7 +24,7 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
-from .engine.fused import flatten_for_cudnn, run_fused_stack, stack_supported
+from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
 from .loop import check_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -147,7 +147,7 @@ class Recurrent(nn.Module):
         """On the GPU, keep the weights of cells with torch.nn's math (plain LSTM, GRU with the
         reset gate after, Elman) in one buffer in cuDNN's layout, as ``torch.nn.RNNBase``
         does, so that cuDNN does not copy them at every call. Runs by itself after ``.to()``,
-        ``.cuda()`` and the like; a no-op elsewhere (``engine.fused.flatten_for_cudnn``)."""
+        ``.cuda()`` and the like; a no-op elsewhere (``engine.fused_stack.flatten_for_cudnn``)."""
         cells = tuple(self._modules["cells"]._modules.values())
         flatten_for_cudnn(cells, self.input_size, self.bidirectional)  # type: ignore[arg-type]
 

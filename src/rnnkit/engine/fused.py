@@ -36,8 +36,7 @@ and packed (:mod:`rnnkit.engine.head`).
 
 A layer whose every layer-direction would take one fused call of the whole sequence (or, with
 lengths, one call of the variable-length op) runs as a single call over all its layers and
-directions (:func:`run_fused_stack`), the call ``torch.nn.LSTM`` makes; :func:`stack_supported`
-says when.
+directions, the call ``torch.nn.LSTM`` makes (:mod:`rnnkit.engine.fused_stack`).
 
 A long LSTM sequence trained on oneDNN runs as several calls of torch's op, each over a run of
 consecutive steps ("chunks", :func:`chunk_steps`), the state of one handed to the next. One
@@ -54,17 +53,13 @@ import warnings
 
 import torch
 from torch import Tensor
-from torch.autograd import forward_ad as fwAD
 
 from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
-from ._tracing import under_functorch
 from .checkpoint import needs_grad
 from .head import run_head_tail
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
 from .sequence import (
-    LOOP_DTYPES,
-    loops_run,
     native_supports,
     parameters_by_name,
     run_native_packed,
@@ -175,140 +170,6 @@ def _route(cell: RecurrentCell, x: Tensor, plan: Plan) -> str:
     if len(segments) <= FUSED_SEGMENT_LIMIT or not native_supports(cell, x):
         return "segments"
     return "head" if segments[0][1] >= HEAD_MIN_STEPS else "native"
-
-
-def _stack_kind(cells: tuple[RecurrentCell, ...]) -> str | None:
-    """The fused kind every cell of a stack shares, with the same bias and projection, which
-    torch's op needs for one call over all of them; None otherwise."""
-    first = cells[0]
-    kind = fused_kind(first)
-    if kind is None:
-        return None
-    proj = getattr(first, "proj_size", 0)
-    for cell in cells[1:]:
-        if fused_kind(cell) != kind or cell.bias != first.bias:
-            return None
-        if getattr(cell, "proj_size", 0) != proj:
-            return None
-    return kind
-
-
-def stack_supported(
-    cells: tuple[RecurrentCell, ...], x: Tensor, engine: str, lengths: Tensor | None = None
-) -> bool:
-    """Whether every layer and direction of a stack of ``cells`` would take one fused call of
-    the whole sequence ``x`` (T, B, I) under path ``engine`` (with ``lengths``: one call of the
-    variable-length op, so an LSTM off the CPU only), so that the stack can be one call of
-    torch's op over all layers and both directions, as torch.nn's layers make it: one call's
-    fixed cost instead of one per layer-direction and the stacking of their states.
-
-    The caller checks what the stack adds to the cells: "concat" merging, no residual
-    connections, no dropout between layers in training, no recomputation."""
-    if engine not in ("auto", "fused") or not x.dtype.is_floating_point:
-        return False
-    if engine == "auto" and single_step_runs(cells[0], x):
-        return False  # one step: each layer as torch's one-step op (engine.single_step)
-    if lengths is not None and not variable_length_op(x):
-        return False
-    kind = fused_kind(cells[0])
-    if kind is None or (lengths is not None and kind in STATE_IS_OUTPUT):
-        return False  # (a GRU or Elman stack with lengths: a masked call per layer-direction)
-    if engine == "auto" and kind != "lstm" and x.is_cpu and x.dtype in LOOP_DTYPES:
-        return False  # most likely the compiled loops' (run() decides; this costs nothing)
-    if _stack_kind(cells) is None:
-        return False
-    if getattr(fwAD, "_current_level", 0) >= 0 or under_functorch():
-        return False  # "auto" takes the autograd loop there; leave the choice to run()
-    if torch.jit.is_tracing():
-        return False  # exporters see the layer-by-layer calls, as before
-    if chunk_steps(cells, x) is not None:
-        return False  # a long training pass: layer by layer, each in chunks of steps
-    if engine == "fused":
-        return True
-    if kind == "lstm" and x.shape[0] >= HEAD_MIN_STEPS:
-        return True
-    return not loops_run(cells[0], x)  # where "auto" prefers the compiled loops
-
-
-def run_fused_stack(
-    cells: tuple[RecurrentCell, ...],
-    x: Tensor,
-    hx: State,
-    num_layers: int,
-    bidirectional: bool,
-    lengths: Tensor | None = None,
-) -> tuple[Tensor, State]:
-    """The whole stack in one call of torch's op: ``x`` (T, B, I), ``hx`` a tuple of
-    (D·L, B, ·) -> (output (T, B, D·O), final states (D·L, B, ·)), as torch.nn's layers.
-
-    With ``lengths`` (B,) (validated), the variable-length op on the packed rows, as torch.nn's
-    layers run a ``PackedSequence``: outputs zero past each length, final states at each
-    sequence's last step, the backward direction within each valid part."""
-    weights = [w for cell in cells for w in fused_weights(cell)]
-    first = cells[0]
-    train = torch.is_grad_enabled()
-    plan = None if lengths is None else make_plan(x.shape[0], x.shape[1], lengths, False)
-    if plan is None or not plan.packed:
-        args = (weights, first.bias, num_layers, 0.0, train, bidirectional, False)
-        return _op(first, x, hx, args)
-    assert plan.perm is not None and plan.unperm is not None
-    perm, unperm = plan.perm.to(x.device), plan.unperm.to(x.device)
-    states = tuple(h.index_select(1, perm) for h in hx)
-    args = (weights, first.bias, num_layers, 0.0, train, bidirectional)
-    out, finals = _op(first, pack(x, plan), states, args, plan.n)
-    return unpack(out, plan), tuple(f.index_select(1, unperm) for f in finals)
-
-
-_CUDNN_MODES = {"lstm": "LSTM", "gru": "GRU", "rnn_tanh": "RNN_TANH", "rnn_relu": "RNN_RELU"}
-
-
-def flatten_for_cudnn(cells: tuple[RecurrentCell, ...], input_size: int, bidirectional: bool):
-    """Make the weights of a stack of ``cells`` (layer by layer, the directions within a
-    layer, each layer's input the concatenated outputs of the one below) views into one buffer
-    in cuDNN's layout, in place, as ``torch.nn``'s layers keep theirs: cuDNN then reads them
-    where they are instead of copying them into one buffer at every call (forward and
-    backward). A no-op off the GPU, for cells without torch.nn's math, for a stack of another
-    shape (directions merged by sum, say), and where parameters share memory; the calls are
-    right either way."""
-    kind = _stack_kind(cells)
-    if kind is None:
-        return
-    first, D = cells[0], 2 if bidirectional else 1
-    proj = getattr(first, "proj_size", 0)
-    out = proj or first.hidden_size
-    for k, cell in enumerate(cells):
-        if cell.hidden_size != first.hidden_size:
-            return
-        if cell.weight_ih.shape[1] != (input_size if k < D else D * out):
-            return
-    weights = [w for cell in cells for w in fused_weights(cell)]
-    dtype = weights[0].dtype
-    if any(
-        not w.is_cuda or w.dtype != dtype or not torch.backends.cudnn.is_acceptable(w)
-        for w in weights
-    ):
-        return
-    if len({w.data_ptr() for w in weights}) != len(weights) or not (
-        torch._use_cudnn_rnn_flatten_weight()
-    ):
-        return
-    from torch.backends.cudnn import rnn as cudnn_rnn
-
-    try:
-        with torch.cuda.device_of(weights[0]), torch.no_grad():
-            torch._cudnn_rnn_flatten_weight(
-                weights,
-                len(fused_weights(first)),
-                input_size,
-                cudnn_rnn.get_cudnn_mode(_CUDNN_MODES[kind]),
-                first.hidden_size,
-                proj,
-                len(cells) // D,
-                False,
-                bidirectional,
-            )
-    except RuntimeError as e:  # the layer still runs, on cuDNN's copy of its weights
-        warnings.warn(f"could not keep the weights in one cuDNN buffer: {e}", stacklevel=3)
 
 
 def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ()) -> int | None:
