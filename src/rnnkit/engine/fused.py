@@ -69,6 +69,10 @@ from .sequence import (
 FUSED_SEGMENT_LIMIT = 8
 # The fused head must cover at least this many steps to pay for its call (else: compiled loop).
 HEAD_MIN_STEPS = 8
+# Forwards, the first segment of the "head" and "segments" routes reads the padded input as it
+# is (engine.head); False packs it too, as before (for measurements:
+# benchmarks/lengths_overheads.py).
+PADDED_HEAD = True
 # The kinds whose state is their output: with lengths, one padded call is exact (route "masked").
 STATE_IS_OUTPUT = frozenset({"gru", "rnn_tanh", "rnn_relu"})
 # A training call on oneDNN whose output has at least CHUNK_MIN_OUTPUT elements (T·B·H: a step
@@ -254,7 +258,7 @@ def run_fused(
         assert lengths is not None
         return _masked(cell, x, state, lengths, reverse)
     segments = plan.segments()
-    if route in ("head", "segments") and not reverse and len(segments) > 1:
+    if route in ("head", "segments") and not reverse and len(segments) > 1 and PADDED_HEAD:
         # the first segment (every row running) reads the padded input as it is (engine.head);
         # the rest runs in the compiled loop ("head") or one fused call per segment
         m = segments[0][1]

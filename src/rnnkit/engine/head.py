@@ -22,10 +22,9 @@ Each part is an ordinary call, so the gradients and second derivatives of those 
 they are; the two autograd functions here only move the rows. For lengths spread over
 [T/2, T], the rows that go through a gather or a scatter fall from about 4.25·T·B (every row
 gathered and scattered, and for "head" the parts' outputs joined by one more copy) to 1.5·T·B,
-plus a plain copy of the head rows each way. Measured on a plain LSTM (H = 256, T = 100,
-training step with lengths over the full batch's, docs/benchmarks.md): "head" 0.86 → 0.78 at
-B = 32 and 0.83 → 0.79 at B = 128; "segments" (four distinct lengths) 0.94 → 0.90 and
-0.82 → 0.77.
+plus a plain copy of the head rows each way. A plain LSTM's training step with such lengths
+took 0.83-0.86 of the full batch's time at B = 32, H = 256, against 0.91-0.92 with the first
+segment packed (``python benchmarks/lengths_overheads.py``; docs/engine.md).
 
 The compiled loop alone does not gain from the split: its head would be a second call of the
 loop, whose fixed costs (packing W_hh, the input projection and the weight-gradient products

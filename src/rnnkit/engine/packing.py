@@ -306,9 +306,10 @@ class _Scatter(torch.autograd.Function):
 
 # torch's Function.apply binds the arguments of a Function that has a separate setup_context
 # through inspect.signature at every call (about 17 µs; four calls per layer-direction in a
-# training step with lengths, 4 % of an Elman step at B = 8, H = 64). Outside torch.func
-# transforms and forward-mode AD, which need that form, these twins with the context set in
-# forward do the same work without it.
+# training step with lengths). Outside torch.func transforms and forward-mode AD, which need
+# that form, these twins with the context set in forward do the same work without it: an Elman
+# step with lengths at B = 8, H = 64 went from 1.66-1.68 to 1.33-1.35 times its full-length
+# step (python benchmarks/lengths_overheads.py).
 class _GatherEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
@@ -333,9 +334,15 @@ class _ScatterEager(torch.autograd.Function):
         return gather_rows(grad, index, source, padding), None, None, None
 
 
+# False: the transform-ready form on every call, as before the twins (for measurements:
+# benchmarks/lengths_overheads.py).
+EAGER_TWINS = True
+
+
 def _transforms_active() -> bool:
-    """Whether a torch.func transform runs or a forward-mode AD level is open."""
-    return under_functorch() or getattr(fwAD, "_current_level", -1) >= 0
+    """Whether the gather and scatter need their transform-ready form: a torch.func transform
+    runs or a forward-mode AD level is open (or the twins are switched off)."""
+    return not EAGER_TWINS or under_functorch() or getattr(fwAD, "_current_level", -1) >= 0
 
 
 def gather_rows(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
@@ -388,11 +395,9 @@ def unsort_rows(t: Tensor, plan: Plan) -> Tensor:
 
 
 # Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
-# product; else two products per run, on views. With 4 and 8 runs (T = 100, lengths over
-# [T/2, T]) the gathered product made a training step 1-16 % faster (Elman B=8 H=64 1.44 ->
-# 1.28 of the full batch's time, GRU B=32 H=64 0.94 -> 0.88, B=32 H=256 0.81 -> 0.80, MUT1
-# B=128 H=256 0.80 -> 0.79; Intel Xeon, old against new in one process), so it takes every
-# batch with more than one run.
+# product; else two products per run, on views. With 8 runs the gathered product was faster or
+# even everywhere measured (GRU B=32 H=64: 1.02 -> 0.94 of the full batch's step; python
+# benchmarks/lengths_overheads.py), so it takes every batch with more than one run.
 GATHER_SEGMENTS = 1
 
 

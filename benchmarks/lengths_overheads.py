@@ -1,0 +1,126 @@
+"""What three pieces of the lengths machinery cost: each switched back to its earlier form.
+
+A training step (forward, then the gradients with respect to the input and every parameter) on
+a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
+its current form and in its earlier one, in one process, taking turns (interleaved repeats,
+median):
+
+* ``padded head`` (``engine.fused.PADDED_HEAD``): the fused "head" and "segments" routes of a
+  plain LSTM read their first segment from the padded input as it is, or pack it too;
+* ``eager twins`` (``engine.packing.EAGER_TWINS``): the gather and scatter between the padded
+  and packed layouts as autograd functions with the context set in ``forward``, or in the
+  transform-ready form that torch binds through ``inspect.signature`` at every call;
+* ``gathered h_prev`` (``engine.packing.GATHER_SEGMENTS``): the recurrent weight gradient
+  from one product against the gathered previous outputs (1), or two products per run of
+  equal rows up to 8 runs (8).
+
+    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 4 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+from collections.abc import Callable
+
+import torch
+from machine import add_allocator_flag, cpu_name
+from rnn_speed import _input, build, interleaved, step_fns
+
+import rnnkit
+from rnnkit.engine import fused, packing
+
+T = 100
+
+
+def _lengths(B: int, distinct: int | None) -> torch.Tensor:
+    """Lengths over [T/2, T] in random order: B distinct values, or ``distinct`` repeated."""
+    values = torch.linspace(T // 2, T, distinct or B).round().long()
+    return values.repeat(B // values.numel() + 1)[:B][torch.randperm(B)]
+
+
+def _switched(step: Callable[[], None], module, name: str, value) -> Callable[[], None]:
+    def run() -> None:
+        kept = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            step()
+        finally:
+            setattr(module, name, kept)
+
+    return run
+
+
+# (piece, module, knob, current value, earlier value, [(model, B, H, distinct lengths)])
+CASES = (
+    (
+        "padded head",
+        fused,
+        "PADDED_HEAD",
+        True,
+        False,
+        [("LSTM", 32, 256, None), ("LSTM", 128, 256, None), ("LSTM", 32, 256, 4)],
+    ),
+    (
+        "eager twins",
+        packing,
+        "EAGER_TWINS",
+        True,
+        False,
+        [("Elman", 8, 64, None), ("GRU", 32, 64, None), ("Elman", 32, 256, None)],
+    ),
+    (
+        "gathered h_prev",
+        packing,
+        "GATHER_SEGMENTS",
+        1,
+        8,
+        [("Elman", 8, 64, 8), ("GRU", 32, 64, 8), ("GRU", 32, 256, 8), ("MUT1", 128, 256, 8)],
+    ),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    add_allocator_flag(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        rnnkit.engine.reuse_freed_memory()
+    print("## Lengths: three pieces against their earlier forms\n")
+    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- T = {T}, I = H, lengths over [T/2, T]; {args.repeats} interleaved repeats, median")
+    print("- ratio: training step with lengths / the same layer's step at full length\n")
+    print("| piece | model | B | H | distinct lengths | full length ms | earlier | now |")
+    print("|---|---|---|---|---|---|---|---|")
+    start = time.perf_counter()
+    for piece, module, name, now, before, shapes in CASES:
+        for model_name, B, H, distinct in shapes:
+            torch.manual_seed(0)
+            model = build(model_name, H)
+            x = _input(T, B, H)
+            lengths = _lengths(B, distinct)
+            full, with_lengths = step_fns(model, x)[1], step_fns(model, x, lengths)[1]
+            fns = {
+                "full": full,
+                "before": _switched(with_lengths, module, name, before),
+                "now": _switched(with_lengths, module, name, now),
+            }
+            t = interleaved(fns, args.repeats)
+            print(
+                f"| {piece} | {model_name} | {B} | {H} | {distinct or B} | "
+                f"{t['full'] * 1e3:.2f} | {t['before'] / t['full']:.3f} | "
+                f"{t['now'] / t['full']:.3f} |",
+                flush=True,
+            )
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
