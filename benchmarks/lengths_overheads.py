@@ -1,4 +1,4 @@
-"""What three pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What four pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -12,9 +12,13 @@ median):
   transform-ready form that torch binds through ``inspect.signature`` at every call;
 * ``gathered h_prev`` (``engine.packing.GATHER_SEGMENTS``): the recurrent weight gradient
   from one product against the gathered previous outputs (1), or two products per run of
-  equal rows up to 8 runs (8).
+  equal rows up to 8 runs (8);
+* ``padded outputs`` (``engine.sequence.PADDED_OUTPUT``): the compiled loops write their
+  outputs into the padded layout and read the output gradient from it, or write packed rows
+  that a scatter unpacks (and a gather packs the gradient).
 
-    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 4 minutes on 2 cores
+    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 6 minutes on 2 cores
+    python benchmarks/lengths_overheads.py --pieces 'padded outputs'
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from machine import add_allocator_flag, cpu_name
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit.engine import fused, packing
+from rnnkit.engine import fused, packing, sequence
 
 T = 100
 
@@ -79,6 +83,20 @@ CASES = (
         8,
         [("Elman", 8, 64, 8), ("GRU", 32, 64, 8), ("GRU", 32, 256, 8), ("MUT1", 128, 256, 8)],
     ),
+    (
+        "padded outputs",
+        sequence,
+        "PADDED_OUTPUT",
+        True,
+        False,
+        [
+            ("Elman", 32, 256, None),
+            ("Elman", 128, 256, None),
+            ("GRU", 32, 256, None),
+            ("LSTM [native loop]", 32, 256, None),
+            ("MUT1", 128, 256, None),
+        ],
+    ),
 )
 
 
@@ -86,12 +104,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument(
+        "--pieces",
+        default=",".join(case[0] for case in CASES),
+        help="comma-separated pieces to time (default: all)",
+    )
     add_allocator_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: three pieces against their earlier forms\n")
+    print("## Lengths: four pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
@@ -100,7 +123,13 @@ def main() -> None:
     print("| piece | model | B | H | distinct lengths | full length ms | earlier | now |")
     print("|---|---|---|---|---|---|---|---|")
     start = time.perf_counter()
+    pieces = args.pieces.split(",")
+    unknown = sorted(set(pieces) - {case[0] for case in CASES})
+    if unknown:
+        parser.error(f"--pieces: unknown {unknown}; expected some of {[c[0] for c in CASES]}")
     for piece, module, name, now, before, shapes in CASES:
+        if piece not in pieces:
+            continue
         for model_name, B, H, distinct in shapes:
             torch.manual_seed(0)
             model = build(model_name, H)

@@ -30,14 +30,20 @@
 //
 // Every entry point has the signature
 //     void rnnkit_<cell>_<forward|backward>_<f32|f64>(const int64_t* geo, void* const* p,
-//                                                    const double* scalars)
+//                                                    const double* scalars, void* const* rows)
 // geo = [steps, B, H, full, threads, v0..v4, n[steps], off[steps]] (v: the cell's variant
 // integers); p: the data pointers in the order listed above each kernel.
+// rows: null, or {map, out} for a batch with lengths whose caller wants its outputs in the padded
+// (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b there. The forward loop
+// then also writes each output row at map[r] of out (the caller zeroes the padding), and the
+// backward loop reads the output gradient of packed row r at row map[r] of dy (T·B, H). This
+// spares a scatter of y and a gather of dy outside the loops, each a pass over N rows.
 
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 using i64 = int64_t;
 
@@ -448,15 +454,29 @@ struct Geo {
     i64 v[5];
     const i64* n;
     const i64* off;
+    // The padded (T·B, H) layout of the caller's output (see "rows" above), or null.
+    const i64* map = nullptr;
+    void* out = nullptr;
 
-    explicit Geo(const i64* g)
+    Geo(const i64* g, void* const* rows)
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
         t_threads = int(threads);
         begin_call(steps, B);
+        if (rows) map = static_cast<const i64*>(rows[0]), out = rows[1];
     }
     // first row of step s in a saved-activation buffer
     i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }
+    // Forward: output row h of packed row r is also written at its padded position.
+    template <typename T>
+    void emit(const T* h, i64 r) const {
+        if (out) std::memcpy(static_cast<T*>(out) + map[r] * H, h, size_t(H) * sizeof(T));
+    }
+    // Backward: the output gradient of packed row r, read from the padded layout when mapped.
+    template <typename T>
+    const T* grad(const T* dy, i64 r) const {
+        return dy + (map ? map[r] : r) * H;
+    }
 };
 
 // f(row, thread) for row < n; split over threads when the step is large enough to pay for it.
@@ -522,6 +542,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
         mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
             elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
@@ -534,7 +555,7 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         for_rows(g, n, H, [&](i64 r, int) {
-            elman_bwd_row<T, RELU>(H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
+            elman_bwd_row<T, RELU>(H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                                    dgx + (o + r) * H);
         });
         mm_nn<T>(n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H);  // dh_prev = dpre · W_hh
@@ -542,14 +563,16 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
 }
 
 template <typename T>
-static void elman_forward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void elman_forward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     g.v[0] ? elman_forward_impl<T, true>(g, p) : elman_forward_impl<T, false>(g, p);
 }
 
 template <typename T>
-static void elman_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void elman_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     g.v[0] ? elman_backward_impl<T, true>(g, p) : elman_backward_impl<T, false>(g, p);
 }
 
@@ -636,6 +659,7 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
         for_rows(g, n, G, [&](i64 r, int) {
             lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
                                   act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
@@ -651,7 +675,7 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
         const T* cp = s ? cs + g.off[s - 1] * H : c0;
         for_rows(g, n, G, [&](i64 r, int t) {
             lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
-                                  wco, dy + (o + r) * H, dh + r * H, dc + r * H,
+                                  wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
                                   dgx + (o + r) * G, acc + t * 3 * H);
         });
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
@@ -659,14 +683,16 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
 }
 
 template <typename T>
-static void lstm_forward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void lstm_forward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     g.v[0] ? lstm_forward_impl<T, true>(g, p) : lstm_forward_impl<T, false>(g, p);
 }
 
 template <typename T>
-static void lstm_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void lstm_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     g.v[0] ? lstm_backward_impl<T, true>(g, p) : lstm_backward_impl<T, false>(g, p);
 }
 
@@ -719,8 +745,9 @@ static void gru_bwd_row(i64 H, const T* a, const T* hn, const T* __restrict hp,
 }
 
 template <typename T>
-static void gru_forward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void gru_forward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
@@ -731,13 +758,15 @@ static void gru_forward(const i64* geo, void* const* p, const double*) {
         for_rows(g, n, G, [&](i64 r, int) {
             gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
                            hn + (so + r) * H, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
 
 template <typename T>
-static void gru_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void gru_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 3 * H;
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *hn = P<T>(p, 4), *dy = P<T>(p, 5);
@@ -746,7 +775,7 @@ static void gru_backward(const i64* geo, void* const* p, const double*) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = s ? y + g.off[s - 1] * H : h0;
         for_rows(g, n, G, [&](i64 r, int) {
-            gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, dy + (o + r) * H,
+            gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
                            dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
         });
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(1), dh, H);
@@ -874,6 +903,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
         for_rows(g, n, G, [&](i64 r, int) {
             rb_fwd_row2<T, FRESH>(H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
                                   act + (so + r) * G, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
@@ -891,7 +921,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         // 1. through the mix and the candidate's tanh
         for_rows(g, n, G, [&](i64 r, int) {
             rb_bwd_row1<T, FRESH, SHARED>(H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
-                                          dy + (o + r) * H, dh + r * H, dgx + (o + r) * G,
+                                          g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G,
                                           du + r * H);
         });
         // 2. d(r·h_prev) = dpre_n · W_n, then through r
@@ -917,8 +947,9 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
 }
 
 template <typename T>
-static void rb_forward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void rb_forward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const RB k(g);
     if (k.shared_r)  // MGU
         rb_forward_impl<T, true, true, true>(g, k, p);
@@ -931,8 +962,9 @@ static void rb_forward(const i64* geo, void* const* p, const double*) {
 }
 
 template <typename T>
-static void rb_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void rb_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const RB k(g);
     if (k.shared_r)
         rb_backward_impl<T, true, true>(g, k, p);
@@ -1028,8 +1060,9 @@ static void nas_bwd_row(i64 H, const T* l, const T* __restrict c, const T* __res
 }
 
 template <typename T>
-static void nas_forward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void nas_forward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 8 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     const T* c0 = P<T>(p, 4);
@@ -1042,13 +1075,15 @@ static void nas_forward(const i64* geo, void* const* p, const double*) {
         for_rows(g, n, G, [&](i64 r, int) {
             nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
                            cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
 
 template <typename T>
-static void nas_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void nas_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 8 * H;
     const T *Whh = P<T>(p, 0), *c0 = P<T>(p, 2), *y = P<T>(p, 3), *L = P<T>(p, 4);
     const T *cs = P<T>(p, 5), *m3 = P<T>(p, 6), *dy = P<T>(p, 7);
@@ -1059,7 +1094,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*) {
         const T* cp = s ? cs + g.off[s - 1] * H : c0;
         for_rows(g, n, G, [&](i64 r, int) {
             nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
-                           m3 + (o + r) * H, y + (o + r) * H, dy + (o + r) * H, dh + r * H,
+                           m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
@@ -1190,8 +1225,9 @@ static void ln_backward_row(i64 H, T rstd, T m1, T m2, const T* xh, const T* __r
 }
 
 template <typename T>
-static void lnlstm_forward(const i64* geo, void* const* p, const double* sc) {
-    const Geo g(geo);
+static void lnlstm_forward(const i64* geo, void* const* p, const double* sc,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 4 * H;
     const T eps = T(sc[0]);
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *gam = P<T>(p, 2), *bet = P<T>(p, 3);
@@ -1214,13 +1250,15 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc) {
             lnlstm_cell_row<T>(H, xr, gam, bet, cp + r * H, a, c);
             layer_norm_row<T>(H, eps, c, ch + (so + r) * H, rr + 4);
             lnlstm_out_row<T>(H, a + 3 * H, ch + (so + r) * H, gamc, betc, y + (o + r) * H);
+            g.emit(y + (o + r) * H, o + r);
         });
     }
 }
 
 template <typename T>
-static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
-    const Geo g(geo);
+static void lnlstm_backward(const i64* geo, void* const* p, const double*,
+                       void* const* rows) {
+    const Geo g(geo, rows);
     const i64 H = g.H, G = 4 * H;
     const T *Whh = P<T>(p, 0), *gam = P<T>(p, 1), *gamc = P<T>(p, 2), *betc = P<T>(p, 3);
     const T *c0 = P<T>(p, 4), *bet = P<T>(p, 5), *xh = P<T>(p, 6), *rs = P<T>(p, 7);
@@ -1239,7 +1277,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
             T* d = dgx + (o + r) * G;
             T* ac = acc + t * 10 * H;
             T s12[2], S[8];
-            lnlstm_bwd_row1<T>(H, a, cr, gamc, betc, dy + (o + r) * H, dh + r * H, t12, ac, s12);
+            lnlstm_bwd_row1<T>(H, a, cr, gamc, betc, g.grad(dy, o + r), dh + r * H, t12, ac, s12);
             lnlstm_bwd_row2<T>(H, rr[4], s12[0] / T(H), s12[1] / T(H), a, cr, cp + r * H, xr, gam,
                                t12, dc + r * H, dx, ac, S);
             for (int k = 0; k < 4; ++k)
@@ -1253,21 +1291,16 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*) {
 // ---------------------------------------------------------------------------------------------
 // C entry points
 // ---------------------------------------------------------------------------------------------
-#define RNNKIT_EXPORT(cell)                                                                      \
-    extern "C" void rnnkit_##cell##_forward_f32(const i64* g, void* const* p, const double* s) { \
-        cell##_forward<float>(g, p, s);                                                          \
-    }                                                                                            \
-    extern "C" void rnnkit_##cell##_forward_f64(const i64* g, void* const* p, const double* s) { \
-        cell##_forward<double>(g, p, s);                                                         \
-    }                                                                                            \
-    extern "C" void rnnkit_##cell##_backward_f32(const i64* g, void* const* p,                   \
-                                                 const double* s) {                              \
-        cell##_backward<float>(g, p, s);                                                         \
-    }                                                                                            \
-    extern "C" void rnnkit_##cell##_backward_f64(const i64* g, void* const* p,                   \
-                                                 const double* s) {                              \
-        cell##_backward<double>(g, p, s);                                                        \
+#define RNNKIT_ENTRY(cell, direction, T, suffix)                                              \
+    extern "C" void rnnkit_##cell##_##direction##_##suffix(const i64* g, void* const* p,         \
+                                                          const double* s, void* const* rows) { \
+        cell##_##direction<T>(g, p, s, rows);                                                    \
     }
+#define RNNKIT_EXPORT(cell)                 \
+    RNNKIT_ENTRY(cell, forward, float, f32)  \
+    RNNKIT_ENTRY(cell, forward, double, f64) \
+    RNNKIT_ENTRY(cell, backward, float, f32) \
+    RNNKIT_ENTRY(cell, backward, double, f64)
 
 RNNKIT_EXPORT(elman)
 RNNKIT_EXPORT(lstm)

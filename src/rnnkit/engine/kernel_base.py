@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from ..cells.base import RecurrentCell
-from .packing import Plan
+from .packing import Plan, padded_index
 
 Params = tuple[Tensor | None, ...]
 
@@ -45,6 +45,29 @@ def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> T
         block = torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
         plan.memo[head] = block
     return block
+
+
+def padded_rows(plan: Plan, out: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """The loops' ``rows`` argument of a forward call that also writes its outputs into
+    ``out`` (T·B, H), the padded layout (None: packed outputs only)."""
+    if out is None:
+        return None
+    if not plan.packed or out.shape[0] != plan.T * plan.B:
+        raise ValueError(f"out must have T·B = {plan.T * plan.B} rows of a batch with lengths")
+    return padded_index(plan, out.device), out
+
+
+def grad_rows(plan: Plan, dy: Tensor) -> tuple[Tensor, None] | None:
+    """The loops' ``rows`` argument of a backward call: ``dy`` has either the packed rows
+    (None) or, for a batch with lengths, the T·B rows of the padded layout."""
+    if dy.shape[0] == plan.rows:
+        return None
+    if not plan.packed or dy.shape[0] != plan.T * plan.B:
+        raise ValueError(
+            f"dy must have the {plan.rows} packed rows or the T·B = {plan.T * plan.B} padded "
+            f"rows, got {dy.shape[0]}"
+        )
+    return padded_index(plan, dy.device), None
 
 
 def _or(t: Tensor | None, like: Tensor, size: int) -> Tensor:
@@ -77,8 +100,11 @@ class Kernel:
         states: tuple[Tensor, ...],
         params: Params,
         full: bool,
+        out: Tensor | None = None,
     ) -> tuple[Tensor, tuple[Tensor, ...], list[Tensor]]:
-        """Returns (y (N, H), final states (B, ·) sorted, tensors to save)."""
+        """Returns (y (N, H), final states (B, ·) sorted, tensors to save); with ``out``
+        (T·B, H), a batch with lengths also gets its outputs there, at their padded
+        positions (:func:`padded_rows`; the caller zeroes the padding)."""
         raise NotImplementedError
 
     def backward(
@@ -91,7 +117,8 @@ class Kernel:
         present: tuple[bool, ...],
     ) -> tuple[Tensor, tuple[Tensor, ...], tuple[Tensor | None, ...]]:
         """Returns (dgx (N, G), d initial states, d params); ``present[k]`` says whether the
-        cell has parameter k (its gradient is None otherwise)."""
+        cell has parameter k (its gradient is None otherwise). ``dy`` has the packed rows or,
+        for a batch with lengths, the padded ones (:func:`grad_rows`)."""
         raise NotImplementedError
 
 

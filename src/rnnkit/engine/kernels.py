@@ -12,7 +12,16 @@ from ..cells.base import RecurrentCell
 from ..cells.mut import MUT1Cell, MUT2Cell, MUT3Cell
 from ..cells.nas import NASCell
 from . import native
-from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry, saved_buffer
+from .kernel_base import (
+    Kernel,
+    Params,
+    _grad_buffer,
+    _or,
+    geometry,
+    grad_rows,
+    padded_rows,
+    saved_buffer,
+)
 from .kernels_nas_ln import LayerNormLSTMKernel, NASKernel
 from .packing import PreviousOutputs, recurrent_weight_grad
 
@@ -29,7 +38,7 @@ class ElmanKernel(Kernel):
     def variant(self, cell: ElmanCell) -> tuple[int, ...]:
         return (int(cell.nonlinearity == "relu"),)
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0,), (W, b) = states, params
         H = W.shape[1]
         y = gx.new_empty(plan.rows, H)
@@ -38,6 +47,7 @@ class ElmanKernel(Kernel):
             "forward",
             geometry(plan, H, full, cfg),
             [gx, W.contiguous(), _or(b, gx, H), h0, y, gx.new_empty(plan.B, H)],
+            rows=padded_rows(plan, out),
         )
         return y, (y.index_select(0, plan.last),), [W, h0, y]
 
@@ -50,6 +60,7 @@ class ElmanKernel(Kernel):
             "backward",
             geometry(plan, H, True, cfg),
             [W.contiguous(), h0, y, dy, dh, dgx],
+            rows=grad_rows(plan, dy),
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         db = dgx.sum(0) if present[1] else None
@@ -67,7 +78,7 @@ class LSTMKernel(Kernel):
     def variant(self, cell: LSTMCell) -> tuple[int, ...]:
         return (int(cell.peephole),)
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, b, wci, wcf, wco) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
@@ -89,6 +100,7 @@ class LSTMKernel(Kernel):
                 cs,
                 gx.new_empty(plan.B, 4 * H),
             ],
+            rows=padded_rows(plan, out),
         )
         finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
         return y, finals, [W, *peep, h0, c0, y, act, cs]
@@ -104,6 +116,7 @@ class LSTMKernel(Kernel):
             "backward",
             geometry(plan, H, True, cfg),
             [W.contiguous(), wci, wcf, wco, h0, c0, y, act, cs, dy, dh, dc, dgx, acc],
+            rows=grad_rows(plan, dy),
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         db = dgx.sum(0) if present[1] else None
@@ -119,7 +132,7 @@ class GRUKernel(Kernel):
     def params(self, cell: GRUCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0,), (W, b) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
@@ -129,6 +142,7 @@ class GRUKernel(Kernel):
             "forward",
             geometry(plan, H, full),
             [gx, W.contiguous(), _or(b, gx, 3 * H), h0, y, act, hn, gx.new_empty(plan.B, 3 * H)],
+            rows=padded_rows(plan, out),
         )
         return y, (y.index_select(0, plan.last),), [W, h0, y, act, hn]
 
@@ -141,6 +155,7 @@ class GRUKernel(Kernel):
             "backward",
             geometry(plan, H, True),
             [W.contiguous(), h0, y, act, hn, dy, dh, dgx, dzn, y.new_empty(plan.B, 3 * H)],
+            rows=grad_rows(plan, dy),
         )
         prev = PreviousOutputs(h0, y, plan)
         dW = W.new_empty(3 * H, H)  # rows r, u from dgx; n from dzn (r multiplies W_hn·h)
@@ -185,7 +200,7 @@ class ResetBeforeKernel(Kernel):
         cn = H if cu == cr else 2 * H
         return cu, cr, cn, wu, wr, wn, src
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0,), (W, b) = states, params
         H = W.shape[1]
         G = gx.shape[1]
@@ -198,6 +213,7 @@ class ResetBeforeKernel(Kernel):
             "forward",
             geometry(plan, H, full, cfg),
             [gx, W.contiguous(), _or(b, gx, G), h0, y, act, rh, th, gx.new_empty(plan.B, G)],
+            rows=padded_rows(plan, out),
         )
         return y, (y.index_select(0, plan.last),), [W, h0, y, act, rh, th]
 
@@ -223,6 +239,7 @@ class ResetBeforeKernel(Kernel):
                 y.new_empty(plan.B, H),
                 y.new_empty(plan.B, H),
             ],
+            rows=grad_rows(plan, dy),
         )
         dW = torch.zeros_like(W)
         torch.mm(dgx[:, cn : cn + H].t(), rh, out=dW[wn : wn + H])

@@ -10,7 +10,16 @@ import torch
 from ..cells import LayerNormLSTMCell
 from ..cells.nas import NASCell
 from . import native
-from .kernel_base import Kernel, Params, _grad_buffer, _or, geometry, saved_buffer
+from .kernel_base import (
+    Kernel,
+    Params,
+    _grad_buffer,
+    _or,
+    geometry,
+    grad_rows,
+    padded_rows,
+    saved_buffer,
+)
 from .packing import PreviousOutputs, recurrent_weight_grad
 
 
@@ -20,7 +29,7 @@ class NASKernel(Kernel):
     def params(self, cell: NASCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, b) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
@@ -43,6 +52,7 @@ class NASKernel(Kernel):
                 m3,
                 gx.new_empty(plan.B, 8 * H),
             ],
+            rows=padded_rows(plan, out),
         )
         finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
         return y, finals, [W, h0, c0, y, branches, cs, m3]
@@ -71,6 +81,7 @@ class NASKernel(Kernel):
                 dm3,
                 y.new_empty(plan.B, 8 * H),
             ],
+            rows=grad_rows(plan, dy),
         )
         # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
         prev = PreviousOutputs(h0, y, plan)
@@ -99,7 +110,7 @@ class LayerNormLSTMKernel(Kernel):
     def scalars(self, cell: LayerNormLSTMCell) -> tuple[float, ...]:
         return (cell.eps,)
 
-    def forward(self, cfg, plan, gx, states, params, full):
+    def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, gam, bet, gamc, betc) = states, params
         H = W.shape[1]
         S = plan.rows if full else 2 * plan.B
@@ -130,6 +141,7 @@ class LayerNormLSTMKernel(Kernel):
                 gx.new_empty(plan.B, 4 * H),
             ],
             scalars=cfg,
+            rows=padded_rows(plan, out),
         )
         finals = (y.index_select(0, plan.last), cs.index_select(0, plan.last_saved(full)))
         return y, finals, [W, *ln, h0, c0, y, xhat, rstd, cs, chat]
@@ -163,6 +175,7 @@ class LayerNormLSTMKernel(Kernel):
                 acc,
                 y.new_empty(threads, 10 * H),
             ],
+            rows=grad_rows(plan, dy),
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])

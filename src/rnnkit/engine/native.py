@@ -166,7 +166,7 @@ def load() -> ctypes.CDLL | None:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
                 fn = getattr(lib, f"rnnkit_{kernel}_{direction}_{suffix}")
-                fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+                fn.argtypes = [ctypes.c_void_p] * 4
                 fn.restype = None
     return lib
 
@@ -242,11 +242,15 @@ def call(
     geometry: Tensor,
     tensors: list[Tensor],
     scalars: tuple[float, ...] = (0.0,),
+    rows: tuple[Tensor, Tensor | None] | None = None,
 ) -> None:
     """Run ``rnnkit_<kernel>_<direction>_<f32|f64>`` on ``tensors`` (contiguous, one dtype).
 
     ``geometry`` is the int64 block [steps, B, H, full, threads, v0..v4, n[steps], off[steps]]
     (see ``_loops.cpp``); the tensors are passed as raw pointers in the kernel's order.
+    ``rows`` = (map, out) puts the outputs in the padded layout: ``map`` (N,) int64 is each
+    packed row's flat position t·B + b; a forward loop also writes every output row there in
+    ``out`` (T·B, H), and a backward loop (``out`` None) reads its ``dy`` (T·B, H) through it.
     """
     dtype = tensors[0].dtype
     fn = _entry(kernel, direction, dtype)
@@ -255,7 +259,15 @@ def call(
             raise ValueError(f"{kernel}: every tensor must be contiguous {dtype} on the CPU")
     pointers = (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
     values = (ctypes.c_double * len(scalars))(*scalars)
-    fn(geometry.data_ptr(), pointers, values)
+    mapped = None
+    if rows is not None:
+        index, out = rows
+        if index.dtype != torch.int64 or not index.is_contiguous() or index.is_cuda:
+            raise ValueError(f"{kernel}: the row map must be contiguous int64 on the CPU")
+        if out is not None and (out.dtype != dtype or not out.is_contiguous() or out.is_cuda):
+            raise ValueError(f"{kernel}: the padded output must be contiguous {dtype} on the CPU")
+        mapped = (ctypes.c_void_p * 2)(index.data_ptr(), None if out is None else out.data_ptr())
+    fn(geometry.data_ptr(), pointers, values, mapped)
 
 
 @cache

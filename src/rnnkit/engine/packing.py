@@ -368,6 +368,18 @@ def _indices(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     return found
 
 
+def padded_index(plan: Plan, device: torch.device) -> Tensor:
+    """(N,) int64 on ``device``: the flat position t·B + b of each packed row (lengths only)."""
+    return _indices(plan, device)[0]
+
+
+def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
+    """An empty (T·B, ``width``) buffer for outputs in the padded layout, zero in the padding
+    (the compiled loops fill the rest: ``rows`` in ``_loops.cpp``)."""
+    out = y_like.new_empty(plan.T * plan.B, width)
+    return out.index_fill_(0, _indices(plan, y_like.device)[2], 0.0)
+
+
 def pack(x: Tensor, plan: Plan) -> Tensor:
     """(T, B, ...) -> (N, ...) packed rows (a view when the plan has no lengths)."""
     flat = x.reshape(plan.T * plan.B, *x.shape[2:])

@@ -35,14 +35,32 @@ from ..cells.base import RecurrentCell, State
 from . import native
 from ._tracing import run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
-from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
+from .packing import (
+    Plan,
+    make_plan,
+    pack,
+    padded_index,
+    padded_output,
+    sort_rows,
+    unpack,
+    unsort_rows,
+)
 
 # The dtypes the compiled loops run.
 LOOP_DTYPES = (torch.float32, torch.float64)
 
+# With lengths, the compiled loops write their outputs into the padded (T, B) layout and read
+# the output gradient from it (False: packed outputs, then a scatter and, in the backward pass,
+# a gather; for measurements: benchmarks/lengths_overheads.py).
+PADDED_OUTPUT = True
+
 
 class SequenceFunction(torch.autograd.Function):
-    """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y (N, H), final states (B, ·)...).
+    """(xp (N, I), gx (N, G), states (B, ·)..., params...) -> (y, final states (B, ·)...).
+
+    y is (N, H) in the packed rows, or with ``padded`` (a batch with lengths) (T·B, H) in the
+    padded layout, zero past each length: the loops write it there as they go, and read the
+    gradient from there, which spares a scatter and a gather of N rows outside them.
 
     ``gx`` is ``cell.project_input(xp)`` and ``params`` the kernel's parameters. ``xp``, the
     initial states and ``every`` (the cell's parameters by name, as they were during the forward
@@ -58,13 +76,15 @@ class SequenceFunction(torch.autograd.Function):
         cfg: tuple,
         plan: Plan,
         cell: RecurrentCell,
+        padded: bool,
         every: dict[str, Tensor],
         *inputs: Tensor,
     ):
         xp, gx = inputs[0], inputs[1]
         states, params = inputs[2 : 2 + kernel.n_states], inputs[2 + kernel.n_states :]
-        y, finals, saved = kernel.forward(cfg, plan, gx, states, params, True)
-        ctx.kernel, ctx.cfg, ctx.plan, ctx.cell = kernel, cfg, plan, cell
+        out = padded_output(gx, plan, states[0].shape[-1]) if padded else None
+        y, finals, saved = kernel.forward(cfg, plan, gx, states, params, True, out=out)
+        ctx.kernel, ctx.cfg, ctx.plan, ctx.cell, ctx.padded = kernel, cfg, plan, cell, padded
         # inputs, not outputs, of this node: holding them makes no reference cycle
         ctx.every = every
         where = {id(t): name for name, t in every.items()}
@@ -72,7 +92,7 @@ class SequenceFunction(torch.autograd.Function):
         ctx.present = tuple(p is not None for p in params)
         ctx.spent = False  # whether a backward pass has written over the saved buffers
         ctx.save_for_backward(xp, *states, *saved)
-        return (y, *finals)
+        return (y if out is None else out, *finals)
 
     @staticmethod
     def backward(ctx, dy: Tensor, *dfinal: Tensor):
@@ -86,7 +106,7 @@ class SequenceFunction(torch.autograd.Function):
                 dgx, dstates, dparams = _backward(ctx, xp, states, saved, dy, dfinal)
         else:  # (entering and leaving the block costs a few microseconds a call)
             dgx, dstates, dparams = _backward(ctx, xp, states, saved, dy, dfinal)
-        return (None, None, None, None, None, None, dgx, *dstates, *dparams)
+        return (None, None, None, None, None, None, None, dgx, *dstates, *dparams)
 
 
 def _backward(ctx, xp, states, saved, dy, dfinal):
@@ -94,6 +114,8 @@ def _backward(ctx, xp, states, saved, dy, dfinal):
     autograd loop when the result must be differentiable (``create_graph=True``)."""
     kernel: Kernel = ctx.kernel
     if torch.is_grad_enabled():
+        if ctx.padded:  # the recomputation's outputs are the packed rows
+            dy = dy.index_select(0, padded_index(ctx.plan, dy.device))
         return _recomputed_backward(
             ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
         )
@@ -230,17 +252,20 @@ def run_native(
         y, finals = run_native_packed(cell, x.reshape(T * B, *x.shape[2:]), state, plan)
         return y.view(T, B, *y.shape[1:]), finals
     states = tuple(sort_rows(s, plan) for s in state)
-    y, finals = run_native_packed(cell, pack(x, plan), states, plan)
-    return unpack(y, plan), tuple(unsort_rows(f, plan) for f in finals)
+    # the loops write y straight into the padded layout (and read its gradient from there)
+    y, finals = run_native_packed(cell, pack(x, plan), states, plan, padded=PADDED_OUTPUT)
+    y = y.view(T, B, *y.shape[1:]) if PADDED_OUTPUT else unpack(y, plan)
+    return y, tuple(unsort_rows(f, plan) for f in finals)
 
 
 # torch.compile runs these eagerly: the loops are already compiled C++, called through ctypes
 @run_eagerly
 def run_native_packed(
-    cell: RecurrentCell, xp: Tensor, states: State, plan: Plan
+    cell: RecurrentCell, xp: Tensor, states: State, plan: Plan, padded: bool = False
 ) -> tuple[Tensor, State]:
     """The compiled loop on packed rows: ``xp`` (N, I) laid out by ``plan``, ``states`` (B, ·)
-    in sorted order -> (y (N, H) packed, final states (B, ·) sorted)."""
+    in sorted order -> (y, final states (B, ·) sorted), y (N, H) packed or, with ``padded``
+    (a plan with lengths), (T·B, H) in the padded layout, zero in the padding."""
     found = kernel_for(cell)
     if found is None:
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
@@ -252,10 +277,12 @@ def run_native_packed(
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         every = parameters_by_name(cell)
         y, *finals = SequenceFunction.apply(
-            kernel, cfg, plan, cell, every, xp, gx, *states, *params
+            kernel, cfg, plan, cell, padded, every, xp, gx, *states, *params
         )
     else:  # nothing here requires a gradient, so nothing below is recorded
-        y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False)
+        out = padded_output(gx, plan, states[0].shape[-1]) if padded else None
+        y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False, out=out)
+        y = y if out is None else out
     return y, tuple(finals)
 
 
