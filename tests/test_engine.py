@@ -12,7 +12,7 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
-from rnnkit.engine import native, packing
+from rnnkit.engine import kernel_base, native, packing, sequence
 from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import make_plan
@@ -306,3 +306,61 @@ def test_native_products_threaded_by_the_blas_equal_reference(make):
 def test_set_split_rows_rejects_bad_values(rows):
     with pytest.raises(ValueError, match="rows must be an int >= 0"):
         native.set_split_rows(rows)
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_padded_outputs_equal_the_scattered_packed_outputs_bit_for_bit(name, reverse, monkeypatch):
+    """With lengths the loops write their outputs into the padded layout and read the output
+    gradient from it; the earlier form (packed outputs, then a scatter, and a gather of the
+    gradient) does the same arithmetic, so float32 outputs, final states and every gradient
+    agree bit for bit, and the padding is exactly zero."""
+    torch.manual_seed(3)
+    cell = CELLS[name](I, H)
+    if kernel_for(cell) is None:
+        pytest.skip("no compiled loop for this cell")
+    lens = torch.tensor(LENGTHS)
+    B = lens.numel()
+    x = torch.randn(T, B, I, requires_grad=True)
+    state = tuple(torch.randn(B, *s, requires_grad=True) for s in cell.state_shapes())
+    runs = {}
+    for padded in (True, False):
+        monkeypatch.setattr(sequence, "PADDED_OUTPUT", padded)
+        runs[padded] = _run_with_grads(cell, x, state, lens, reverse, "native")
+        with torch.no_grad():
+            runs[padded, "no grad"] = engine.run(
+                cell, x, state, lens, reverse=reverse, engine="native"
+            )
+    (out, final, grads), (out0, final0, grads0) = runs[True], runs[False]
+    assert torch.equal(out, out0)
+    assert all(torch.equal(a, b) for a, b in zip(final, final0))
+    assert all(torch.equal(a, b) for a, b in zip(grads, grads0))
+    assert torch.equal(runs[True, "no grad"][0], out0.detach())
+    valid = torch.arange(T)[:, None] < lens[None, :]  # (T, B)
+    assert out[~valid].abs().max().item() == 0.0
+
+
+@needs_native
+def test_loops_refuse_output_rows_of_another_layout():
+    """The row map is for a batch with lengths: an output buffer or an output gradient with
+    neither the packed nor the padded row count is refused, naming it."""
+    lens = torch.tensor(LENGTHS)
+    plan = make_plan(T, lens.numel(), lens, False)
+    with pytest.raises(ValueError, match=r"out must have T·B = 30 rows"):
+        kernel_base.padded_rows(plan, torch.empty(29, H))
+    with pytest.raises(ValueError, match=rf"dy must have the {plan.rows} packed rows .* got 7"):
+        kernel_base.grad_rows(plan, torch.empty(7, H))
+    full = make_plan(T, lens.numel(), None, False)
+    with pytest.raises(ValueError, match="out must have"):
+        kernel_base.padded_rows(full, torch.empty(T * lens.numel(), H))
+    assert kernel_base.grad_rows(plan, torch.empty(plan.rows, H)) is None
+    index, out = kernel_base.padded_rows(plan, torch.empty(T * lens.numel(), H))
+    assert torch.equal(index, plan.index)
+    geo = kernel_base.geometry(plan, H, False)
+    tensors = [torch.zeros(plan.rows, H), torch.zeros(H, H), torch.zeros(H)]
+    tensors += [torch.zeros(plan.B, H), torch.empty(plan.rows, H), torch.empty(plan.B, H)]
+    with pytest.raises(ValueError, match="row map must be contiguous int64"):
+        native.call("elman", "forward", geo, tensors, rows=(index.int(), out))
+    with pytest.raises(ValueError, match="padded output must be contiguous torch.float32"):
+        native.call("elman", "forward", geo, tensors, rows=(index, out.double()))

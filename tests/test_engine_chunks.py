@@ -82,10 +82,11 @@ def test_chunks_equal_reference(layers, bi, with_h0, small_chunks, stack_calls):
     _assert_close(got, want, 1e-10)
 
 
-def test_chunks_with_lengths_equal_reference(small_chunks):
-    """With lengths (more than FUSED_SEGMENT_LIMIT distinct ones): the steps before the
-    shortest sequence ends go to torch's op in chunks, the rest to the compiled loop; the
-    results equal the reference's, zero past each length."""
+def test_chunks_with_lengths_equal_reference(small_chunks, monkeypatch):
+    """With lengths (more than FUSED_SEGMENT_LIMIT distinct ones) on the fused routes: the
+    steps before the shortest sequence ends go to torch's op in chunks, the rest to the
+    compiled loop; the results equal the reference's, zero past each length."""
+    monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)  # (else "auto" takes the loop)
     torch.manual_seed(1)
     layer, ref = _pair(1, True)
     n = 12
@@ -100,10 +101,11 @@ def test_chunks_with_lengths_equal_reference(small_chunks):
     assert got[0][lengths[-1] :, -1].abs().max() == 0
 
 
-def test_chunks_of_segments_equal_reference(small_chunks):
-    """With few distinct lengths each run of equal active rows is a call of torch's op
-    ("segments"), and a long one is cut into chunks like a whole sequence; the results equal
-    the reference's."""
+def test_chunks_of_segments_equal_reference(small_chunks, monkeypatch):
+    """With few distinct lengths on the fused routes each run of equal active rows is a call
+    of torch's op ("segments"), and a long one is cut into chunks like a whole sequence; the
+    results equal the reference's."""
+    monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)
     torch.manual_seed(4)
     layer, ref = _pair(2, True)
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)

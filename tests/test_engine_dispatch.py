@@ -12,7 +12,7 @@ import rnnkit
 from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import ConvLSTMCell, ElmanCell, GRUCell, LSTMCell, MUT1Cell
-from rnnkit.engine import sequence
+from rnnkit.engine import fused, sequence
 from rnnkit.engine.fused import FUSED_SEGMENT_LIMIT, HEAD_MIN_STEPS, fused_kind, fused_route
 
 TOL = 1e-10
@@ -47,7 +47,7 @@ def test_bidirectional_stacked_layer_equals_reference(name):
         assert (a - b).abs().max().item() <= TOL
 
 
-def test_auto_picks_fused_native_autograd():
+def test_auto_picks_fused_native_autograd(monkeypatch):
     x = torch.randn(HEAD_MIN_STEPS, 2, I)
     native = "native" if engine.native_available() else "autograd"
     assert engine.choose(LSTMCell(I, H), x, None) == "fused"
@@ -80,6 +80,14 @@ def test_auto_picks_fused_native_autograd():
     def batch(lengths):  # an input whose (T, B) fits the lengths
         return torch.randn(T_long, lengths.numel(), I)
 
+    # with lengths on the CPU: the compiled loop where it runs (fused.LOOP_WITH_LENGTHS)
+    for lengths in (few, many, long_head):
+        assert engine.choose(LSTMCell(I, H), batch(lengths), lengths) == fused_or_loop
+    # a projected LSTM has no compiled loop: one fused call per segment
+    assert fused_route(LSTMCell(I, H, proj_size=2), batch(long_head), long_head) == "segments"
+    assert engine.choose(LSTMCell(I, H), batch(few)[:, :2], torch.tensor([T_long] * 2)) == "fused"
+    # the fused routes as "auto" takes them without LOOP_WITH_LENGTHS
+    monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)
     assert engine.choose(LSTMCell(I, H), batch(few), few) == "fused"
     assert engine.choose(LSTMCell(I, H), batch(many), many) == native
     assert engine.choose(LSTMCell(I, H), batch(long_head), long_head) == "fused"
@@ -170,10 +178,11 @@ def test_convolutional_cell_with_lengths_equals_reference():
 @pytest.mark.skipif(not engine.native_available(), reason="the compiled loops could not be built")
 @pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "elman_tanh", "elman_relu"])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_fused_head_then_compiled_loop_equals_reference(name, reverse):
-    """A torch-math cell with many distinct lengths and a long shortest sequence: the first
-    segment runs on the fused kernel, the rest in the compiled loop; outputs, final states and
-    every gradient equal the reference (float64)."""
+def test_fused_head_then_compiled_loop_equals_reference(name, reverse, monkeypatch):
+    """A torch-math cell with many distinct lengths and a long shortest sequence on the fused
+    path: the first segment runs on the fused kernel, the rest in the compiled loop; outputs,
+    final states and every gradient equal the reference (float64)."""
+    monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)  # the route "fused" takes
     cell = CELLS[name](I, H).double()
     gen = torch.Generator().manual_seed(11)
     lengths = HEAD_MIN_STEPS + torch.randperm(12, generator=gen)[:10]  # 10 distinct, min >= 8
@@ -253,10 +262,11 @@ def test_torch_compile_runs_every_path(name, autocast):
 
 
 @pytest.mark.skipif(not engine.native_available(), reason="the compiled loops could not be built")
-def test_fused_head_route_has_second_derivatives():
+def test_fused_head_route_has_second_derivatives(monkeypatch):
     """The head route reads its first steps from the padded input as it is and joins the parts'
     outputs with its own autograd functions (engine.head); gradients of gradients through them
     equal the numerical ones."""
+    monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)
     cell = CELLS["lstm"](1, 2).double()
     lengths = HEAD_MIN_STEPS + torch.arange(FUSED_SEGMENT_LIMIT + 1)  # 9 distinct, min 8
     B = lengths.numel()

@@ -22,7 +22,10 @@ length and the final state read from the output at each sequence's last step. Th
 for a cell whose state is its output, because a step reads only the steps before it; it does
 the padded work, but cuDNN's padded kernels are faster than its variable-length ones. On the
 CPU, torch's ``PackedSequence`` path runs on a slower generic kernel: oneDNN has
-no variable-length mode. There the sequences are sorted by length once and the fused kernel is
+no variable-length mode. There "auto" runs a plain LSTM with lengths in the compiled loop
+when it can (``LOOP_WITH_LENGTHS``: the fastest route measured). ``engine="fused"``, and "auto"
+where the loop cannot run (a projected LSTM, no C++ compiler), take the fused routes: the
+sequences are sorted by length once and the fused kernel is
 called once per run of steps with the same active rows ("segment"), on the rows still running;
 each call is a view into the packed input, and finished rows leave the batch. Each call pays
 a fixed cost (oneDNN prepares its weights), so with more than ``FUSED_SEGMENT_LIMIT`` distinct
@@ -65,6 +68,12 @@ from .sequence import (
     run_native_packed,
 )
 
+# With lengths on the CPU, "auto" runs a plain LSTM in the compiled loop whenever the loop can
+# run it: it was the fastest route on both CPUs measured (python benchmarks/lengths_routes.py;
+# Intel Xeon, T = 100, H = 256: 0.68 / 0.70 of the full batch's step at B = 32 / 128, against
+# 0.73 / 0.79 for "head"; AMD EPYC: 0.76 / 0.69 against 0.74 / 0.73). False: the fused routes
+# below, as before (for measurements, and for the tests of those routes).
+LOOP_WITH_LENGTHS = True
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
 # The fused head must cover at least this many steps to pay for its call (else: compiled loop).
@@ -132,12 +141,17 @@ def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     variable-length op), "masked" (a GRU or Elman cell with lengths off the CPU: one padded
     call, masked), "segments" (one call per run of equal active rows), "head" (the first
     segment fused, the rest in the compiled loop) or "native" (the compiled loop: fewer than
-    ``HEAD_MIN_STEPS`` steps, or many segments and a short first one)."""
+    ``HEAD_MIN_STEPS`` steps, lengths on the CPU with ``LOOP_WITH_LENGTHS``, or else many
+    segments and a short first one)."""
     if x.shape[0] < HEAD_MIN_STEPS and native_supports(cell, x):
         return "native"
     if lengths is None:
         return "whole"
-    return _route(cell, x, make_plan(x.shape[0], x.shape[1], lengths, False))
+    plan = make_plan(x.shape[0], x.shape[1], lengths, False)
+    on_loop = LOOP_WITH_LENGTHS and plan.packed and not variable_length_op(x)
+    if on_loop and native_supports(cell, x):
+        return "native"
+    return _route(cell, x, plan)
 
 
 # One step (T = 1) on the CPU: "auto" runs torch's one-step op (engine.single_step) up to this
