@@ -1,4 +1,4 @@
-"""What four pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What five pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -6,7 +6,8 @@ its current form and in its earlier one, in one process, taking turns (interleav
 median):
 
 * ``padded head`` (``engine.fused.PADDED_HEAD``): the fused "head" and "segments" routes of a
-  plain LSTM read their first segment from the padded input as it is, or pack it too;
+  plain LSTM (``engine="fused"``, "LSTM [fused]" below) read their first segment from the
+  padded input as it is, or pack it too;
 * ``eager twins`` (``engine.packing.EAGER_TWINS``): the gather and scatter between the padded
   and packed layouts as autograd functions with the context set in ``forward``, or in the
   transform-ready form that torch binds through ``inspect.signature`` at every call;
@@ -15,9 +16,12 @@ median):
   equal rows up to 8 runs (8);
 * ``padded outputs`` (``engine.sequence.PADDED_OUTPUT``): the compiled loops write their
   outputs into the padded layout and read the output gradient from it, or write packed rows
-  that a scatter unpacks (and a gather packs the gradient).
+  that a scatter unpacks (and a gather packs the gradient);
+* ``loop with lengths`` (``engine.fused.LOOP_WITH_LENGTHS``): "auto" runs a plain LSTM with
+  lengths in the compiled loop, or takes the fused routes ("head" with more than 8 distinct
+  lengths, else one fused call per run of equal rows).
 
-    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 6 minutes on 2 cores
+    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 8 minutes on 2 cores
     python benchmarks/lengths_overheads.py --pieces 'padded outputs'
 """
 
@@ -65,7 +69,8 @@ CASES = (
         "PADDED_HEAD",
         True,
         False,
-        [("LSTM", 32, 256, None), ("LSTM", 128, 256, None), ("LSTM", 32, 256, 4)],
+        [("LSTM [fused]", 32, 256, None), ("LSTM [fused]", 128, 256, None)]
+        + [("LSTM [fused]", 32, 256, 4)],
     ),
     (
         "eager twins",
@@ -97,7 +102,31 @@ CASES = (
             ("MUT1", 128, 256, None),
         ],
     ),
+    (
+        "loop with lengths",
+        fused,
+        "LOOP_WITH_LENGTHS",
+        True,
+        False,
+        [
+            ("LSTM", 8, 256, None),
+            ("LSTM", 32, 64, None),
+            ("LSTM", 32, 256, None),
+            ("LSTM", 32, 256, 4),
+            ("LSTM", 128, 256, None),
+            ("LSTM", 32, 512, None),
+        ],
+    ),
 )
+
+
+def _model(name: str, H: int) -> torch.nn.Module:
+    """rnn_speed's model ``name``; "LSTM [fused]" is its default LSTM on ``engine="fused"``."""
+    if name == "LSTM [fused]":
+        model = build("LSTM", H)
+        model.engine = "fused"
+        return model
+    return build(name, H)
 
 
 def main() -> None:
@@ -114,7 +143,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: four pieces against their earlier forms\n")
+    print("## Lengths: five pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
@@ -132,7 +161,7 @@ def main() -> None:
             continue
         for model_name, B, H, distinct in shapes:
             torch.manual_seed(0)
-            model = build(model_name, H)
+            model = _model(model_name, H)
             x = _input(T, B, H)
             lengths = _lengths(B, distinct)
             full, with_lengths = step_fns(model, x)[1], step_fns(model, x, lengths)[1]

@@ -83,6 +83,13 @@ def test_auto_picks_fused_native_autograd(monkeypatch):
     # with lengths on the CPU: the compiled loop where it runs (fused.LOOP_WITH_LENGTHS)
     for lengths in (few, many, long_head):
         assert engine.choose(LSTMCell(I, H), batch(lengths), lengths) == fused_or_loop
+    # a forward-only pass: the loop up to LOOP_INFERENCE_MAX_BATCH rows, the fused routes above
+    wide = fused.LOOP_INFERENCE_MAX_BATCH + 1
+    lengths = torch.arange(wide) % 5 + HEAD_MIN_STEPS
+    with torch.no_grad():
+        assert engine.choose(LSTMCell(I, H), batch(lengths), lengths) == "fused"
+        assert engine.choose(LSTMCell(I, H), batch(many), many) == fused_or_loop
+    assert engine.choose(LSTMCell(I, H), batch(lengths), lengths) == fused_or_loop
     # a projected LSTM has no compiled loop: one fused call per segment
     assert fused_route(LSTMCell(I, H, proj_size=2), batch(long_head), long_head) == "segments"
     assert engine.choose(LSTMCell(I, H), batch(few)[:, :2], torch.tensor([T_long] * 2)) == "fused"

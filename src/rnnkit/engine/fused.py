@@ -74,6 +74,12 @@ from .sequence import (
 # 0.73 / 0.79 for "head"; AMD EPYC: 0.76 / 0.69 against 0.74 / 0.73). False: the fused routes
 # below, as before (for measurements, and for the tests of those routes).
 LOOP_WITH_LENGTHS = True
+# A forward-only pass (inference) takes the compiled loop with lengths up to this batch only:
+# oneDNN's forward kernel needs no saved activations and runs ahead of the loop's forward on
+# more rows (Intel Xeon, H = 256, forward with lengths over the full batch's: at B = 64 and 128
+# the fused routes 0.83-0.92, the loop 0.87-0.99; at B = 8 and 32 the loop 0.89-1.06, the fused
+# routes 0.90-1.61).
+LOOP_INFERENCE_MAX_BATCH = 32
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
 # The fused head must cover at least this many steps to pay for its call (else: compiled loop).
@@ -141,16 +147,18 @@ def fused_route(cell: RecurrentCell, x: Tensor, lengths: Tensor | None) -> str:
     variable-length op), "masked" (a GRU or Elman cell with lengths off the CPU: one padded
     call, masked), "segments" (one call per run of equal active rows), "head" (the first
     segment fused, the rest in the compiled loop) or "native" (the compiled loop: fewer than
-    ``HEAD_MIN_STEPS`` steps, lengths on the CPU with ``LOOP_WITH_LENGTHS``, or else many
-    segments and a short first one)."""
+    ``HEAD_MIN_STEPS`` steps, lengths on the CPU with ``LOOP_WITH_LENGTHS`` in a training pass
+    or a batch of at most ``LOOP_INFERENCE_MAX_BATCH`` rows, or else many segments and a short
+    first one)."""
     if x.shape[0] < HEAD_MIN_STEPS and native_supports(cell, x):
         return "native"
     if lengths is None:
         return "whole"
     plan = make_plan(x.shape[0], x.shape[1], lengths, False)
     on_loop = LOOP_WITH_LENGTHS and plan.packed and not variable_length_op(x)
-    if on_loop and native_supports(cell, x):
-        return "native"
+    if on_loop and (x.shape[1] <= LOOP_INFERENCE_MAX_BATCH or needs_grad(cell, x, ())):
+        if native_supports(cell, x):
+            return "native"
     return _route(cell, x, plan)
 
 
