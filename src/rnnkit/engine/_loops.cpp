@@ -563,15 +563,13 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
 }
 
 template <typename T>
-static void elman_forward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void elman_forward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     g.v[0] ? elman_forward_impl<T, true>(g, p) : elman_forward_impl<T, false>(g, p);
 }
 
 template <typename T>
-static void elman_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void elman_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     g.v[0] ? elman_backward_impl<T, true>(g, p) : elman_backward_impl<T, false>(g, p);
 }
@@ -683,15 +681,13 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
 }
 
 template <typename T>
-static void lstm_forward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void lstm_forward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     g.v[0] ? lstm_forward_impl<T, true>(g, p) : lstm_forward_impl<T, false>(g, p);
 }
 
 template <typename T>
-static void lstm_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void lstm_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     g.v[0] ? lstm_backward_impl<T, true>(g, p) : lstm_backward_impl<T, false>(g, p);
 }
@@ -745,8 +741,7 @@ static void gru_bwd_row(i64 H, const T* a, const T* hn, const T* __restrict hp,
 }
 
 template <typename T>
-static void gru_forward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void gru_forward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
@@ -764,8 +759,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*,
 }
 
 template <typename T>
-static void gru_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void gru_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 3 * H;
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
@@ -947,8 +941,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
 }
 
 template <typename T>
-static void rb_forward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void rb_forward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const RB k(g);
     if (k.shared_r)  // MGU
@@ -962,8 +955,7 @@ static void rb_forward(const i64* geo, void* const* p, const double*,
 }
 
 template <typename T>
-static void rb_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void rb_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const RB k(g);
     if (k.shared_r)
@@ -1060,8 +1052,7 @@ static void nas_bwd_row(i64 H, const T* l, const T* __restrict c, const T* __res
 }
 
 template <typename T>
-static void nas_forward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void nas_forward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 8 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
@@ -1081,8 +1072,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*,
 }
 
 template <typename T>
-static void nas_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void nas_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 8 * H;
     const T *Whh = P<T>(p, 0), *c0 = P<T>(p, 2), *y = P<T>(p, 3), *L = P<T>(p, 4);
@@ -1225,8 +1215,7 @@ static void ln_backward_row(i64 H, T rstd, T m1, T m2, const T* xh, const T* __r
 }
 
 template <typename T>
-static void lnlstm_forward(const i64* geo, void* const* p, const double* sc,
-                       void* const* rows) {
+static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 4 * H;
     const T eps = T(sc[0]);
@@ -1256,8 +1245,7 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc,
 }
 
 template <typename T>
-static void lnlstm_backward(const i64* geo, void* const* p, const double*,
-                       void* const* rows) {
+static void lnlstm_backward(const i64* geo, void* const* p, const double*, void* const* rows) {
     const Geo g(geo, rows);
     const i64 H = g.H, G = 4 * H;
     const T *Whh = P<T>(p, 0), *gam = P<T>(p, 1), *gamc = P<T>(p, 2), *betc = P<T>(p, 3);
