@@ -237,16 +237,19 @@ def free_layout(fn):
 
     def run() -> None:
         kept = [getattr(m, f) for m, f in names]
-        kept_gather = packing.GATHER_SEGMENTS
+        kept_gather, kept_padded = packing.GATHER_SEGMENTS, sequence.PADDED_OUTPUT
         for (m, f), new in zip(names, (_free_pack, _free_unpack) * 2):
             setattr(m, f, new)
         packing.GATHER_SEGMENTS = 10**9  # products on views, no gathered h_{t-1}
+        # the loops' outputs in packed rows, then the free unpack (not the padded layout,
+        # whose zero fill and row copies are layout work too)
+        sequence.PADDED_OUTPUT = False
         try:
             fn()
         finally:
             for (m, f), old in zip(names, kept):
                 setattr(m, f, old)
-            packing.GATHER_SEGMENTS = kept_gather
+            packing.GATHER_SEGMENTS, sequence.PADDED_OUTPUT = kept_gather, kept_padded
 
     return run
 
