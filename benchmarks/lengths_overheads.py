@@ -1,4 +1,4 @@
-"""What five pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What six pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -19,7 +19,11 @@ median):
   that a scatter unpacks (and a gather packs the gradient);
 * ``loop with lengths`` (``engine.fused.LOOP_WITH_LENGTHS``): "auto" runs a plain LSTM with
   lengths in the compiled loop, or takes the fused routes ("head" with more than 8 distinct
-  lengths, else one fused call per run of equal rows).
+  lengths, else one fused call per run of equal rows);
+* ``native rows`` (``engine.packing.NATIVE_ROWS``): the row moves between the layouts (the
+  input's gather, its gradient's scatter, the gathered h_prev, the zero fill of the padded
+  outputs) through the compiled library's one-pass copies, or torch's ``index_select`` and
+  ``index_fill_``.
 
     python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 8 minutes on 2 cores
     python benchmarks/lengths_overheads.py --pieces 'padded outputs'
@@ -117,6 +121,21 @@ CASES = (
             ("LSTM", 32, 512, None),
         ],
     ),
+    (
+        "native rows",
+        packing,
+        "NATIVE_ROWS",
+        True,
+        False,
+        [
+            ("Elman", 8, 64, None),
+            ("GRU", 32, 64, None),
+            ("Elman", 32, 256, None),
+            ("Elman", 128, 256, None),
+            ("GRU", 32, 256, None),
+            ("LSTM", 32, 256, None),
+        ],
+    ),
 )
 
 
@@ -143,7 +162,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: five pieces against their earlier forms\n")
+    print("## Lengths: six pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")

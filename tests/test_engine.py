@@ -364,3 +364,70 @@ def test_loops_refuse_output_rows_of_another_layout():
         native.call("elman", "forward", geo, tensors, rows=(index.int(), out))
     with pytest.raises(ValueError, match="padded output must be contiguous torch.float32"):
         native.call("elman", "forward", geo, tensors, rows=(index, out.double()))
+
+
+@needs_native
+@pytest.mark.parametrize("dtype,width", [(torch.float64, 3), (torch.float32, 256)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_row_moves_equal_torch_ops(dtype, width, threads):
+    """The compiled row copies against torch's ops on a real plan's maps: the gather
+    (index_select), the scatter with the padding zeroed (index_select, then index_fill_) and
+    the zero fill; 256 float32 features a row make enough bytes for the copies to split over
+    two threads, each finding its first padding row by itself."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        gen = torch.Generator().manual_seed(7)
+        lens = torch.randint(1, 41, (37,), generator=gen)
+        plan = make_plan(40, 37, lens, True)
+        index, source, padding = plan.index, plan.source, plan.padding
+        flat = torch.randn(40 * 37, width, generator=gen, dtype=dtype)
+        rows = torch.randn(plan.rows, width, generator=gen, dtype=dtype)
+        taken = native.take_rows(flat, index, torch.full((plan.rows, width), 9.0, dtype=dtype))
+        assert torch.equal(taken, flat.index_select(0, index))
+        placed = native.place_rows(rows, source, padding, torch.full_like(flat, 9.0))
+        assert torch.equal(placed, rows.index_select(0, source).index_fill_(0, padding, 0.0))
+        zeroed = native.zero_rows(flat.clone(), padding)
+        assert torch.equal(zeroed, flat.clone().index_fill_(0, padding, 0.0))
+    finally:
+        torch.set_num_threads(kept)
+
+
+@needs_native
+def test_native_row_moves_refuse_foreign_arguments():
+    src, index = torch.randn(5, 3), torch.tensor([4, 0, 2])
+    with pytest.raises(ValueError, match="index must be a contiguous 1-d int64 tensor"):
+        native.take_rows(src, index.int(), torch.empty(3, 3))
+    with pytest.raises(ValueError, match=r"out must hold 3 rows like src's, got \(3, 4\)"):
+        native.take_rows(src, index, torch.empty(3, 4))
+    with pytest.raises(ValueError, match="out must hold 3 rows"):
+        native.take_rows(src, index, torch.empty(3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="src must be a contiguous tensor on the CPU"):
+        native.take_rows(src.t(), index, torch.empty(3, 5))
+    with pytest.raises(ValueError, match="padding must be a contiguous 1-d int64 tensor"):
+        native.place_rows(src, index, torch.tensor([1.0]), torch.empty(3, 3))
+    with pytest.raises(ValueError, match="at must be a contiguous 1-d int64 tensor"):
+        native.zero_rows(src, index.view(3, 1))
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm_peephole", "gru"])
+def test_native_row_moves_leave_every_value_as_it_was(name, monkeypatch):
+    """The compiled row copies move the same bits as torch's ops: a training step with lengths,
+    both directions, gives the same outputs, final states and gradients bit for bit."""
+    torch.manual_seed(5)
+    cell = CELLS[name](I, H)
+    lens = torch.tensor(LENGTHS)
+    B = lens.numel()
+    x = torch.randn(T, B, I, requires_grad=True)
+    state = tuple(torch.randn(B, *s, requires_grad=True) for s in cell.state_shapes())
+    for reverse in (False, True):
+        runs = []
+        for fast in (True, False):
+            monkeypatch.setattr(packing, "NATIVE_ROWS", fast)
+            runs.append(_run_with_grads(cell, x, state, lens, reverse, "native"))
+        for a, b in zip(runs[0], runs[1]):
+            if isinstance(a, torch.Tensor):
+                assert torch.equal(a, b)
+            else:
+                assert all(torch.equal(u, v) for u, v in zip(a, b))

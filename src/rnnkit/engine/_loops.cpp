@@ -41,6 +41,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -1274,6 +1275,64 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
         });
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Moving rows between the padded (T·B) layout and the packed rows (engine/packing.py)
+// ---------------------------------------------------------------------------------------------
+// torch's index_select and index_fill_ pay a fixed cost per call that dominates small batches
+// (about 20 µs for a few hundred rows of 64 floats, against a few µs of copying), and a zero fill
+// after a gather passes over the padding twice. These do one pass, rows of `bytes` bytes, split
+// over `threads` threads when there is enough to move.
+template <typename F>
+static void over_rows(i64 count, i64 bytes, int threads, F&& f) {
+    if (threads <= 1 || count < 2 || count * bytes < (i64(1) << 16)) {
+        f(i64(0), count);
+        return;
+    }
+    const int nt = int(threads < count ? threads : count);
+#pragma omp parallel num_threads(nt)
+    {
+        const i64 t = omp_get_thread_num(), k = omp_get_num_threads();
+        f(count * t / k, count * (t + 1) / k);
+    }
+}
+
+// dst[p] = src[from[p]] for p < count.
+extern "C" void rnnkit_take_rows(const void* src, const i64* from, void* dst, i64 count, i64 bytes,
+                                 int threads) {
+    const char* s = static_cast<const char*>(src);
+    char* d = static_cast<char*>(dst);
+    over_rows(count, bytes, threads, [&](i64 lo, i64 hi) {
+        for (i64 p = lo; p < hi; ++p) std::memcpy(d + p * bytes, s + from[p] * bytes, size_t(bytes));
+    });
+}
+
+// dst[p] = 0 for the npad positions p in pad (ascending), dst[p] = src[from[p]] for the others,
+// p < count: a scatter of packed rows to the padded layout, zero in the padding, in one pass.
+extern "C" void rnnkit_place_rows(const void* src, const i64* from, const i64* pad, i64 npad,
+                                  void* dst, i64 count, i64 bytes, int threads) {
+    const char* s = static_cast<const char*>(src);
+    char* d = static_cast<char*>(dst);
+    over_rows(count, bytes, threads, [&](i64 lo, i64 hi) {
+        i64 j = std::lower_bound(pad, pad + npad, lo) - pad;  // the first padding at or after lo
+        for (i64 p = lo; p < hi; ++p) {
+            if (j < npad && pad[j] == p) {
+                std::memset(d + p * bytes, 0, size_t(bytes));
+                ++j;
+            } else {
+                std::memcpy(d + p * bytes, s + from[p] * bytes, size_t(bytes));
+            }
+        }
+    });
+}
+
+// dst[at[p]] = 0 for p < count.
+extern "C" void rnnkit_zero_rows(void* dst, const i64* at, i64 count, i64 bytes, int threads) {
+    char* d = static_cast<char*>(dst);
+    over_rows(count, bytes, threads, [&](i64 lo, i64 hi) {
+        for (i64 p = lo; p < hi; ++p) std::memset(d + at[p] * bytes, 0, size_t(bytes));
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import platform
 import shutil
@@ -162,6 +163,12 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_own_products.restype = ctypes.c_int
     lib.rnnkit_own_product_count.argtypes = []
     lib.rnnkit_own_product_count.restype = ctypes.c_ulonglong
+    i64, ptr, nthreads = ctypes.c_longlong, ctypes.c_void_p, ctypes.c_int
+    lib.rnnkit_take_rows.argtypes = [ptr, ptr, ptr, i64, i64, nthreads]
+    lib.rnnkit_place_rows.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, nthreads]
+    lib.rnnkit_zero_rows.argtypes = [ptr, ptr, i64, i64, nthreads]
+    for name in ("rnnkit_take_rows", "rnnkit_place_rows", "rnnkit_zero_rows"):
+        getattr(lib, name).restype = None
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
@@ -268,6 +275,75 @@ def call(
             raise ValueError(f"{kernel}: the padded output must be contiguous {dtype} on the CPU")
         mapped = (ctypes.c_void_p * 2)(index.data_ptr(), None if out is None else out.data_ptr())
     fn(geometry.data_ptr(), pointers, values, mapped)
+
+
+def _row_bytes(t: Tensor, what: str) -> int:
+    if t.is_cuda or not t.is_contiguous() or t.dim() == 0:
+        raise ValueError(f"{what} must be a contiguous tensor on the CPU with rows along dim 0")
+    return math.prod(t.shape[1:]) * t.element_size()
+
+
+def _row_index(index: Tensor, what: str) -> Tensor:
+    if index.dtype != torch.int64 or index.dim() != 1 or not index.is_contiguous():
+        raise ValueError(f"{what} must be a contiguous 1-d int64 tensor, got {index.dtype}")
+    return index
+
+
+@run_eagerly  # torch.compile: a ctypes call, run eagerly
+def take_rows(src: Tensor, index: Tensor, out: Tensor) -> Tensor:
+    """``out[p] = src[index[p]]``: ``src.index_select(0, index)`` into ``out`` (contiguous, one
+    dtype, on the CPU; the indices must be valid rows of ``src``). Returns ``out``."""
+    bytes_ = _row_bytes(src, "src")
+    _row_index(index, "index")
+    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != len(index):
+        raise ValueError(f"out must hold {len(index)} rows like src's, got {tuple(out.shape)}")
+    lib = _loaded()
+    lib.rnnkit_take_rows(
+        src.data_ptr(), index.data_ptr(), out.data_ptr(), len(index), bytes_, _threads()
+    )
+    return out
+
+
+@run_eagerly
+def place_rows(src: Tensor, source: Tensor, padding: Tensor, out: Tensor) -> Tensor:
+    """``out[p] = src[source[p]]``, and zero at the positions listed in ``padding`` (ascending):
+    ``src.index_select(0, source).index_fill_(0, padding, 0)`` in one pass into ``out``."""
+    bytes_ = _row_bytes(src, "src")
+    _row_index(source, "source")
+    _row_index(padding, "padding")
+    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != len(source):
+        raise ValueError(f"out must hold {len(source)} rows like src's, got {tuple(out.shape)}")
+    _loaded().rnnkit_place_rows(
+        src.data_ptr(),
+        source.data_ptr(),
+        padding.data_ptr(),
+        len(padding),
+        out.data_ptr(),
+        len(source),
+        bytes_,
+        _threads(),
+    )
+    return out
+
+
+@run_eagerly
+def zero_rows(out: Tensor, at: Tensor) -> Tensor:
+    """``out.index_fill_(0, at, 0)``: rows ``at`` of ``out`` set to zero. Returns ``out``."""
+    bytes_ = _row_bytes(out, "out")
+    _row_index(at, "at")
+    _loaded().rnnkit_zero_rows(out.data_ptr(), at.data_ptr(), len(at), bytes_, _threads())
+    return out
+
+
+def _threads() -> int:
+    return torch.get_num_threads()
+
+
+def _loaded() -> ctypes.CDLL:
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    return lib
 
 
 @cache

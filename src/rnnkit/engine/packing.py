@@ -19,6 +19,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
+from . import native
 from ._tracing import run_eagerly, under_functorch
 
 
@@ -314,6 +315,8 @@ class _GatherEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         ctx.save_for_backward(index, source, padding)
+        if _native_rows(flat, index):
+            return native.take_rows(flat, index, flat.new_empty(len(index), *flat.shape[1:]))
         return flat.index_select(0, index)
 
     @staticmethod
@@ -326,12 +329,31 @@ class _ScatterEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         ctx.save_for_backward(index, source, padding)
+        if _native_rows(rows, source, padding):
+            out = rows.new_empty(len(source), *rows.shape[1:])
+            return native.place_rows(rows, source, padding, out)
         return _scatter(rows, source, padding)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         index, source, padding = ctx.saved_tensors
         return gather_rows(grad, index, source, padding), None, None, None
+
+
+# The eager twins and the native path's own row moves use the compiled library's one-pass row
+# copies where they can (native.take_rows, place_rows, zero_rows): torch's index_select and
+# index_fill_ cost about 20 µs a call even for a few hundred short rows, and the scatter passed
+# over the padding twice. False: torch's ops everywhere (for measurements:
+# benchmarks/lengths_overheads.py).
+NATIVE_ROWS = True
+
+
+def _native_rows(*tensors: Tensor) -> bool:
+    """Whether ``tensors`` can take the compiled row copies: contiguous, on the CPU, outside
+    ``torch.compile``'s tracing, with the compiled library loaded (and ``NATIVE_ROWS``)."""
+    if not NATIVE_ROWS or torch.compiler.is_compiling():
+        return False
+    return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
 
 
 # False: the transform-ready form on every call, as before the twins (for measurements:
@@ -377,7 +399,20 @@ def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
     """An empty (T·B, ``width``) buffer for outputs in the padded layout, zero in the padding
     (the compiled loops fill the rest: ``rows`` in ``_loops.cpp``)."""
     out = y_like.new_empty(plan.T * plan.B, width)
-    return out.index_fill_(0, _indices(plan, y_like.device)[2], 0.0)
+    padding = _indices(plan, y_like.device)[2]
+    if _native_rows(out):
+        return native.zero_rows(out, padding)
+    return out.index_fill_(0, padding, 0.0)
+
+
+def _previous(plan: Plan, device: torch.device) -> Tensor:
+    """``plan.previous`` on ``device``, moved once per plan and device."""
+    key = ("previous", device)
+    found = plan.memo.get(key)
+    if found is None:
+        assert plan.previous is not None
+        found = plan.memo[key] = plan.previous.to(device)
+    return found
 
 
 def pack(x: Tensor, plan: Plan) -> Tensor:
@@ -430,7 +465,11 @@ class PreviousOutputs:
             # place, not concatenated: one pass over N·H instead of two)
             gathered = y.new_empty(plan.rows, *y.shape[1:])
             gathered[: plan.B].copy_(h0)
-            torch.index_select(y, 0, plan.previous.to(y.device), out=gathered[plan.B :])
+            previous = _previous(plan, y.device)
+            if _native_rows(y, gathered):
+                native.take_rows(y, previous, gathered[plan.B :])
+            else:
+                torch.index_select(y, 0, previous, out=gathered[plan.B :])
             self.gathered = gathered
 
     def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
