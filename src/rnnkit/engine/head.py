@@ -41,7 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .packing import Plan, tail_plan
+from . import native
+from .packing import Plan, compiled_rows, tail_plan
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,8 +88,11 @@ def _join(yh: Tensor, yt: Tensor, layout: HeadLayout) -> Tensor:
     out = yt.new_empty(layout.total, *yt.shape[1:])
     out[: layout.head].copy_(yh)
     tail = out[layout.head :]
-    torch.index_select(yt, 0, layout.source, out=tail)
-    tail.index_fill_(0, layout.padding, 0.0)
+    if compiled_rows(yt, tail):  # one pass, the padding zeroed on the way
+        native.place_rows(yt, layout.source, layout.padding, tail)
+    else:
+        torch.index_select(yt, 0, layout.source, out=tail)
+        tail.index_fill_(0, layout.padding, 0.0)
     return out
 
 
@@ -115,6 +119,9 @@ class _Split(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, layout: HeadLayout):
         ctx.layout = layout
+        if compiled_rows(flat):
+            rows = flat.new_empty(len(layout.index), *flat.shape[1:])
+            return flat[: layout.head], native.take_rows(flat, layout.index, rows)
         return flat[: layout.head], flat.index_select(0, layout.index)
 
     @staticmethod

@@ -1,4 +1,6 @@
-"""Build, load and call ``_loops.cpp``, the engine's compiled time loops.
+"""Build, load and call ``_loops.cpp``, the engine's compiled time loops (and its three row
+copies between the padded and packed layouts: :func:`take_rows`, :func:`place_rows`,
+:func:`zero_rows`).
 
 Why a plain C++ file through ctypes and not ``torch.utils.cpp_extension``: the loops need no
 torch header. They take raw pointers, call the BLAS that torch already carries (its

@@ -315,7 +315,7 @@ class _GatherEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         ctx.save_for_backward(index, source, padding)
-        if _native_rows(flat, index):
+        if compiled_rows(flat, index):
             return native.take_rows(flat, index, flat.new_empty(len(index), *flat.shape[1:]))
         return flat.index_select(0, index)
 
@@ -329,7 +329,7 @@ class _ScatterEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         ctx.save_for_backward(index, source, padding)
-        if _native_rows(rows, source, padding):
+        if compiled_rows(rows, source, padding):
             out = rows.new_empty(len(source), *rows.shape[1:])
             return native.place_rows(rows, source, padding, out)
         return _scatter(rows, source, padding)
@@ -348,10 +348,11 @@ class _ScatterEager(torch.autograd.Function):
 NATIVE_ROWS = True
 
 
-def _native_rows(*tensors: Tensor) -> bool:
+def compiled_rows(*tensors: Tensor) -> bool:
     """Whether ``tensors`` can take the compiled row copies: contiguous, on the CPU, outside
-    ``torch.compile``'s tracing, with the compiled library loaded (and ``NATIVE_ROWS``)."""
-    if not NATIVE_ROWS or torch.compiler.is_compiling():
+    ``torch.compile``'s tracing and ``torch.func`` transforms, with the compiled library loaded
+    (and ``NATIVE_ROWS``)."""
+    if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch():
         return False
     return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
 
@@ -400,7 +401,7 @@ def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
     (the compiled loops fill the rest: ``rows`` in ``_loops.cpp``)."""
     out = y_like.new_empty(plan.T * plan.B, width)
     padding = _indices(plan, y_like.device)[2]
-    if _native_rows(out):
+    if compiled_rows(out):
         return native.zero_rows(out, padding)
     return out.index_fill_(0, padding, 0.0)
 
@@ -466,7 +467,7 @@ class PreviousOutputs:
             gathered = y.new_empty(plan.rows, *y.shape[1:])
             gathered[: plan.B].copy_(h0)
             previous = _previous(plan, y.device)
-            if _native_rows(y, gathered):
+            if compiled_rows(y, gathered):
                 native.take_rows(y, previous, gathered[plan.B :])
             else:
                 torch.index_select(y, 0, previous, out=gathered[plan.B :])
