@@ -1,4 +1,4 @@
-"""What six pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What seven pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -23,7 +23,10 @@ median):
 * ``native rows`` (``engine.packing.NATIVE_ROWS``): the row moves between the layouts (the
   input's gather, its gradient's scatter, the gathered h_prev, the zero fill of the padded
   outputs) through the compiled library's one-pass copies, or torch's ``index_select`` and
-  ``index_fill_``.
+  ``index_fill_``;
+* ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
+  product's columns over the threads by the call's batch, or by the product's own rows (then
+  the late steps of a batch with lengths ran on one core).
 
     python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 8 minutes on 2 cores
     python benchmarks/lengths_overheads.py --pieces 'padded outputs'
@@ -42,7 +45,7 @@ from machine import add_allocator_flag, cpu_name
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit.engine import fused, packing, sequence
+from rnnkit.engine import fused, native, packing, sequence
 
 T = 100
 
@@ -63,6 +66,18 @@ def _switched(step: Callable[[], None], module, name: str, value) -> Callable[[]
             setattr(module, name, kept)
 
     return run
+
+
+class _SplitByCall:
+    """native.set_split_by_call as an attribute, for :func:`_switched`."""
+
+    @property
+    def on(self) -> bool:
+        return native.split_by_call()
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        native.set_split_by_call(value)
 
 
 # (piece, module, knob, current value, earlier value, [(model, B, H, distinct lengths)])
@@ -136,6 +151,22 @@ CASES = (
             ("LSTM", 32, 256, None),
         ],
     ),
+    (
+        "split by call",
+        _SplitByCall(),
+        "on",
+        True,
+        False,
+        [
+            ("Elman", 8, 256, None),
+            ("Elman", 32, 256, None),
+            ("MGU", 32, 256, None),
+            ("Elman", 16, 512, None),
+            ("GRU", 16, 128, None),
+            ("GRU", 32, 256, None),
+            ("LSTM", 32, 256, None),
+        ],
+    ),
 )
 
 
@@ -162,7 +193,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: six pieces against their earlier forms\n")
+    print("## Lengths: seven pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")

@@ -166,3 +166,47 @@ def test_the_default_row_limit_follows_the_vector_width(own_kernel):
         assert own_kernel() == 0
         layer(torch.randn(2, limit, I))
         assert own_kernel() == 2
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "mgu", "gru"])
+def test_the_split_by_call_keeps_every_value(name, own_kernel):
+    """With lengths the batch shrinks step by step; the own kernel splits a product's columns
+    over the threads by the call's batch, so that every step keeps the same split. The values
+    are those of the split by each product's rows, bit for bit (a column's sum does not depend
+    on the split), and in float64 those of the reference runner. The sizes make the call's
+    batch split and the late steps' few rows not."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    B_wide, H_wide, T_long = 32, 128, 12
+    try:
+        results = {}
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(3)
+            layer = Recurrent(CELLS[name], H_wide, H_wide).to(dtype)
+            gen = torch.Generator().manual_seed(4)
+            x = torch.randn(T_long, B_wide, H_wide, generator=gen, dtype=dtype)
+            x.requires_grad_()
+            h0 = torch.randn(1, B_wide, H_wide, generator=gen, dtype=dtype, requires_grad=True)
+            lengths = torch.randint(1, T_long + 1, (B_wide,), generator=gen)
+            for engine, by_call in (("native", True), ("native", False), ("reference", True)):
+                layer.engine = engine
+                native.set_split_by_call(by_call)
+                results[dtype, engine, by_call] = _grads(layer, x, h0, lengths)
+        assert own_kernel() > 0
+    finally:
+        native.set_split_by_call(True)
+        torch.set_num_threads(kept)
+    for a, b in zip(
+        results[torch.float32, "native", True], results[torch.float32, "native", False]
+    ):
+        assert torch.equal(a, b)
+    for a, b in zip(
+        results[torch.float64, "native", True], results[torch.float64, "reference", True]
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("on", [1, None, "yes"])
+def test_the_split_by_call_switch_takes_a_bool(on):
+    with pytest.raises(ValueError, match="on must be a bool, got"):
+        native.set_split_by_call(on)

@@ -367,7 +367,15 @@ extern "C" unsigned long long rnnkit_own_product_count() {
 #endif
 }
 
+// The batch of the current call (the rows of its first step), for by_panels' split rule.
+static thread_local i64 t_call_rows = 0;
+// For measurements: whether by_panels decides by the call's batch (1, the default) or by each
+// product's own rows (0).
+static int g_split_by_call = 1;
+extern "C" void rnnkit_set_split_by_call(int on) { g_split_by_call = on; }
+
 static void begin_call(i64 steps, i64 B) {
+    t_call_rows = B;
 #ifdef RNNKIT_OWN_PRODUCTS
     g_call.fetch_add(1, std::memory_order_relaxed);
     t_own = g_own_min_rows >= 0 && B >= 2 && steps * B >= g_own_min_rows;
@@ -383,6 +391,12 @@ static void begin_call(i64 steps, i64 B) {
 // work: measured at H = 64 on an Intel Xeon, splitting from 2^17 made the loop cells' training
 // steps 0.97-1.29 times the BLAS's, from 2^19 0.75-1.01 (benchmarks/rnn_products.py
 // --layers-H 64).
+// The work is counted with the call's batch, not the product's own rows: with lengths the
+// batch shrinks step by step, and a product that stopped splitting part-way would run on one
+// core, which holds only its own half of the packed W in its cache. Deciding once per call
+// keeps every step on the same split (Intel Xeon, lengths over [T/2, T], training step with
+// lengths over the full batch's: Elman B=32 H=256 0.916 -> 0.874, MGU B=32 0.877 -> 0.819,
+// Elman B=16 H=512 0.886 -> 0.835; python benchmarks/lengths_overheads.py).
 #if defined(__AVX512F__)
 static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
 #else
@@ -391,7 +405,8 @@ static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
 
 template <typename F>
 static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
-    if (t_threads <= 1 || n < 2 * PW || m * n * k < OWN_SPLIT_MACS) {
+    const i64 rows = g_split_by_call ? t_call_rows : m;
+    if (t_threads <= 1 || n < 2 * PW || rows * n * k < OWN_SPLIT_MACS) {
         product(0, n);
         return;
     }
