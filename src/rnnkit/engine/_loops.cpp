@@ -395,8 +395,8 @@ static void begin_call(i64 steps, i64 B) {
 // batch shrinks step by step, and a product that stopped splitting part-way would run on one
 // core, which holds only its own half of the packed W in its cache. Deciding once per call
 // keeps every step on the same split (Intel Xeon, lengths over [T/2, T], training step with
-// lengths over the full batch's: Elman B=32 H=256 0.916 -> 0.874, MGU B=32 0.877 -> 0.819,
-// Elman B=16 H=512 0.886 -> 0.835; python benchmarks/lengths_overheads.py).
+// lengths over the full batch's: Elman B=8 H=256 1.00-1.03 -> 0.95-0.99, Elman B=16 H=512
+// 0.86-0.89 -> 0.85-0.87; python benchmarks/lengths_overheads.py --pieces "split by call").
 #if defined(__AVX512F__)
 static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
 #else
