@@ -1295,10 +1295,9 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
 // ---------------------------------------------------------------------------------------------
 // Moving rows between the padded (T·B) layout and the packed rows (engine/packing.py)
 // ---------------------------------------------------------------------------------------------
-// torch's index_select and index_fill_ pay a fixed cost per call that dominates small batches
-// (about 20 µs for a few hundred rows of 64 floats, against a few µs of copying), and a zero fill
-// after a gather passes over the padding twice. These do one pass, rows of `bytes` bytes, split
-// over `threads` threads when there is enough to move.
+// torch's way, index_select and then index_fill_, passes over the padding twice when it scatters
+// packed rows; these do one pass, rows of `bytes` bytes, split over `threads` threads when there
+// is enough to move (see packing.NATIVE_ROWS for what it gains).
 template <typename F>
 static void over_rows(i64 count, i64 bytes, int threads, F&& f) {
     if (threads <= 1 || count < 2 || count * bytes < (i64(1) << 16)) {

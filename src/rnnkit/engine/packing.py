@@ -341,10 +341,11 @@ class _ScatterEager(torch.autograd.Function):
 
 
 # The eager twins and the native path's own row moves use the compiled library's one-pass row
-# copies where they can (native.take_rows, place_rows, zero_rows): torch's index_select and
-# index_fill_ cost about 20 µs a call even for a few hundred short rows, and the scatter passed
-# over the padding twice. False: torch's ops everywhere (for measurements:
-# benchmarks/lengths_overheads.py).
+# copies where they can (native.take_rows, place_rows, zero_rows): torch's scatter passes over
+# the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at B = 32,
+# H = 256 with lengths: 0.906-0.912 -> 0.871-0.874 of its full step; within the noise elsewhere
+# (python benchmarks/lengths_overheads.py --pieces "native rows"). False: torch's ops
+# everywhere (for measurements).
 NATIVE_ROWS = True
 
 
