@@ -1,4 +1,4 @@
-"""What seven pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What eight pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -20,6 +20,10 @@ median):
 * ``loop with lengths`` (``engine.fused.LOOP_WITH_LENGTHS``): "auto" runs a plain LSTM with
   lengths in the compiled loop, or takes the fused routes ("head" with more than 8 distinct
   lengths, else one fused call per run of equal rows);
+* ``loop in inference`` (``engine.fused.LOOP_INFERENCE_MAX_BATCH``): the forward pass alone
+  ("(forward)", under ``torch.no_grad()``) of a plain LSTM with lengths in the compiled loop
+  ("now" column) or on the fused routes ("earlier"); "auto" takes the loop up to that many
+  rows, the fused routes above;
 * ``native rows`` (``engine.packing.NATIVE_ROWS``): the row moves between the layouts (the
   input's gather, its gradient's scatter, the gathered h_prev, the zero fill of the padded
   outputs) through the compiled library's one-pass copies, or torch's ``index_select`` and
@@ -137,6 +141,21 @@ CASES = (
         ],
     ),
     (
+        "loop in inference",
+        fused,
+        "LOOP_INFERENCE_MAX_BATCH",
+        10**9,
+        -1,
+        [
+            ("LSTM (forward)", 8, 256, None),
+            ("LSTM (forward)", 32, 256, None),
+            ("LSTM (forward)", 32, 256, 4),
+            ("LSTM (forward)", 64, 256, None),
+            ("LSTM (forward)", 128, 256, None),
+            ("LSTM (forward)", 128, 512, None),
+        ],
+    ),
+    (
         "native rows",
         packing,
         "NATIVE_ROWS",
@@ -193,12 +212,15 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: seven pieces against their earlier forms\n")
+    print("## Lengths: eight pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
     print(f"- T = {T}, I = H, lengths over [T/2, T]; {args.repeats} interleaved repeats, median")
-    print("- ratio: training step with lengths / the same layer's step at full length\n")
+    print(
+        "- ratio: training step (the forward pass for '(forward)' models) with lengths / the "
+        "same layer's at full length\n"
+    )
     print("| piece | model | B | H | distinct lengths | full length ms | earlier | now |")
     print("|---|---|---|---|---|---|---|---|")
     start = time.perf_counter()
@@ -211,10 +233,12 @@ def main() -> None:
             continue
         for model_name, B, H, distinct in shapes:
             torch.manual_seed(0)
-            model = _model(model_name, H)
+            forward_only = model_name.endswith(" (forward)")
+            model = _model(model_name.removesuffix(" (forward)"), H)
             x = _input(T, B, H)
             lengths = _lengths(B, distinct)
-            full, with_lengths = step_fns(model, x)[1], step_fns(model, x, lengths)[1]
+            which = 0 if forward_only else 1  # step_fns: (forward, training step)
+            full, with_lengths = step_fns(model, x)[which], step_fns(model, x, lengths)[which]
             fns = {
                 "full": full,
                 "before": _switched(with_lengths, module, name, before),

@@ -76,9 +76,9 @@ from .sequence import (
 LOOP_WITH_LENGTHS = True
 # A forward-only pass (inference) takes the compiled loop with lengths up to this batch only:
 # oneDNN's forward kernel needs no saved activations and runs ahead of the loop's forward on
-# more rows (Intel Xeon, H = 256, forward with lengths over the full batch's: at B = 64 and 128
-# the fused routes 0.83-0.92, the loop 0.87-0.99; at B = 8 and 32 the loop 0.89-1.06, the fused
-# routes 0.90-1.61).
+# more rows (Intel Xeon, forward with lengths over the full batch's forward: at B = 64 and 128
+# the fused routes 0.81-0.86, the loop 0.87-0.92; at B = 8 and 32 the loop 0.84-0.91, the fused
+# routes 0.89-1.44; python benchmarks/lengths_overheads.py --pieces "loop in inference").
 LOOP_INFERENCE_MAX_BATCH = 32
 # More distinct lengths than this: one fused call per segment costs more than the compiled loop.
 FUSED_SEGMENT_LIMIT = 8
