@@ -408,6 +408,13 @@ def test_native_row_moves_refuse_foreign_arguments():
         native.place_rows(src, index, torch.tensor([1.0]), torch.empty(3, 3))
     with pytest.raises(ValueError, match="at must be a contiguous 1-d int64 tensor"):
         native.zero_rows(src, index.view(3, 1))
+    # rows out of range are refused before any memory is touched
+    with pytest.raises(ValueError, match=r"index must hold rows in \[0, 5\), got \[0, 5\]"):
+        native.take_rows(src, torch.tensor([5, 0, 2]), torch.empty(3, 3))
+    with pytest.raises(ValueError, match=r"source must hold rows in \[0, 5\), got \[-1, 2\]"):
+        native.place_rows(src, torch.tensor([-1, 2]), torch.tensor([0]), torch.empty(2, 3))
+    with pytest.raises(ValueError, match=r"at must hold rows in \[0, 5\), got \[1, 9\]"):
+        native.zero_rows(src, torch.tensor([1, 9]))
 
 
 @needs_native

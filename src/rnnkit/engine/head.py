@@ -89,7 +89,7 @@ def _join(yh: Tensor, yt: Tensor, layout: HeadLayout) -> Tensor:
     out[: layout.head].copy_(yh)
     tail = out[layout.head :]
     if compiled_rows(yt, tail):  # one pass, the padding zeroed on the way
-        native.place_rows(yt, layout.source, layout.padding, tail)
+        native.place_rows(yt, layout.source, layout.padding, tail, trusted=True)
     else:
         torch.index_select(yt, 0, layout.source, out=tail)
         tail.index_fill_(0, layout.padding, 0.0)
@@ -121,7 +121,7 @@ class _Split(torch.autograd.Function):
         ctx.layout = layout
         if compiled_rows(flat):
             rows = flat.new_empty(len(layout.index), *flat.shape[1:])
-            return flat[: layout.head], native.take_rows(flat, layout.index, rows)
+            return flat[: layout.head], native.take_rows(flat, layout.index, rows, trusted=True)
         return flat[: layout.head], flat.index_select(0, layout.index)
 
     @staticmethod

@@ -310,20 +310,31 @@ def _row_bytes(t: Tensor, what: str) -> int:
     return math.prod(t.shape[1:]) * t.element_size()
 
 
-def _row_index(index: Tensor, what: str) -> Tensor:
+def _row_index(index: Tensor, what: str, rows: int | None = None) -> Tensor:
+    """``index`` checked: a contiguous 1-d int64 tensor and, with ``rows``, every entry a row
+    in [0, rows) (two reductions; the engine's own maps skip them)."""
     if index.dtype != torch.int64 or index.dim() != 1 or not index.is_contiguous():
         raise ValueError(f"{what} must be a contiguous 1-d int64 tensor, got {index.dtype}")
+    if rows is not None and len(index) and (int(index.min()) < 0 or int(index.max()) >= rows):
+        raise ValueError(
+            f"{what} must hold rows in [0, {rows}), got [{int(index.min())}, {int(index.max())}]"
+        )
     return index
 
 
+def _out_rows(out: Tensor, src: Tensor, bytes_: int, count: int) -> None:
+    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != count:
+        raise ValueError(f"out must hold {count} rows like src's, got {tuple(out.shape)}")
+
+
 @run_eagerly  # torch.compile: a ctypes call, run eagerly
-def take_rows(src: Tensor, index: Tensor, out: Tensor) -> Tensor:
+def take_rows(src: Tensor, index: Tensor, out: Tensor, trusted: bool = False) -> Tensor:
     """``out[p] = src[index[p]]``: ``src.index_select(0, index)`` into ``out`` (contiguous, one
-    dtype, on the CPU; the indices must be valid rows of ``src``). Returns ``out``."""
+    dtype, on the CPU). Returns ``out``. ``trusted`` skips the check that every index is a row
+    of ``src`` (for the engine's own maps, valid by construction)."""
     bytes_ = _row_bytes(src, "src")
-    _row_index(index, "index")
-    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != len(index):
-        raise ValueError(f"out must hold {len(index)} rows like src's, got {tuple(out.shape)}")
+    _row_index(index, "index", None if trusted else src.shape[0])
+    _out_rows(out, src, bytes_, len(index))
     lib = _loaded()
     lib.rnnkit_take_rows(
         src.data_ptr(), index.data_ptr(), out.data_ptr(), len(index), bytes_, _threads()
@@ -332,14 +343,17 @@ def take_rows(src: Tensor, index: Tensor, out: Tensor) -> Tensor:
 
 
 @run_eagerly
-def place_rows(src: Tensor, source: Tensor, padding: Tensor, out: Tensor) -> Tensor:
+def place_rows(
+    src: Tensor, source: Tensor, padding: Tensor, out: Tensor, trusted: bool = False
+) -> Tensor:
     """``out[p] = src[source[p]]``, and zero at the positions listed in ``padding`` (ascending):
-    ``src.index_select(0, source).index_fill_(0, padding, 0)`` in one pass into ``out``."""
+    ``src.index_select(0, source).index_fill_(0, padding, 0)`` in one pass into ``out``. A
+    ``padding`` out of order leaves some of its rows copied instead of zeroed. ``trusted``: as
+    :func:`take_rows`."""
     bytes_ = _row_bytes(src, "src")
-    _row_index(source, "source")
+    _row_index(source, "source", None if trusted else src.shape[0])
     _row_index(padding, "padding")
-    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != len(source):
-        raise ValueError(f"out must hold {len(source)} rows like src's, got {tuple(out.shape)}")
+    _out_rows(out, src, bytes_, len(source))
     _loaded().rnnkit_place_rows(
         src.data_ptr(),
         source.data_ptr(),
@@ -354,10 +368,11 @@ def place_rows(src: Tensor, source: Tensor, padding: Tensor, out: Tensor) -> Ten
 
 
 @run_eagerly
-def zero_rows(out: Tensor, at: Tensor) -> Tensor:
-    """``out.index_fill_(0, at, 0)``: rows ``at`` of ``out`` set to zero. Returns ``out``."""
+def zero_rows(out: Tensor, at: Tensor, trusted: bool = False) -> Tensor:
+    """``out.index_fill_(0, at, 0)``: rows ``at`` of ``out`` set to zero. Returns ``out``.
+    ``trusted``: as :func:`take_rows`."""
     bytes_ = _row_bytes(out, "out")
-    _row_index(at, "at")
+    _row_index(at, "at", None if trusted else out.shape[0])
     _loaded().rnnkit_zero_rows(out.data_ptr(), at.data_ptr(), len(at), bytes_, _threads())
     return out
 

@@ -316,7 +316,8 @@ class _GatherEager(torch.autograd.Function):
     def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         ctx.save_for_backward(index, source, padding)
         if compiled_rows(flat, index):
-            return native.take_rows(flat, index, flat.new_empty(len(index), *flat.shape[1:]))
+            rows = flat.new_empty(len(index), *flat.shape[1:])
+            return native.take_rows(flat, index, rows, trusted=True)
         return flat.index_select(0, index)
 
     @staticmethod
@@ -331,7 +332,7 @@ class _ScatterEager(torch.autograd.Function):
         ctx.save_for_backward(index, source, padding)
         if compiled_rows(rows, source, padding):
             out = rows.new_empty(len(source), *rows.shape[1:])
-            return native.place_rows(rows, source, padding, out)
+            return native.place_rows(rows, source, padding, out, trusted=True)
         return _scatter(rows, source, padding)
 
     @staticmethod
@@ -403,7 +404,7 @@ def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
     out = y_like.new_empty(plan.T * plan.B, width)
     padding = _indices(plan, y_like.device)[2]
     if compiled_rows(out):
-        return native.zero_rows(out, padding)
+        return native.zero_rows(out, padding, trusted=True)
     return out.index_fill_(0, padding, 0.0)
 
 
@@ -469,7 +470,7 @@ class PreviousOutputs:
             gathered[: plan.B].copy_(h0)
             previous = _previous(plan, y.device)
             if compiled_rows(y, gathered):
-                native.take_rows(y, previous, gathered[plan.B :])
+                native.take_rows(y, previous, gathered[plan.B :], trusted=True)
             else:
                 torch.index_select(y, 0, previous, out=gathered[plan.B :])
             self.gathered = gathered
