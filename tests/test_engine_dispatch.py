@@ -70,8 +70,6 @@ def test_auto_picks_fused_native_autograd(monkeypatch):
     assert engine.choose(GRUCell(I, H, reset_after=False), x.half(), None) == "autograd"
     conv = ConvLSTMCell(I, H, 3, (5,))
     assert engine.choose(conv, torch.randn(T, 2, I, 5), None) == "autograd"
-    # a plain LSTM with many distinct lengths: the fused kernel for the steps every row runs,
-    # the compiled loop after them; all in the compiled loop when the shortest is short
     few = torch.tensor([6, 6, 3, 3])
     many = torch.arange(1, engine.FUSED_SEGMENT_LIMIT + 2)
     long_head = many + HEAD_MIN_STEPS
@@ -92,8 +90,11 @@ def test_auto_picks_fused_native_autograd(monkeypatch):
     assert engine.choose(LSTMCell(I, H), batch(lengths), lengths) == fused_or_loop
     # a projected LSTM has no compiled loop: one fused call per segment
     assert fused_route(LSTMCell(I, H, proj_size=2), batch(long_head), long_head) == "segments"
+    # every sequence full length: one fused call, as without lengths
     assert engine.choose(LSTMCell(I, H), batch(few)[:, :2], torch.tensor([T_long] * 2)) == "fused"
-    # the fused routes as "auto" takes them without LOOP_WITH_LENGTHS
+    # without LOOP_WITH_LENGTHS: with many distinct lengths the fused kernel for the steps every
+    # row runs and the compiled loop after them, all in the loop when the shortest is short;
+    # with few, one fused call per run of equal rows
     monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)
     assert engine.choose(LSTMCell(I, H), batch(few), few) == "fused"
     assert engine.choose(LSTMCell(I, H), batch(many), many) == native
