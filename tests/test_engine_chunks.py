@@ -82,6 +82,7 @@ def test_chunks_equal_reference(layers, bi, with_h0, small_chunks, stack_calls):
     _assert_close(got, want, 1e-10)
 
 
+@pytest.mark.skipif(not rnnkit.engine.native_available(), reason="needs the compiled loops")
 def test_chunks_with_lengths_equal_reference(small_chunks, monkeypatch):
     """With lengths (more than FUSED_SEGMENT_LIMIT distinct ones) on the fused routes: the
     steps before the shortest sequence ends go to torch's op in chunks, the rest to the

@@ -50,21 +50,22 @@ def test_bidirectional_stacked_layer_equals_reference(name):
 def test_auto_picks_fused_native_autograd(monkeypatch):
     x = torch.randn(HEAD_MIN_STEPS, 2, I)
     native = "native" if engine.native_available() else "autograd"
+    fused_or_loop = "native" if engine.native_available() else "fused"
     assert engine.choose(LSTMCell(I, H), x, None) == "fused"
     assert engine.choose(LSTMCell(I, 512), x[:, :1], None) == "fused"
     assert engine.choose(LSTMCell(I, H, proj_size=2), x, None) == "fused"
     # fewer steps than the fused kernel's weight preparation pays for: the compiled loop
     # (a projected LSTM has none, so it stays on the fused kernel)
     short = x[: HEAD_MIN_STEPS - 1]
-    fused_or_loop = "native" if engine.native_available() else "fused"
     assert engine.choose(LSTMCell(I, H), short, None) == fused_or_loop
     assert engine.choose(LSTMCell(I, H), short[:2], torch.tensor([2, 1])) == fused_or_loop
     # one step of a small batch: torch's one-step op (engine.single_step)
     assert engine.choose(LSTMCell(I, H), short[:1], torch.tensor([1, 1])) == "step"
     assert engine.choose(LSTMCell(I, H, proj_size=2), short, None) == "fused"
     assert engine.choose(LSTMCell(I, H, peephole=True), x, None) == native
-    assert engine.choose(GRUCell(I, H), x, None) == native
-    assert engine.choose(ElmanCell(I, H), x, None) == native
+    # GRU and Elman: the compiled loop, else torch's op for their math
+    assert engine.choose(GRUCell(I, H), x, None) == fused_or_loop
+    assert engine.choose(ElmanCell(I, H), x, None) == fused_or_loop
     # no compiled loop for half: torch's own GRU kernel has the math, else the autograd loop
     assert engine.choose(GRUCell(I, H), x.half(), None) == "fused"
     assert engine.choose(GRUCell(I, H, reset_after=False), x.half(), None) == "autograd"
@@ -97,7 +98,7 @@ def test_auto_picks_fused_native_autograd(monkeypatch):
     # with few, one fused call per run of equal rows
     monkeypatch.setattr(fused, "LOOP_WITH_LENGTHS", False)
     assert engine.choose(LSTMCell(I, H), batch(few), few) == "fused"
-    assert engine.choose(LSTMCell(I, H), batch(many), many) == native
+    assert engine.choose(LSTMCell(I, H), batch(many), many) == fused_or_loop
     assert engine.choose(LSTMCell(I, H), batch(long_head), long_head) == "fused"
     assert fused_route(LSTMCell(I, H), batch(few), few) == "segments"
     expected = "head" if engine.native_available() else "segments"

@@ -160,6 +160,7 @@ def test_which_calls_take_one_step():
     assert choose(rnnkit.RNN(I, H).double().cells[0], x.double(), None) == "step"
 
 
+@pytest.mark.skipif(not rnnkit.engine.native_available(), reason="needs the compiled loops")
 def test_explicit_engine_is_not_the_one_step_op(monkeypatch):
     layer = rnnkit.LSTM(I, H)
     layer.engine = "native"
