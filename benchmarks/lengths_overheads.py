@@ -8,10 +8,10 @@ median):
 * ``padded head`` (``engine.fused.PADDED_HEAD``): the fused "head" and "segments" routes of a
   plain LSTM (``engine="fused"``, "LSTM [fused]" below) read their first segment from the
   padded input as it is, or pack it too;
-* ``eager twins`` (``engine.packing.EAGER_TWINS``): the gather and scatter between the padded
+* ``eager twins`` (``engine.row_moves.EAGER_TWINS``): the gather and scatter between the padded
   and packed layouts as autograd functions with the context set in ``forward``, or in the
   transform-ready form that torch binds through ``inspect.signature`` at every call;
-* ``gathered h_prev`` (``engine.packing.GATHER_SEGMENTS``): the recurrent weight gradient
+* ``gathered h_prev`` (``engine.weight_grad.GATHER_SEGMENTS``): the recurrent weight gradient
   from one product against the gathered previous outputs (1), or two products per run of
   equal rows up to 8 runs (8);
 * ``padded outputs`` (``engine.sequence.PADDED_OUTPUT``): the compiled loops write their
@@ -24,7 +24,7 @@ median):
   ("(forward)", under ``torch.no_grad()``) of a plain LSTM with lengths in the compiled loop
   ("now" column) or on the fused routes ("earlier"); "auto" takes the loop up to that many
   rows, the fused routes above;
-* ``native rows`` (``engine.packing.NATIVE_ROWS``): the row moves between the layouts (the
+* ``native rows`` (``engine.row_moves.NATIVE_ROWS``): the row moves between the layouts (the
   input's gather, its gradient's scatter, the gathered h_prev, the zero fill of the padded
   outputs) through the compiled library's one-pass copies, or torch's ``index_select`` and
   ``index_fill_``;
@@ -49,7 +49,7 @@ from machine import add_allocator_flag, cpu_name
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit.engine import fused, native, packing, sequence
+from rnnkit.engine import fused, native, row_moves, sequence, weight_grad
 
 T = 100
 
@@ -97,7 +97,7 @@ CASES = (
     ),
     (
         "eager twins",
-        packing,
+        row_moves,
         "EAGER_TWINS",
         True,
         False,
@@ -105,7 +105,7 @@ CASES = (
     ),
     (
         "gathered h_prev",
-        packing,
+        weight_grad,
         "GATHER_SEGMENTS",
         1,
         8,
@@ -157,7 +157,7 @@ CASES = (
     ),
     (
         "native rows",
-        packing,
+        row_moves,
         "NATIVE_ROWS",
         True,
         False,

@@ -47,7 +47,7 @@ from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
-from rnnkit.engine import fused, packing, sequence
+from rnnkit.engine import fused, row_moves, sequence, weight_grad
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -186,17 +186,17 @@ def main() -> None:
 
 
 # The ops that move rows between the padded (T, B) layout and the packed rows, and fill the
-# padding with zeros (packing.py's gathers and scatters, the final states' rows).
+# padding with zeros (row_moves.py's gathers and scatters, the final states' rows).
 LAYOUT_OPS = ("aten::index_select", "aten::index_fill_", "aten::copy_", "aten::fill_")
 LAYOUT_MODELS = ("LSTM", "LSTM [native loop]", "GRU", "Elman", "MGU", "NAS")
 
 
 def layout_share(model: torch.nn.Module, B: int, H: int, steps: int = 5) -> float:
     """The layout ops' share of the training step with lengths, in torch's CPU profile. The
-    engine's own row copies (packing.NATIVE_ROWS) are calls the profiler does not see, so the
+    engine's own row copies (row_moves.NATIVE_ROWS) are calls the profiler does not see, so the
     profiled steps move their rows with torch's ops, which cost a little more."""
     train = step_fns(model, _input(T, B, H), evenly_spread_lengths(B))[1]
-    kept, packing.NATIVE_ROWS = packing.NATIVE_ROWS, False
+    kept, row_moves.NATIVE_ROWS = row_moves.NATIVE_ROWS, False
     try:
         for _ in range(2):
             train()
@@ -205,7 +205,7 @@ def layout_share(model: torch.nn.Module, B: int, H: int, steps: int = 5) -> floa
             for _ in range(steps):
                 train()
     finally:
-        packing.NATIVE_ROWS = kept
+        row_moves.NATIVE_ROWS = kept
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
     return sum(e.self_cpu_time_total for e in events if e.key in LAYOUT_OPS) / total
@@ -243,10 +243,10 @@ def free_layout(fn):
 
     def run() -> None:
         kept = [getattr(m, f) for m, f in names]
-        kept_gather, kept_padded = packing.GATHER_SEGMENTS, sequence.PADDED_OUTPUT
+        kept_gather, kept_padded = weight_grad.GATHER_SEGMENTS, sequence.PADDED_OUTPUT
         for (m, f), new in zip(names, (_free_pack, _free_unpack) * 2):
             setattr(m, f, new)
-        packing.GATHER_SEGMENTS = 10**9  # products on views, no gathered h_{t-1}
+        weight_grad.GATHER_SEGMENTS = 10**9  # products on views, no gathered h_{t-1}
         # the loops' outputs in packed rows, then the free unpack (not the padded layout,
         # whose zero fill and row copies are layout work too)
         sequence.PADDED_OUTPUT = False
@@ -255,7 +255,7 @@ def free_layout(fn):
         finally:
             for (m, f), old in zip(names, kept):
                 setattr(m, f, old)
-            packing.GATHER_SEGMENTS, sequence.PADDED_OUTPUT = kept_gather, kept_padded
+            weight_grad.GATHER_SEGMENTS, sequence.PADDED_OUTPUT = kept_gather, kept_padded
 
     return run
 

@@ -12,7 +12,7 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
-from rnnkit.engine import kernel_base, native, packing, sequence
+from rnnkit.engine import kernel_base, native, row_moves, sequence, weight_grad
 from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import make_plan
@@ -246,8 +246,8 @@ def test_native_many_distinct_lengths_equal_reference(name, reverse, gathered, m
     lens = torch.randperm(T_long - 1, generator=torch.Generator().manual_seed(5))[:11] + 2
     plan = make_plan(T_long, lens.numel(), lens, reverse)
     if not gathered:
-        monkeypatch.setattr(packing, "GATHER_SEGMENTS", len(plan.segments()))
-    assert (len(plan.segments()) > packing.GATHER_SEGMENTS) == gathered
+        monkeypatch.setattr(weight_grad, "GATHER_SEGMENTS", len(plan.segments()))
+    assert (len(plan.segments()) > weight_grad.GATHER_SEGMENTS) == gathered
     B = lens.numel()
     x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
     state = tuple(
@@ -431,7 +431,7 @@ def test_native_row_moves_leave_every_value_as_it_was(name, monkeypatch):
     for reverse in (False, True):
         runs = []
         for fast in (True, False):
-            monkeypatch.setattr(packing, "NATIVE_ROWS", fast)
+            monkeypatch.setattr(row_moves, "NATIVE_ROWS", fast)
             runs.append(_run_with_grads(cell, x, state, lens, reverse, "native"))
         for a, b in zip(runs[0], runs[1]):
             if isinstance(a, torch.Tensor):

@@ -1297,7 +1297,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
 // ---------------------------------------------------------------------------------------------
 // torch's way, index_select and then index_fill_, passes over the padding twice when it scatters
 // packed rows; these do one pass, rows of `bytes` bytes, split over `threads` threads when there
-// is enough to move (see packing.NATIVE_ROWS for what it gains).
+// is enough to move (see row_moves.NATIVE_ROWS for what it gains).
 template <typename F>
 static void over_rows(i64 count, i64 bytes, int threads, F&& f) {
     if (threads <= 1 || count < 2 || count * bytes < (i64(1) << 16)) {

@@ -41,8 +41,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from . import native
-from .packing import Plan, compiled_rows, tail_plan
+from .packing import Plan, tail_plan
+from .row_moves import place, take
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,12 +87,7 @@ def head_layout(plan: Plan, m: int, device: torch.device) -> HeadLayout:
 def _join(yh: Tensor, yt: Tensor, layout: HeadLayout) -> Tensor:
     out = yt.new_empty(layout.total, *yt.shape[1:])
     out[: layout.head].copy_(yh)
-    tail = out[layout.head :]
-    if compiled_rows(yt, tail):  # one pass, the padding zeroed on the way
-        native.place_rows(yt, layout.source, layout.padding, tail, trusted=True)
-    else:
-        torch.index_select(yt, 0, layout.source, out=tail)
-        tail.index_fill_(0, layout.padding, 0.0)
+    place(yt, layout.source, layout.padding, out=out[layout.head :])
     return out
 
 
@@ -119,10 +114,7 @@ class _Split(torch.autograd.Function):
     @staticmethod
     def forward(ctx, flat: Tensor, layout: HeadLayout):
         ctx.layout = layout
-        if compiled_rows(flat):
-            rows = flat.new_empty(len(layout.index), *flat.shape[1:])
-            return flat[: layout.head], native.take_rows(flat, layout.index, rows, trusted=True)
-        return flat[: layout.head], flat.index_select(0, layout.index)
+        return flat[: layout.head], take(flat, layout.index)
 
     @staticmethod
     def backward(ctx, dh: Tensor, dt: Tensor):  # (autograd gives zeros for an unused part)

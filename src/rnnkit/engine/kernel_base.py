@@ -10,7 +10,7 @@ matching section of ``_loops.cpp``; this file owns only the bookkeeping around i
 * ``forward``: allocate the outputs and the saved activations, run the loop;
 * ``backward``: run the BPTT loop, which leaves the gradient of every step's input
   projection (dgx) and of the recurrent products; then every weight gradient is one large
-  matrix product over all steps (:func:`~rnnkit.engine.packing.recurrent_weight_grad`).
+  matrix product over all steps (:func:`~rnnkit.engine.weight_grad.recurrent_weight_grad`).
 
 Memory: a training forward pass writes its widest saved buffer (the gates, branches or
 normalised gate inputs, G values a row) over the input projection ``gx``, which nothing reads

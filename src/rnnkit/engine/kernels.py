@@ -23,7 +23,7 @@ from .kernel_base import (
     saved_buffer,
 )
 from .kernels_nas_ln import LayerNormLSTMKernel, NASKernel
-from .packing import PreviousOutputs, recurrent_weight_grad
+from .weight_grad import PreviousOutputs, recurrent_weight_grad
 
 __all__ = ["Kernel", "kernel_for"]
 

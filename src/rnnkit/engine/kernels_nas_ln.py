@@ -20,7 +20,7 @@ from .kernel_base import (
     padded_rows,
     saved_buffer,
 )
-from .packing import PreviousOutputs, recurrent_weight_grad
+from .weight_grad import PreviousOutputs, recurrent_weight_grad
 
 
 class NASKernel(Kernel):

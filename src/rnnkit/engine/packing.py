@@ -16,11 +16,11 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from . import native
 from ._tracing import run_eagerly, under_functorch
+from .row_moves import compiled_rows, gather_rows, scatter_rows
 
 
 @dataclass(frozen=True, eq=False)
@@ -241,147 +241,6 @@ def tail_plan(plan: Plan, s1: int) -> Plan:
     )
 
 
-def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-    """(N, ...) rows -> (T·B, ...): position p takes row ``source[p]``, the padding is zeroed.
-
-    A gather through the inverse map, not ``out[index] = rows``: index_put_ writes rows one at a
-    time and cost about 10 % of a whole Elman training step with lengths; index_select and
-    index_fill_ run in parallel at memory speed.
-    """
-    return rows.index_select(0, source).index_fill_(0, padding, 0.0)
-
-
-class _Gather(torch.autograd.Function):
-    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding.
-
-    Written in torch ops with a separate ``setup_context`` and a ``jvp``, so that forward-mode
-    AD and ``torch.func`` transforms (grad, vmap with a generated rule, jacrev, jvp) can run it.
-    """
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        return flat.index_select(0, index)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(*inputs[1:])
-        ctx.save_for_forward(*inputs[1:])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        index, source, padding = ctx.saved_tensors
-        return scatter_rows(grad, index, source, padding), None, None, None
-
-    @staticmethod
-    def jvp(ctx, tangent: Tensor, *_):
-        index, _, _ = ctx.saved_tensors
-        return tangent.index_select(0, index)
-
-
-class _Scatter(torch.autograd.Function):
-    """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        return _scatter(rows, source, padding)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(*inputs[1:])
-        ctx.save_for_forward(*inputs[1:])
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        index, source, padding = ctx.saved_tensors
-        return gather_rows(grad, index, source, padding), None, None, None
-
-    @staticmethod
-    def jvp(ctx, tangent: Tensor, *_):
-        _, source, padding = ctx.saved_tensors
-        return _scatter(tangent, source, padding)
-
-
-# torch's Function.apply binds the arguments of a Function that has a separate setup_context
-# through inspect.signature at every call (about 17 µs; four calls per layer-direction in a
-# training step with lengths). Outside torch.func transforms and forward-mode AD, which need
-# that form, these twins with the context set in forward do the same work without it: an Elman
-# step with lengths at B = 8, H = 64 went from 1.66-1.68 to 1.33-1.35 times its full-length
-# step (python benchmarks/lengths_overheads.py).
-class _GatherEager(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, source, padding)
-        if compiled_rows(flat, index):
-            rows = flat.new_empty(len(index), *flat.shape[1:])
-            return native.take_rows(flat, index, rows, trusted=True)
-        return flat.index_select(0, index)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        index, source, padding = ctx.saved_tensors
-        return scatter_rows(grad, index, source, padding), None, None, None
-
-
-class _ScatterEager(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        ctx.save_for_backward(index, source, padding)
-        if compiled_rows(rows, source, padding):
-            out = rows.new_empty(len(source), *rows.shape[1:])
-            return native.place_rows(rows, source, padding, out, trusted=True)
-        return _scatter(rows, source, padding)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        index, source, padding = ctx.saved_tensors
-        return gather_rows(grad, index, source, padding), None, None, None
-
-
-# The eager twins and the native path's own row moves use the compiled library's one-pass row
-# copies where they can (native.take_rows, place_rows, zero_rows): torch's scatter passes over
-# the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at B = 32,
-# H = 256 with lengths: 0.906-0.912 -> 0.871-0.874 of its full step; within the noise elsewhere
-# (python benchmarks/lengths_overheads.py --pieces "native rows"). False: torch's ops
-# everywhere (for measurements).
-NATIVE_ROWS = True
-
-
-def compiled_rows(*tensors: Tensor) -> bool:
-    """Whether ``tensors`` can take the compiled row copies: contiguous, on the CPU, outside
-    ``torch.compile``'s tracing and ``torch.func`` transforms, with the compiled library loaded
-    (and ``NATIVE_ROWS``)."""
-    if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch():
-        return False
-    return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
-
-
-# False: the transform-ready form on every call, as before the twins (for measurements:
-# benchmarks/lengths_overheads.py).
-EAGER_TWINS = True
-
-
-def _transforms_active() -> bool:
-    """Whether the gather and scatter need their transform-ready form: a torch.func transform
-    runs or a forward-mode AD level is open (or the twins are switched off)."""
-    return not EAGER_TWINS or under_functorch() or getattr(fwAD, "_current_level", -1) >= 0
-
-
-def gather_rows(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-    """(T·B, ...) -> packed rows (N, ...), differentiable (twice, and by every transform)."""
-    fn = _Gather if _transforms_active() else _GatherEager
-    return fn.apply(flat, index, source, padding)
-
-
-def scatter_rows(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-    """Packed rows (N, ...) -> (T·B, ...), zero in the padding; differentiable."""
-    fn = _Scatter if _transforms_active() else _ScatterEager
-    return fn.apply(rows, index, source, padding)
-
-
 def _indices(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
     """(index, source, padding) on ``device``, moved once per plan and device."""
     key = ("indices", device)
@@ -408,16 +267,6 @@ def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
     return out.index_fill_(0, padding, 0.0)
 
 
-def _previous(plan: Plan, device: torch.device) -> Tensor:
-    """``plan.previous`` on ``device``, moved once per plan and device."""
-    key = ("previous", device)
-    found = plan.memo.get(key)
-    if found is None:
-        assert plan.previous is not None
-        found = plan.memo[key] = plan.previous.to(device)
-    return found
-
-
 def pack(x: Tensor, plan: Plan) -> Tensor:
     """(T, B, ...) -> (N, ...) packed rows (a view when the plan has no lengths)."""
     flat = x.reshape(plan.T * plan.B, *x.shape[2:])
@@ -442,68 +291,3 @@ def sort_rows(t: Tensor, plan: Plan) -> Tensor:
 def unsort_rows(t: Tensor, plan: Plan) -> Tensor:
     """Sorted batch order -> original order (dim 0)."""
     return t if plan.unperm is None else t.index_select(0, plan.unperm.to(t.device))
-
-
-# Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
-# product; else two products per run, on views. With 8 runs the gathered product was faster or
-# even everywhere measured (GRU B=32 H=64: 1.02 -> 0.94 of the full batch's step; python
-# benchmarks/lengths_overheads.py), so it takes every batch with more than one run.
-GATHER_SEGMENTS = 1
-
-
-class PreviousOutputs:
-    """h_prev of every packed row, for the weight gradient Σ over rows of dzᵀ·h_prev.
-
-    ``h0`` (B, H) is the initial state (sorted), ``y`` (N, H) the packed outputs. Build one per
-    backward pass and call :meth:`weight_grad` for each product h_prev · Wᵀ of the cell.
-    """
-
-    def __init__(self, h0: Tensor, y: Tensor, plan: Plan) -> None:
-        self.h0, self.y, self.plan = h0, y, plan
-        self.segments = plan.segments() if plan.packed else ()
-        self.gathered: Tensor | None = None
-        if len(self.segments) > GATHER_SEGMENTS:
-            assert plan.previous is not None
-            # (N, H): the previous step's row of every packed row, h0 for step 0 (gathered in
-            # place, not concatenated: one pass over N·H instead of two)
-            gathered = y.new_empty(plan.rows, *y.shape[1:])
-            gathered[: plan.B].copy_(h0)
-            previous = _previous(plan, y.device)
-            if compiled_rows(y, gathered):
-                native.take_rows(y, previous, gathered[plan.B :], trusted=True)
-            else:
-                torch.index_select(y, 0, previous, out=gathered[plan.B :])
-            self.gathered = gathered
-
-    def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
-        """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
-        product's output; written into ``out`` (K, H, contiguous) when given, so that a cell
-        with several products fills the row blocks of one weight gradient without copies.
-
-        Without lengths: two large products on views (reversed, the initial state feeds the
-        last block of rows). With a few runs of equal active rows, the previous outputs of a
-        run are contiguous too: two products per run and no copy. With many runs: one product
-        against the gathered previous outputs.
-        """
-        plan, h0, y = self.plan, self.h0, self.y
-        N, B = plan.rows, plan.B
-        if not plan.packed:
-            first, rest = (dz[N - B :], dz[: N - B]) if plan.reverse else (dz[:B], dz[B:])
-            dW = torch.mm(first.t(), h0, out=out)  # the initial state's rows
-            return dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
-        if self.gathered is not None:
-            return torch.mm(dz.t(), self.gathered, out=out)
-        off = plan.off_list
-        dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
-        for s0, s1, n in self.segments:
-            if s0 > 0:  # the run's first step reads the first n rows of a larger block
-                dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
-            if s1 - s0 > 1:  # the rest: blocks of n rows on both sides
-                rows = (s1 - s0 - 1) * n
-                dW.addmm_(dz[off[s0 + 1] : off[s0 + 1] + rows].t(), y[off[s0] : off[s0] + rows])
-        return dW
-
-
-def recurrent_weight_grad(dz: Tensor, h0: Tensor, y: Tensor, plan: Plan) -> Tensor:
-    """Σ over packed rows of dzᵀ·h_prev, (K, H): :meth:`PreviousOutputs.weight_grad` once."""
-    return PreviousOutputs(h0, y, plan).weight_grad(dz)

@@ -1,0 +1,175 @@
+"""Moving rows between the padded (T·B, ...) layout and the packed rows, differentiably.
+
+The gather (padded -> packed) and the scatter (packed -> padded, zero in the padding) are
+autograd functions, each the other's backward, in two forms: one that ``torch.func``
+transforms and forward-mode AD can run (torch ops, a separate ``setup_context``, a ``jvp``, a
+generated vmap rule), and eager twins for every other call, which move their rows through the
+compiled library's one-pass copies where they can (:func:`take`, :func:`place`). The maps they
+take come from a plan (:mod:`rnnkit.engine.packing`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.autograd.forward_ad as fwAD
+from torch import Tensor
+
+from . import native
+from ._tracing import under_functorch
+
+
+def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+    """(N, ...) rows -> (T·B, ...): position p takes row ``source[p]``, the padding is zeroed.
+
+    A gather through the inverse map, not ``out[index] = rows``: index_put_ writes rows one at a
+    time and cost about 10 % of a whole Elman training step with lengths; index_select and
+    index_fill_ run in parallel at memory speed.
+    """
+    return rows.index_select(0, source).index_fill_(0, padding, 0.0)
+
+
+class _Gather(torch.autograd.Function):
+    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding.
+
+    Written in torch ops with a separate ``setup_context`` and a ``jvp``, so that forward-mode
+    AD and ``torch.func`` transforms (grad, vmap with a generated rule, jacrev, jvp) can run it.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        return flat.index_select(0, index)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[1:])
+        ctx.save_for_forward(*inputs[1:])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, source, padding = ctx.saved_tensors
+        return scatter_rows(grad, index, source, padding), None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, *_):
+        index, _, _ = ctx.saved_tensors
+        return tangent.index_select(0, index)
+
+
+class _Scatter(torch.autograd.Function):
+    """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        return _scatter(rows, source, padding)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs[1:])
+        ctx.save_for_forward(*inputs[1:])
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, source, padding = ctx.saved_tensors
+        return gather_rows(grad, index, source, padding), None, None, None
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor, *_):
+        _, source, padding = ctx.saved_tensors
+        return _scatter(tangent, source, padding)
+
+
+# torch's Function.apply binds the arguments of a Function that has a separate setup_context
+# through inspect.signature at every call (about 17 µs; four calls per layer-direction in a
+# training step with lengths). Outside torch.func transforms and forward-mode AD, which need
+# that form, these twins with the context set in forward do the same work without it: an Elman
+# step with lengths at B = 8, H = 64 went from 1.66-1.68 to 1.33-1.35 times its full-length
+# step (python benchmarks/lengths_overheads.py).
+class _GatherEager(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, source, padding)
+        return take(flat, index)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, source, padding = ctx.saved_tensors
+        return scatter_rows(grad, index, source, padding), None, None, None
+
+
+class _ScatterEager(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        ctx.save_for_backward(index, source, padding)
+        return place(rows, source, padding)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        index, source, padding = ctx.saved_tensors
+        return gather_rows(grad, index, source, padding), None, None, None
+
+
+# The eager twins and the native path's own row moves use the compiled library's one-pass row
+# copies where they can (native.take_rows, place_rows, zero_rows): torch's scatter passes over
+# the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at B = 32,
+# H = 256 with lengths: 0.906-0.912 -> 0.871-0.874 of its full step; within the noise elsewhere
+# (python benchmarks/lengths_overheads.py --pieces "native rows"). False: torch's ops
+# everywhere (for measurements).
+NATIVE_ROWS = True
+
+
+def compiled_rows(*tensors: Tensor) -> bool:
+    """Whether ``tensors`` can take the compiled row copies: contiguous, on the CPU, outside
+    ``torch.compile``'s tracing and ``torch.func`` transforms, with the compiled library loaded
+    (and ``NATIVE_ROWS``)."""
+    if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch():
+        return False
+    return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
+
+
+def take(flat: Tensor, index: Tensor, out: Tensor | None = None) -> Tensor:
+    """``flat.index_select(0, index)`` (into ``out`` when given), through the compiled copy
+    where :func:`compiled_rows` allows; not recorded by autograd. ``index`` is one of the
+    engine's own maps."""
+    if out is None:
+        out = flat.new_empty(len(index), *flat.shape[1:])
+    if compiled_rows(flat, index, out):
+        return native.take_rows(flat, index, out, trusted=True)
+    return torch.index_select(flat, 0, index, out=out)
+
+
+def place(rows: Tensor, source: Tensor, padding: Tensor, out: Tensor | None = None) -> Tensor:
+    """Packed rows -> the padded layout, zero in the padding (into ``out`` when given), in one
+    pass through the compiled copy where :func:`compiled_rows` allows; not recorded."""
+    if out is None:
+        out = rows.new_empty(len(source), *rows.shape[1:])
+    if compiled_rows(rows, source, padding, out):
+        return native.place_rows(rows, source, padding, out, trusted=True)
+    torch.index_select(rows, 0, source, out=out)
+    return out.index_fill_(0, padding, 0.0)
+
+
+# False: the transform-ready form on every call, as before the twins (for measurements:
+# benchmarks/lengths_overheads.py).
+EAGER_TWINS = True
+
+
+def _transforms_active() -> bool:
+    """Whether the gather and scatter need their transform-ready form: a torch.func transform
+    runs or a forward-mode AD level is open (or the twins are switched off)."""
+    return not EAGER_TWINS or under_functorch() or getattr(fwAD, "_current_level", -1) >= 0
+
+
+def gather_rows(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+    """(T·B, ...) -> packed rows (N, ...), differentiable (twice, and by every transform)."""
+    fn = _Gather if _transforms_active() else _GatherEager
+    return fn.apply(flat, index, source, padding)
+
+
+def scatter_rows(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+    """Packed rows (N, ...) -> (T·B, ...), zero in the padding; differentiable."""
+    fn = _Scatter if _transforms_active() else _ScatterEager
+    return fn.apply(rows, index, source, padding)

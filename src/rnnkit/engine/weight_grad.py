@@ -1,0 +1,84 @@
+"""The recurrent weight gradient Σ over packed rows of dzᵀ·h_prev, after the backward loop.
+
+Without lengths, two large products on views; with lengths, h_prev of every packed row is
+gathered once (or, for a batch with very few runs of equal rows, two products per run).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .packing import Plan
+from .row_moves import take
+
+
+def _previous(plan: Plan, device: torch.device) -> Tensor:
+    """``plan.previous`` on ``device``, moved once per plan and device."""
+    key = ("previous", device)
+    found = plan.memo.get(key)
+    if found is None:
+        assert plan.previous is not None
+        found = plan.memo[key] = plan.previous.to(device)
+    return found
+
+
+# Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
+# product; else two products per run, on views. With 8 runs the gathered product was faster or
+# even everywhere measured (GRU B=32 H=64: 1.02 -> 0.94 of the full batch's step; python
+# benchmarks/lengths_overheads.py), so it takes every batch with more than one run.
+GATHER_SEGMENTS = 1
+
+
+class PreviousOutputs:
+    """h_prev of every packed row, for the weight gradient Σ over rows of dzᵀ·h_prev.
+
+    ``h0`` (B, H) is the initial state (sorted), ``y`` (N, H) the packed outputs. Build one per
+    backward pass and call :meth:`weight_grad` for each product h_prev · Wᵀ of the cell.
+    """
+
+    def __init__(self, h0: Tensor, y: Tensor, plan: Plan) -> None:
+        self.h0, self.y, self.plan = h0, y, plan
+        self.segments = plan.segments() if plan.packed else ()
+        self.gathered: Tensor | None = None
+        if len(self.segments) > GATHER_SEGMENTS:
+            assert plan.previous is not None
+            # (N, H): the previous step's row of every packed row, h0 for step 0 (gathered in
+            # place, not concatenated: one pass over N·H instead of two)
+            gathered = y.new_empty(plan.rows, *y.shape[1:])
+            gathered[: plan.B].copy_(h0)
+            take(y, _previous(plan, y.device), out=gathered[plan.B :])
+            self.gathered = gathered
+
+    def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
+        """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
+        product's output; written into ``out`` (K, H, contiguous) when given, so that a cell
+        with several products fills the row blocks of one weight gradient without copies.
+
+        Without lengths: two large products on views (reversed, the initial state feeds the
+        last block of rows). With a few runs of equal active rows, the previous outputs of a
+        run are contiguous too: two products per run and no copy. With many runs: one product
+        against the gathered previous outputs.
+        """
+        plan, h0, y = self.plan, self.h0, self.y
+        N, B = plan.rows, plan.B
+        if not plan.packed:
+            first, rest = (dz[N - B :], dz[: N - B]) if plan.reverse else (dz[:B], dz[B:])
+            dW = torch.mm(first.t(), h0, out=out)  # the initial state's rows
+            return dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
+        if self.gathered is not None:
+            return torch.mm(dz.t(), self.gathered, out=out)
+        off = plan.off_list
+        dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
+        for s0, s1, n in self.segments:
+            if s0 > 0:  # the run's first step reads the first n rows of a larger block
+                dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
+            if s1 - s0 > 1:  # the rest: blocks of n rows on both sides
+                rows = (s1 - s0 - 1) * n
+                dW.addmm_(dz[off[s0 + 1] : off[s0 + 1] + rows].t(), y[off[s0] : off[s0] + rows])
+        return dW
+
+
+def recurrent_weight_grad(dz: Tensor, h0: Tensor, y: Tensor, plan: Plan) -> Tensor:
+    """Σ over packed rows of dzᵀ·h_prev, (K, H): :meth:`PreviousOutputs.weight_grad` once."""
+    return PreviousOutputs(h0, y, plan).weight_grad(dz)
