@@ -210,3 +210,13 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
 def test_the_split_by_call_switch_takes_a_bool(on):
     with pytest.raises(ValueError, match="on must be a bool, got"):
         native.set_split_by_call(on)
+
+
+def test_the_split_by_call_switch_reads_back():
+    try:
+        native.set_split_by_call(False)
+        assert native.split_by_call() is False
+        native.set_split_by_call(True)
+        assert native.split_by_call() is True
+    finally:
+        native.set_split_by_call(True)

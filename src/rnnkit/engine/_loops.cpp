@@ -373,6 +373,7 @@ static thread_local i64 t_call_rows = 0;
 // product's own rows (0).
 static int g_split_by_call = 1;
 extern "C" void rnnkit_set_split_by_call(int on) { g_split_by_call = on; }
+extern "C" int rnnkit_split_by_call() { return g_split_by_call; }
 
 static void begin_call(i64 steps, i64 B) {
     t_call_rows = B;

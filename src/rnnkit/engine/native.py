@@ -163,6 +163,8 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_own_max_rows(OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0))
     lib.rnnkit_set_split_by_call.argtypes = [ctypes.c_int]
     lib.rnnkit_set_split_by_call.restype = None
+    lib.rnnkit_split_by_call.argtypes = []
+    lib.rnnkit_split_by_call.restype = ctypes.c_int
     lib.rnnkit_own_products.argtypes = []
     lib.rnnkit_own_products.restype = ctypes.c_int
     lib.rnnkit_own_product_count.argtypes = []
@@ -219,27 +221,23 @@ def set_own_max_rows(rows: int | None) -> None:
     lib.rnnkit_set_own_max_rows(rows)
 
 
-_split_by_call = True
-
-
 def set_split_by_call(on: bool) -> None:
     """Whether the own kernel decides to split a product's columns over the threads by the
     call's batch (True, the default: every step of a call on the same split) or by the
     product's own rows (False, as before; with lengths the late steps then ran on one core).
     For measurements and tests."""
-    global _split_by_call
     if not isinstance(on, bool):
         raise ValueError(f"on must be a bool, got {on!r}")
     lib = load()
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
     lib.rnnkit_set_split_by_call(int(on))
-    _split_by_call = on
 
 
 def split_by_call() -> bool:
-    """The current :func:`set_split_by_call` setting."""
-    return _split_by_call
+    """The current :func:`set_split_by_call` setting (False without compiled loops)."""
+    lib = load()
+    return lib is not None and bool(lib.rnnkit_split_by_call())
 
 
 def own_vector_bits() -> int:
