@@ -32,7 +32,11 @@ median):
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
 
-    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 8 minutes on 2 cores
+The last column, "now / earlier", times the two forms of the step with lengths back to back in
+pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
+steadily on a noisy machine than the two ratios to the full batch.
+
+    python benchmarks/lengths_overheads.py --reuse-freed-memory    # about 12 minutes on 2 cores
     python benchmarks/lengths_overheads.py --pieces 'padded outputs'
 """
 
@@ -41,6 +45,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import statistics
 import time
 from collections.abc import Callable
 
@@ -198,6 +203,33 @@ def _model(name: str, H: int) -> torch.nn.Module:
     return build(name, H)
 
 
+def paired(before, now, repeats: int) -> float:
+    """Median over ``repeats`` pairs of the time of ``now`` over that of ``before``, the two
+    timed back to back in alternating order: the machine's slow drift cancels within a pair,
+    so this reads a small difference more steadily than a ratio of two medians."""
+    before(), now()  # warm-up
+    start = time.perf_counter()
+    before()
+    number = max(1, int(0.02 / max(time.perf_counter() - start, 1e-6)))
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        return time.perf_counter() - start
+
+    ratios = []
+    for k in range(repeats):
+        if k % 2:
+            b = timed(before)
+            n = timed(now)
+        else:
+            n = timed(now)
+            b = timed(before)
+        ratios.append(n / b)
+    return statistics.median(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -212,7 +244,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Lengths: eight pieces against their earlier forms\n")
+    print(f"## Lengths: {len(CASES)} pieces against their earlier forms\n")
     print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
     print(f"- torch {torch.__version__}, Python {platform.python_version()}")
     print(f"- date: {datetime.date.today().isoformat()}")
@@ -221,8 +253,15 @@ def main() -> None:
         "- ratio: training step (the forward pass for '(forward)' models) with lengths / the "
         "same layer's at full length\n"
     )
-    print("| piece | model | B | H | distinct lengths | full length ms | earlier | now |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"- now / earlier: the step with lengths, {2 * args.repeats + 1} pairs timed back to "
+        "back in alternating order, median of the pairs' ratios\n"
+    )
+    print(
+        "| piece | model | B | H | distinct lengths | full length ms | earlier | now | "
+        "now / earlier |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     start = time.perf_counter()
     pieces = args.pieces.split(",")
     unknown = sorted(set(pieces) - {case[0] for case in CASES})
@@ -245,10 +284,11 @@ def main() -> None:
                 "now": _switched(with_lengths, module, name, now),
             }
             t = interleaved(fns, args.repeats)
+            pair = paired(fns["before"], fns["now"], 2 * args.repeats + 1)
             print(
                 f"| {piece} | {model_name} | {B} | {H} | {distinct or B} | "
                 f"{t['full'] * 1e3:.2f} | {t['before'] / t['full']:.3f} | "
-                f"{t['now'] / t['full']:.3f} |",
+                f"{t['now'] / t['full']:.3f} | {pair:.3f} |",
                 flush=True,
             )
     print(f"\n({time.perf_counter() - start:.0f} s)")
