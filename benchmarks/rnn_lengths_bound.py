@@ -19,6 +19,14 @@ run, three ratios for each rnnkit model:
 
 Every model and row count takes turns within every repeat (interleaved, median).
 
+``--parts`` splits both steps, at full length and with lengths, into their parts, timed by
+wrappers around the engine's functions: the input projection's forward product, the compiled
+loops forward and backward, the recurrent weight gradient's product, the layout moves (the
+gathers and scatters between the padded and packed layouts, the zero fill of the padded
+outputs, the gathered h_{t-1}), and the rest (the input projection's backward products and
+every other op, Python and autograd). Each part's ratio says how far it follows the 0.75 of
+the padded work done.
+
 ``--layout`` measures instead what the layout work weighs in the step with lengths: the share
 of the gathers and scatters between the padded (T, B) layout and the packed rows (and the zero
 fill of the padding) in torch's profile of the training step, and the measured ratio with that
@@ -30,6 +38,7 @@ moving the layout work into the loops could reach at best.
     python benchmarks/rnn_lengths_bound.py             # B = 32 and 128, H = 256
     python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
     python benchmarks/rnn_lengths_bound.py --layout    # about 3 minutes
+    python benchmarks/rnn_lengths_bound.py --parts     # about 4 minutes
     (add --reuse-freed-memory to time as `rnnkit train` runs: see rnn_speed.py)
 """
 
@@ -39,6 +48,7 @@ import argparse
 import datetime
 import platform
 import sys
+import time
 
 import numpy as np
 import torch
@@ -47,7 +57,7 @@ from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
-from rnnkit.engine import fused, row_moves, sequence, weight_grad
+from rnnkit.engine import fused, native, row_moves, sequence, weight_grad
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -112,12 +122,18 @@ def main() -> None:
     parser.add_argument(
         "--layout", action="store_true", help="the share of the layout copies in the step"
     )
+    parser.add_argument(
+        "--parts", action="store_true", help="the time of each part of the step, both batches"
+    )
     add_allocator_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reused = args.reuse_freed_memory and rnnkit.engine.reuse_freed_memory()
     if args.layout:
         layout_table(args.repeats, reused)
+        return
+    if args.parts:
+        parts_table(args.repeats, reused)
         return
     models = tuple(m for m in MODELS if m not in TORCH_MODELS)
     shapes = [(32, 256), (128, 256)]
@@ -294,6 +310,138 @@ def layout_table(repeats: int, reused: bool) -> None:
                     "ratio without them",
                     "ratio, layout free",
                 ],
+                rows,
+            ),
+            flush=True,
+        )
+
+
+# -- where the time goes --------------------------------------------------------------------
+PARTS_MODELS = ("LSTM [native loop]", "GRU", "Elman", "MGU", "MUT1", "NAS")
+PARTS = (
+    "input projection (forward)",
+    "loop, forward",
+    "loop, backward",
+    "W_hh gradient",
+    "layout moves",
+    "the rest",
+)
+
+
+class _Clock:
+    """Seconds spent in each part of one call, collected by wrappers around the engine's
+    functions (:func:`_timed_parts`); timing only."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def wrap(self, fn, part: str):
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[part] = self.spent.get(part, 0.0) + time.perf_counter() - start
+
+        return timed
+
+
+def _timed_parts(clock: _Clock, model: torch.nn.Module):
+    """Install the wrappers; returns a function that removes them. The loops are the calls
+    into the compiled library (``native.call``, by direction); the layout moves are the row
+    copies between the padded and packed layouts and the zero fill of the padded outputs
+    (``row_moves.take``, ``place``, ``native.zero_rows``) and the gathered h_{t-1} of the
+    weight gradient (``PreviousOutputs``' construction)."""
+    kept = [
+        (native, "call", native.call),
+        (native, "zero_rows", native.zero_rows),
+        (row_moves, "take", row_moves.take),
+        (row_moves, "place", row_moves.place),
+        (weight_grad.PreviousOutputs, "__init__", weight_grad.PreviousOutputs.__init__),
+        (weight_grad.PreviousOutputs, "weight_grad", weight_grad.PreviousOutputs.weight_grad),
+    ]
+    call = native.call
+
+    def loop(kernel, direction, *args, **kwargs):
+        return clock.wrap(call, f"loop, {direction}")(kernel, direction, *args, **kwargs)
+
+    native.call = loop
+    native.zero_rows = clock.wrap(native.zero_rows, "layout moves")
+    row_moves.take = clock.wrap(row_moves.take, "layout moves")
+    row_moves.place = clock.wrap(row_moves.place, "layout moves")
+    prev = weight_grad.PreviousOutputs
+    prev.__init__ = clock.wrap(prev.__init__, "layout moves")
+    prev.weight_grad = clock.wrap(prev.weight_grad, "W_hh gradient")
+    cells = [m for m in model.modules() if hasattr(m, "project_input")]
+    for cell in cells:
+        cell.project_input = clock.wrap(cell.project_input, "input projection (forward)")
+
+    def remove() -> None:
+        for owner, name, value in kept:
+            setattr(owner, name, value)
+        for cell in cells:
+            del cell.project_input
+
+    return remove
+
+
+def parts_table(repeats: int, reused: bool) -> None:
+    print("## Lengths: where the time goes\n")
+    print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
+    print(
+        f"- date: {datetime.date.today().isoformat()}, {2 * repeats + 1} alternating calls, median"
+    )
+    print(
+        "- each part: ms of one training step at full length / with lengths spread evenly over "
+        "[T/2, T], and their ratio; the part's share of the full step in brackets (the layout "
+        "moves: ms with lengths, and their share of that step)\n"
+    )
+    for B, H in ((32, 256), (128, 256)):
+        lengths = evenly_spread_lengths(B)
+        rows = []
+        for name in PARTS_MODELS:
+            model = build(name, H)
+            x = _input(T, B, H)
+            calls = {"full": step_fns(model, x)[1], "lengths": step_fns(model, x, lengths)[1]}
+            clock = _Clock()
+            samples: dict[str, list[dict[str, float]]] = {k: [] for k in calls}
+            for fn in calls.values():
+                fn()  # warm-up
+            remove = _timed_parts(clock, model)
+            try:
+                for _ in range(2 * repeats + 1):
+                    for key, fn in calls.items():
+                        clock.spent = {}
+                        start = time.perf_counter()
+                        fn()
+                        total = time.perf_counter() - start
+                        spent = dict(clock.spent, total=total)
+                        spent["the rest"] = total - sum(spent.get(p, 0.0) for p in PARTS[:-1])
+                        samples[key].append(spent)
+            finally:
+                remove()
+            med = {
+                key: {p: float(np.median([s.get(p, 0.0) for s in got])) for p in (*PARTS, "total")}
+                for key, got in samples.items()
+            }
+            full, short = med["full"], med["lengths"]
+            cells = [name, f"{short['total'] / full['total']:.3f}"]
+            for p in PARTS:
+                if p == "layout moves":  # nothing to move at full length
+                    share = 100 * short[p] / short["total"]
+                    cells.append(f"{short[p] * 1e3:.2f} ({share:.1f} % of the step with lengths)")
+                    continue
+                cells.append(
+                    f"{full[p] * 1e3:.2f} / {short[p] * 1e3:.2f}: {short[p] / full[p]:.2f} "
+                    f"({100 * full[p] / full['total']:.0f} %)"
+                )
+            rows.append(cells)
+        print(
+            table(
+                f"B={B} H={H}, lengths spread evenly over [{T // 2}, {T}] (padded work done "
+                f"{float(lengths.sum()) / (T * B):.3f})",
+                ["model", "step ratio", *PARTS],
                 rows,
             ),
             flush=True,
