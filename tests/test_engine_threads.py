@@ -46,6 +46,28 @@ def _run(layer: Recurrent, seed: int, train: bool) -> list[torch.Tensor]:
     return results
 
 
+def _concurrently(jobs: list) -> None:
+    """Run each job on a thread of its own, all released at once (2 torch threads each), and
+    raise the first error any of them met."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(jobs))
+
+    def work(job) -> None:
+        try:
+            torch.set_num_threads(2)
+            start.wait()
+            job()
+        except BaseException as err:  # reported by the calling thread
+            errors.append(err)
+
+    threads = [threading.Thread(target=work, args=(job,)) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+
+
 def test_the_cells_under_test_have_compiled_loops():
     for name in NAMES:
         assert kernels.kernel_for(CELLS[name](I, H)) is not None, name
@@ -66,26 +88,17 @@ def test_concurrent_calls_give_the_results_of_calls_alone(train):
             for k in range(rounds)
         }
         together: dict = {}
-        errors: list[BaseException] = []
-        start = threading.Barrier(len(layers))
 
-        def work(name: str) -> None:
-            try:
-                torch.set_num_threads(2)
-                start.wait()
+        def job(name: str):
+            def run() -> None:
                 for k in range(rounds):
                     together[name, k] = _run(layers[name], 100 + k, train)
-            except BaseException as err:  # reported by the main thread
-                errors.append(err)
 
-        threads = [threading.Thread(target=work, args=(name,)) for name in layers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            return run
+
+        _concurrently([job(name) for name in layers])
     finally:
         torch.set_num_threads(kept)
-    assert not errors, errors
     assert together.keys() == alone.keys()
     for key, expected in alone.items():
         got = together[key]
@@ -103,25 +116,16 @@ def test_one_layer_shared_by_threads_gives_its_results_alone():
     try:
         alone = {k: _run(layer, 200 + k, True) for k in range(4)}
         together: dict = {}
-        errors: list[BaseException] = []
-        start = threading.Barrier(4)
 
-        def work(k: int) -> None:
-            try:
-                torch.set_num_threads(2)
-                start.wait()
+        def job(k: int):
+            def run() -> None:
                 for _ in range(5):
                     together[k] = _run(layer, 200 + k, True)
-            except BaseException as err:
-                errors.append(err)
 
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            return run
+
+        _concurrently([job(k) for k in range(4)])
     finally:
         torch.set_num_threads(kept)
-    assert not errors, errors
     for k, expected in alone.items():
         assert all(torch.equal(a, b) for a, b in zip(together[k], expected)), k
