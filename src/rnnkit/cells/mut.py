@@ -62,8 +62,13 @@ class MUT1Cell(_MUTBase):
 
     def project_input(self, x: Tensor) -> Tensor:
         H = self.hidden_size
+        if self.literal:  # [W_zr x + b_zr | tanh(x) + b_h] in one buffer
+            from ..engine.projection import block_projection  # (the engine imports the cells)
+
+            blocks = (("linear", 2 * H, 0), ("tanh", H))
+            return block_projection(x, self.weight_ih, self.bias, blocks)
         gzr = linear(x, self.weight_ih[: 2 * H], self.bias[: 2 * H])  # (..., 2H)
-        u = torch.tanh(x) if self.literal else torch.tanh(linear(x, self.weight_ih[2 * H :], None))
+        u = torch.tanh(linear(x, self.weight_ih[2 * H :], None))
         return torch.cat([gzr, u + self.bias[2 * H :]], dim=-1)  # (..., 3H)
 
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
@@ -97,10 +102,13 @@ class MUT2Cell(_MUTBase):
 
     def project_input(self, x: Tensor) -> Tensor:
         H = self.hidden_size
-        gz = linear(x, self.weight_ih[:H], self.bias[:H])
-        v = x if self.literal else linear(x, self.weight_ih[H : 2 * H], None)
-        gh = linear(x, self.weight_ih[-H:], self.bias[2 * H :])
-        return torch.cat([gz, v + self.bias[H : 2 * H], gh], dim=-1)  # (..., 3H)
+        if self.literal:  # [W_z x + b_z | x + b_r | W_xh x + b_h] in one buffer
+            from ..engine.projection import block_projection  # (the engine imports the cells)
+
+            blocks = (("linear", H, 0), ("identity", H), ("linear", H, H))
+            return block_projection(x, self.weight_ih, self.bias, blocks)
+        # weight_ih rows [z, xr, xh]: one product gives [W_z x | W_xr x | W_xh x]
+        return linear(x, self.weight_ih, self.bias)  # (..., 3H)
 
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state

@@ -1351,6 +1351,62 @@ extern "C" void rnnkit_zero_rows(void* dst, const i64* at, i64 count, i64 bytes,
 }
 
 // ---------------------------------------------------------------------------------------------
+// Column blocks of an input projection (cells/mut.py): an elementwise block written straight into
+// its columns of the (N, G) projection, and its gradient read from there, so that a cell whose
+// projection mixes products and elementwise blocks needs no concatenation
+// ---------------------------------------------------------------------------------------------
+// dst[r·ldd + j] = act(src[r·lds + j]) + bias[j], r < rows, j < width; act: 0 identity, 1 tanh.
+template <typename T>
+static void block_fill(int act, const T* src, i64 lds, const T* bias, T* dst, i64 ldd, i64 rows,
+                       i64 width, int threads) {
+    over_rows(rows, width * i64(sizeof(T)), threads, [&](i64 lo, i64 hi) {
+        for (i64 r = lo; r < hi; ++r) {
+            const T* __restrict s = src + r * lds;
+            T* __restrict d = dst + r * ldd;
+            if (act == 1) {
+                for (i64 j = 0; j < width; ++j) d[j] = std::tanh(s[j]) + bias[j];
+            } else {
+                for (i64 j = 0; j < width; ++j) d[j] = s[j] + bias[j];
+            }
+        }
+    });
+}
+
+// dst[r·width + j] = g[r·ldg + j] · act'(x[r·ldx + j]): act' = 1 - tanh(x)² (act 1) or 1 (act 0).
+template <typename T>
+static void block_grad(int act, const T* g, i64 ldg, const T* x, i64 ldx, T* dst, i64 rows,
+                       i64 width, int threads) {
+    over_rows(rows, width * i64(sizeof(T)), threads, [&](i64 lo, i64 hi) {
+        for (i64 r = lo; r < hi; ++r) {
+            const T* __restrict gr = g + r * ldg;
+            const T* __restrict xr = x + r * ldx;
+            T* __restrict d = dst + r * width;
+            if (act == 1) {
+                for (i64 j = 0; j < width; ++j) {
+                    const T u = std::tanh(xr[j]);
+                    d[j] = gr[j] * (T(1) - u * u);
+                }
+            } else {
+                for (i64 j = 0; j < width; ++j) d[j] = gr[j];
+            }
+        }
+    });
+}
+
+#define RNNKIT_BLOCKS(T, suffix)                                                                  \
+    extern "C" void rnnkit_block_fill_##suffix(int act, const T* src, i64 lds, const T* bias,    \
+                                               T* dst, i64 ldd, i64 rows, i64 width,           \
+                                               int threads) {                                  \
+        block_fill<T>(act, src, lds, bias, dst, ldd, rows, width, threads);                     \
+    }                                                                                            \
+    extern "C" void rnnkit_block_grad_##suffix(int act, const T* g, i64 ldg, const T* x, i64 ldx, \
+                                               T* dst, i64 rows, i64 width, int threads) {     \
+        block_grad<T>(act, g, ldg, x, ldx, dst, rows, width, threads);                          \
+    }
+RNNKIT_BLOCKS(float, f32)
+RNNKIT_BLOCKS(double, f64)
+
+// ---------------------------------------------------------------------------------------------
 // C entry points
 // ---------------------------------------------------------------------------------------------
 #define RNNKIT_ENTRY(cell, direction, T, suffix)                                              \

@@ -175,6 +175,12 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_zero_rows.argtypes = [ptr, ptr, i64, i64, nthreads]
     for name in ("rnnkit_take_rows", "rnnkit_place_rows", "rnnkit_zero_rows"):
         getattr(lib, name).restype = None
+    for suffix in ("f32", "f64"):
+        fill = getattr(lib, f"rnnkit_block_fill_{suffix}")
+        fill.argtypes = [nthreads, ptr, i64, ptr, ptr, i64, i64, i64, nthreads]
+        grad = getattr(lib, f"rnnkit_block_grad_{suffix}")
+        grad.argtypes = [nthreads, ptr, i64, ptr, i64, ptr, i64, i64, nthreads]
+        fill.restype = grad.restype = None
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):
@@ -372,6 +378,71 @@ def zero_rows(out: Tensor, at: Tensor, trusted: bool = False) -> Tensor:
     bytes_ = _row_bytes(out, "out")
     _row_index(at, "at", None if trusted else out.shape[0])
     _loaded().rnnkit_zero_rows(out.data_ptr(), at.data_ptr(), len(at), bytes_, _threads())
+    return out
+
+
+# The elementwise blocks block_fill and block_grad compute.
+BLOCK_ACTIVATIONS = ("identity", "tanh")
+
+
+def _block(t: Tensor, what: str, rows: int, width: int, dtype: torch.dtype) -> int:
+    """``t`` checked as a (rows, width) matrix on the CPU whose rows are contiguous (a column
+    block of a wider matrix will do); returns its row stride in elements."""
+    if t.is_cuda or t.dim() != 2 or (width > 1 and t.stride(1) != 1) or t.dtype != dtype:
+        raise ValueError(
+            f"{what} must be a 2-d {dtype} CPU matrix with contiguous rows, got "
+            f"{tuple(t.shape)} {t.dtype} with strides {t.stride() if t.dim() else ()}"
+        )
+    if tuple(t.shape) != (rows, width):
+        raise ValueError(f"{what} must be ({rows}, {width}), got {tuple(t.shape)}")
+    return t.stride(0)
+
+
+def _activation(act: str) -> int:
+    if act not in BLOCK_ACTIVATIONS:
+        raise ValueError(f"act must be one of {BLOCK_ACTIVATIONS}, got {act!r}")
+    return BLOCK_ACTIVATIONS.index(act)
+
+
+def _block_suffix(dtype: torch.dtype) -> str:
+    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
+    if suffix is None:
+        raise ValueError(f"the block routines run float32 or float64, got {dtype}")
+    return suffix
+
+
+@run_eagerly
+def block_fill(act: str, src: Tensor, bias: Tensor, dst: Tensor) -> Tensor:
+    """``dst[:] = act(src) + bias`` for (N, W) matrices with contiguous rows (``dst`` typically
+    a column block of a wider projection, written in place) and ``bias`` (W,); ``act`` is
+    "identity" or "tanh". Returns ``dst``."""
+    code = _activation(act)
+    rows, width = src.shape if src.dim() == 2 else (-1, -1)
+    suffix = _block_suffix(src.dtype)
+    lds = _block(src, "src", rows, width, src.dtype)
+    ldd = _block(dst, "dst", rows, width, src.dtype)
+    if bias.dtype != src.dtype or tuple(bias.shape) != (width,) or not bias.is_contiguous():
+        raise ValueError(f"bias must be a contiguous ({width},) {src.dtype} vector")
+    getattr(_loaded(), f"rnnkit_block_fill_{suffix}")(
+        code, src.data_ptr(), lds, bias.data_ptr(), dst.data_ptr(), ldd, rows, width, _threads()
+    )
+    return dst
+
+
+@run_eagerly
+def block_grad(act: str, grad: Tensor, src: Tensor) -> Tensor:
+    """The gradient of :func:`block_fill`'s ``dst`` with respect to ``src``: a new contiguous
+    (N, W) matrix ``grad · act'(src)`` (1 - tanh(src)² for "tanh"), from (N, W) matrices with
+    contiguous rows."""
+    code = _activation(act)
+    rows, width = src.shape if src.dim() == 2 else (-1, -1)
+    suffix = _block_suffix(src.dtype)
+    ldx = _block(src, "src", rows, width, src.dtype)
+    ldg = _block(grad, "grad", rows, width, src.dtype)
+    out = src.new_empty(rows, width)
+    getattr(_loaded(), f"rnnkit_block_grad_{suffix}")(
+        code, grad.data_ptr(), ldg, src.data_ptr(), ldx, out.data_ptr(), rows, width, _threads()
+    )
     return out
 
 

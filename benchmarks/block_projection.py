@@ -1,0 +1,151 @@
+"""MUT1 and MUT2 input projections: column blocks written into one buffer, against torch ops.
+
+With I = H, MUT1 projects its input to [W_zr x + b_zr | tanh(x) + b_h] and MUT2 to
+[W_z x + b_z | x + b_r | W_xh x + b_h]. ``rnnkit.engine.projection`` writes each block straight
+into its columns of one (N, 3H) buffer and reads each block's gradient where it lies; the
+composed form builds a tensor a block and concatenates them. Two measurements, both forms in
+one process, taking turns (``projection.IN_ONE_BUFFER`` switched per call):
+
+* ``projection``: the projection's forward and backward passes alone (gradients with respect
+  to x, weight_ih and bias) on N packed rows;
+* ``layer``: the training step of a MUT1 or MUT2 layer (T = 100, I = H), at full length and
+  with lengths spread evenly over [T/2, T] (the ratio of rnn_speed.py's lengths table).
+
+Ratios are one buffer over composed (below 1: faster).
+
+    python benchmarks/block_projection.py --reuse-freed-memory     # about 3 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import time
+
+import torch
+from machine import add_allocator_flag, cpu_name
+from rnn_speed import _input, build, interleaved, step_fns
+from rnn_targets import table
+
+import rnnkit
+from rnnkit.cells import MUT1Cell, MUT2Cell
+from rnnkit.engine import projection
+
+T, H = 100, 256
+
+
+def _switched(fn, in_one_buffer: bool):
+    def run() -> None:
+        kept, projection.IN_ONE_BUFFER = projection.IN_ONE_BUFFER, in_one_buffer
+        try:
+            fn()
+        finally:
+            projection.IN_ONE_BUFFER = kept
+
+    return run
+
+
+def _projection_step(cell, N: int):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(N, H, generator=gen, requires_grad=True)
+    grad = torch.randn(N, 3 * H, generator=gen)
+    params = [cell.weight_ih, cell.bias]
+
+    def run() -> None:
+        out = cell.project_input(x)
+        torch.autograd.grad(out, [x, *params], grad)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=9)
+    add_allocator_flag(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        rnnkit.engine.reuse_freed_memory()
+    print("## MUT input projections: one buffer / composed torch ops\n")
+    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}, H = I = {H}")
+    print(f"- {args.repeats} interleaved repeats, median\n", flush=True)
+    start = time.perf_counter()
+
+    rows = []
+    for cell_class in (MUT1Cell, MUT2Cell):
+        torch.manual_seed(0)
+        cell = cell_class(H, H)
+        for N in (3200, 12800):
+            step = _projection_step(cell, N)
+            t = interleaved(
+                {"one": _switched(step, True), "cat": _switched(step, False)}, args.repeats
+            )
+            rows.append(
+                [
+                    cell_class.__name__,
+                    str(N),
+                    f"{t['cat'] * 1e3:.2f}",
+                    f"{t['one'] * 1e3:.2f}",
+                    f"{t['one'] / t['cat']:.3f}",
+                ]
+            )
+    print(
+        table(
+            "projection alone: forward and backward on N packed rows",
+            ["cell", "N", "composed ms", "one buffer ms", "ratio"],
+            rows,
+        ),
+        flush=True,
+    )
+
+    rows = []
+    for name in ("MUT1", "MUT2"):
+        for B in (32, 128):
+            torch.manual_seed(0)
+            model = build(name, H)
+            x = _input(T, B, H)
+            lengths = torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
+            full, short = step_fns(model, x)[1], step_fns(model, x, lengths)[1]
+            fns = {
+                ("full", True): _switched(full, True),
+                ("full", False): _switched(full, False),
+                ("lengths", True): _switched(short, True),
+                ("lengths", False): _switched(short, False),
+            }
+            t = interleaved(fns, args.repeats)
+            rows.append(
+                [
+                    name,
+                    str(B),
+                    f"{t['full', False] * 1e3:.1f}",
+                    f"{t['full', True] * 1e3:.1f}",
+                    f"{t['full', True] / t['full', False]:.3f}",
+                    f"{t['lengths', False] / t['full', False]:.3f}",
+                    f"{t['lengths', True] / t['full', True]:.3f}",
+                ]
+            )
+    print(
+        table(
+            f"layer training step, T = {T}",
+            [
+                "model",
+                "B",
+                "composed ms",
+                "one buffer ms",
+                "ratio",
+                "lengths ratio, composed",
+                "lengths ratio, one buffer",
+            ],
+            rows,
+        ),
+        flush=True,
+    )
+    print(f"\n({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
