@@ -8,12 +8,14 @@ one process, taking turns (``projection.IN_ONE_BUFFER`` switched per call):
 
 * ``projection``: the projection's forward and backward passes alone (gradients with respect
   to x, weight_ih and bias) on N packed rows;
-* ``layer``: the training step of a MUT1 or MUT2 layer (T = 100, I = H), at full length and
-  with lengths spread evenly over [T/2, T] (the ratio of rnn_speed.py's lengths table).
+* ``layer``: the training step of a MUT1 or MUT2 layer (T = 100, I = H = 256, and 512 at
+  B = 128), at full length and with lengths spread evenly over [T/2, T] (the ratio of
+  rnn_speed.py's lengths table).
 
-Ratios are one buffer over composed (below 1: faster).
+Ratios are one buffer over composed (below 1: faster); the layers' "paired ratio" is the median
+of the ratios of the two forms timed back to back, which a noisy machine moves less.
 
-    python benchmarks/block_projection.py --reuse-freed-memory     # about 3 minutes on 2 cores
+    python benchmarks/block_projection.py --reuse-freed-memory     # about 4 minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import platform
 import time
 
 import torch
+from lengths_overheads import paired
 from machine import add_allocator_flag, cpu_name
 from rnn_speed import _input, build, interleaved, step_fns
 from rnn_targets import table
@@ -104,10 +107,10 @@ def main() -> None:
 
     rows = []
     for name in ("MUT1", "MUT2"):
-        for B in (32, 128):
+        for B, width in ((32, H), (128, H), (128, 2 * H)):
             torch.manual_seed(0)
-            model = build(name, H)
-            x = _input(T, B, H)
+            model = build(name, width)
+            x = _input(T, B, width)
             lengths = torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
             full, short = step_fns(model, x)[1], step_fns(model, x, lengths)[1]
             fns = {
@@ -117,26 +120,31 @@ def main() -> None:
                 ("lengths", False): _switched(short, False),
             }
             t = interleaved(fns, args.repeats)
+            pair = paired(fns["full", False], fns["full", True], 2 * args.repeats + 1)
             rows.append(
                 [
                     name,
                     str(B),
+                    str(width),
                     f"{t['full', False] * 1e3:.1f}",
                     f"{t['full', True] * 1e3:.1f}",
                     f"{t['full', True] / t['full', False]:.3f}",
+                    f"{pair:.3f}",
                     f"{t['lengths', False] / t['full', False]:.3f}",
                     f"{t['lengths', True] / t['full', True]:.3f}",
                 ]
             )
     print(
         table(
-            f"layer training step, T = {T}",
+            f"layer training step, T = {T}, I = H",
             [
                 "model",
                 "B",
+                "H",
                 "composed ms",
                 "one buffer ms",
                 "ratio",
+                "paired ratio",
                 "lengths ratio, composed",
                 "lengths ratio, one buffer",
             ],
