@@ -106,3 +106,14 @@ def test_other_cells_export_through_scan(tmp_path):
     with pytest.raises(ValueError, match="route='fused' needs rnn, lstm or gru cells"):
         export_onnx(model, tmp_path / "no.onnx", route="fused")
     _check_language_model(model, export_onnx(model, tmp_path / "lm.onnx"))
+
+
+@pytest.mark.parametrize("cell", ["mut1", "mut2"])
+def test_mut_cells_with_literal_inputs_export_through_scan(cell, tmp_path):
+    """MUT1 and MUT2 with equal input and hidden sizes project their input block by block
+    (engine/projection.py); under torch.export that projection takes its composed torch ops,
+    which the graph can hold, and the exported model computes what the model does."""
+    enc = RecurrentEncoderConfig(cell=cell, hidden_size=5)
+    model = LanguageModel(LanguageModelConfig(vocab_size=12, embedding_size=5, encoder=enc)).eval()
+    assert choose_route(model) == "scan"
+    _check_language_model(model, export_onnx(model, tmp_path / "lm.onnx"))

@@ -10,15 +10,16 @@ a column block), the elementwise blocks through the compiled library (``native.b
 The backward pass reads each block's gradient where it lies, starts the input's gradient from
 the elementwise blocks' (``native.block_grad``) and adds each product's in place.
 
-On 2 threads of an Intel Xeon (H = 256, two runs of ``python benchmarks/block_projection.py``),
-the projection's forward and backward passes took 0.90-1.00 of the composed form's time, and a
-MUT1 or MUT2 layer's training step (T = 100, B = 32 and 128) 0.88-0.99.
+On 2 threads of an Intel Xeon (H = 256, three runs of ``python benchmarks/block_projection.py``,
+docs/engine.md), the projection's forward and backward passes took 0.90-1.00 of the composed
+form's time, and a MUT1 or MUT2 layer's training step (T = 100, B = 32 and 128) 0.88-0.99.
 
 The composed form (:func:`composed_projection`, torch ops and a concatenation) runs wherever
 the fast one cannot: without the compiled library, off the CPU, for dtypes other than
-float32 and float64, under ``torch.func`` transforms, forward-mode AD, ``torch.compile`` or
-autocast. A backward pass asked for a differentiable result (``create_graph=True``) computes
-the same gradients with differentiable torch ops.
+float32 and float64, under ``torch.func`` transforms, forward-mode AD, ``torch.compile``,
+``torch.export`` (the ONNX export), ``torch.jit`` tracing or autocast. A backward pass asked
+for a differentiable result (``create_graph=True``) computes the same gradients with
+differentiable torch ops.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def _fast(x: Tensor, weight: Tensor, bias: Tensor) -> bool:
     """Whether :class:`_BlockProjection` can run these tensors."""
     if not IN_ONE_BUFFER or under_functorch() or getattr(fwAD, "_current_level", -1) >= 0:
         return False
-    if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return False  # a graph cannot hold the compiled library's calls
+    if torch.is_autocast_enabled("cpu"):
         return False
     if x.dtype not in (torch.float32, torch.float64):
         return False
