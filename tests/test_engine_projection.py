@@ -209,3 +209,27 @@ def test_the_block_routines_equal_torch_ops(dtype, threads):
         assert torch.equal(native.block_grad("identity", g[:, 128:], x), g[:, 128:])
     finally:
         torch.set_num_threads(kept)
+
+
+@needs_native
+def test_no_rows_and_strided_rows():
+    """An empty batch projects to no rows and gives zero parameter gradients; an input whose
+    rows lie apart in a wider tensor (a slice of its features) is read in place, with the
+    gradient landing in that slice only."""
+    blocks, weight, bias = _params("mut1", torch.float64)
+    empty = torch.randn(0, I, dtype=torch.float64, requires_grad=True)
+    out = block_projection(empty, weight, bias, blocks)
+    assert out.shape == (0, 3 * I)
+    grads = torch.autograd.grad(out.sum(), [empty, weight, bias])
+    assert grads[0].shape == (0, I)
+    assert grads[1].abs().max().item() == 0.0 and grads[2].abs().max().item() == 0.0
+    wide = torch.randn(4, 3, I + 5, dtype=torch.float64, requires_grad=True)
+    x = wide[:, :, 2 : 2 + I]
+    out, got = _grads(lambda *a: block_projection(*a, blocks), x, weight, bias)
+    ref, want = _grads(lambda *a: composed_projection(*a, blocks), x, weight, bias)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    full_got = torch.autograd.grad(block_projection(x, weight, bias, blocks).sum(), [wide])[0]
+    assert full_got[:, :, :2].abs().max().item() == 0.0
+    assert full_got[:, :, 2 + I :].abs().max().item() == 0.0
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -388,7 +388,8 @@ BLOCK_ACTIVATIONS = ("identity", "tanh")
 def _block(t: Tensor, what: str, rows: int, width: int, dtype: torch.dtype) -> int:
     """``t`` checked as a (rows, width) matrix on the CPU whose rows are contiguous (a column
     block of a wider matrix will do); returns its row stride in elements."""
-    if t.is_cuda or t.dim() != 2 or (width > 1 and t.stride(1) != 1) or t.dtype != dtype:
+    strided = t.dim() == 2 and width > 1 and t.stride(1) != 1 and t.numel() > 0
+    if t.is_cuda or t.dim() != 2 or strided or t.dtype != dtype:
         raise ValueError(
             f"{what} must be a 2-d {dtype} CPU matrix with contiguous rows, got "
             f"{tuple(t.shape)} {t.dtype} with strides {t.stride() if t.dim() else ()}"
