@@ -59,18 +59,29 @@ def check_blocks(blocks: tuple[Block, ...], input_size: int, weight_rows: int) -
         raise ValueError(f"the linear blocks cover {row} weight rows of {weight_rows}")
 
 
+def _spans(blocks):
+    """(kind, columns, weight rows) of each block: slices of the projection's columns and, for
+    a product, of the weight's rows (None for an elementwise block)."""
+    col = 0
+    for block in blocks:
+        kind, width = block[0], block[1]
+        yield (
+            kind,
+            slice(col, col + width),
+            (slice(block[2], block[2] + width) if kind == "linear" else None),
+        )
+        col += width
+
+
 def composed_projection(x: Tensor, weight: Tensor, bias: Tensor, blocks) -> Tensor:
     """The projection in torch ops (one tensor a block, then a concatenation): any device,
     dtype and transform."""
-    parts, col = [], 0
-    for block in blocks:
-        kind, width = block[0], block[1]
-        b = bias[col : col + width]
+    parts = []
+    for kind, cols, rows in _spans(blocks):
         if kind == "linear":
-            parts.append(torch.nn.functional.linear(x, weight[block[2] : block[2] + width], b))
+            parts.append(torch.nn.functional.linear(x, weight[rows], bias[cols]))
         else:
-            parts.append(ELEMENTWISE[kind](x) + b)
-        col += width
+            parts.append(ELEMENTWISE[kind](x) + bias[cols])
     return torch.cat(parts, dim=-1)
 
 
@@ -118,16 +129,11 @@ class _BlockProjection(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, blocks):
         G = sum(block[1] for block in blocks)
         out = x.new_empty(x.shape[0], G)
-        col = 0
-        for block in blocks:
-            kind, width = block[0], block[1]
-            cols = out[:, col : col + width]
+        for kind, cols, rows in _spans(blocks):
             if kind == "linear":
-                rows = weight[block[2] : block[2] + width]
-                torch.addmm(bias[col : col + width], x, rows.t(), out=cols)
+                torch.addmm(bias[cols], x, weight[rows].t(), out=out[:, cols])
             else:
-                native.block_fill(kind, x, bias[col : col + width].contiguous(), cols)
-            col += width
+                native.block_fill(kind, x, bias[cols].contiguous(), out[:, cols])
         ctx.blocks = blocks
         ctx.save_for_backward(x, weight)
         return out
@@ -144,39 +150,32 @@ class _BlockProjection(torch.autograd.Function):
         dx = dw = None
         if need_w:
             dw = torch.empty_like(weight)
-        col = 0
-        for block in blocks:
-            kind, width = block[0], block[1]
-            g = grad[:, col : col + width]
+        for kind, cols, rows in _spans(blocks):
+            g = grad[:, cols]
             if kind == "linear":
-                rows = weight[block[2] : block[2] + width]
                 if need_x:
-                    dx = g.mm(rows) if dx is None else dx.addmm_(g, rows)
+                    dx = g.mm(weight[rows]) if dx is None else dx.addmm_(g, weight[rows])
                 if need_w:
-                    torch.mm(g.t(), x, out=dw[block[2] : block[2] + width])
+                    torch.mm(g.t(), x, out=dw[rows])
             elif need_x:
                 part = native.block_grad(kind, g, x)
                 dx = part if dx is None else dx.add_(part)
-            col += width
         db = grad.sum(0) if need_b else None
         return dx, dw, db, None
 
 
 def _differentiable_grads(x, weight, grad, blocks, needs):
     """The gradients of :class:`_BlockProjection` in differentiable torch ops."""
-    dx_parts, dw_parts, col = [], [], 0
-    for block in blocks:
-        kind, width = block[0], block[1]
-        g = grad[:, col : col + width]
+    dx_parts, dw_parts = [], []
+    for kind, cols, rows in _spans(blocks):
+        g = grad[:, cols]
         if kind == "linear":
-            rows = weight[block[2] : block[2] + width]
-            dx_parts.append(g.mm(rows))
+            dx_parts.append(g.mm(weight[rows]))
             dw_parts.append(g.t().mm(x))
         elif kind == "tanh":
             dx_parts.append(g * (1 - torch.tanh(x) ** 2))
         else:
             dx_parts.append(g)
-        col += width
     dx = sum(dx_parts[1:], dx_parts[0]) if needs[0] else None
     dw = torch.cat(dw_parts) if needs[1] else None
     db = grad.sum(0) if needs[2] else None
