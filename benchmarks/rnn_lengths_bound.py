@@ -57,7 +57,7 @@ from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
-from rnnkit.engine import fused, native, row_moves, sequence, weight_grad
+from rnnkit.engine import fused, native, native_memory, row_moves, sequence, weight_grad
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -350,11 +350,11 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
     """Install the wrappers; returns a function that removes them. The loops are the calls
     into the compiled library (``native.call``, by direction); the layout moves are the row
     copies between the padded and packed layouts and the zero fill of the padded outputs
-    (``row_moves.take``, ``place``, ``native.zero_rows``) and the gathered h_{t-1} of the
+    (``row_moves.take``, ``place``, ``native_memory.zero_rows``) and the gathered h_{t-1} of the
     weight gradient (``PreviousOutputs``' construction)."""
     kept = [
         (native, "call", native.call),
-        (native, "zero_rows", native.zero_rows),
+        (native_memory, "zero_rows", native_memory.zero_rows),
         (row_moves, "take", row_moves.take),
         (row_moves, "place", row_moves.place),
         (weight_grad.PreviousOutputs, "__init__", weight_grad.PreviousOutputs.__init__),
@@ -366,7 +366,7 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
         return clock.wrap(call, f"loop, {direction}")(kernel, direction, *args, **kwargs)
 
     native.call = loop
-    native.zero_rows = clock.wrap(native.zero_rows, "layout moves")
+    native_memory.zero_rows = clock.wrap(native_memory.zero_rows, "layout moves")
     row_moves.take = clock.wrap(row_moves.take, "layout moves")
     row_moves.place = clock.wrap(row_moves.place, "layout moves")
     prev = weight_grad.PreviousOutputs

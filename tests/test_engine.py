@@ -12,7 +12,7 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
-from rnnkit.engine import kernel_base, native, row_moves, sequence, weight_grad
+from rnnkit.engine import kernel_base, native, native_memory, row_moves, sequence, weight_grad
 from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import make_plan
@@ -383,11 +383,12 @@ def test_native_row_moves_equal_torch_ops(dtype, width, threads):
         index, source, padding = plan.index, plan.source, plan.padding
         flat = torch.randn(40 * 37, width, generator=gen, dtype=dtype)
         rows = torch.randn(plan.rows, width, generator=gen, dtype=dtype)
-        taken = native.take_rows(flat, index, torch.full((plan.rows, width), 9.0, dtype=dtype))
+        out = torch.full((plan.rows, width), 9.0, dtype=dtype)
+        taken = native_memory.take_rows(flat, index, out)
         assert torch.equal(taken, flat.index_select(0, index))
-        placed = native.place_rows(rows, source, padding, torch.full_like(flat, 9.0))
+        placed = native_memory.place_rows(rows, source, padding, torch.full_like(flat, 9.0))
         assert torch.equal(placed, rows.index_select(0, source).index_fill_(0, padding, 0.0))
-        zeroed = native.zero_rows(flat.clone(), padding)
+        zeroed = native_memory.zero_rows(flat.clone(), padding)
         assert torch.equal(zeroed, flat.clone().index_fill_(0, padding, 0.0))
     finally:
         torch.set_num_threads(kept)
@@ -397,24 +398,24 @@ def test_native_row_moves_equal_torch_ops(dtype, width, threads):
 def test_native_row_moves_refuse_foreign_arguments():
     src, index = torch.randn(5, 3), torch.tensor([4, 0, 2])
     with pytest.raises(ValueError, match="index must be a contiguous 1-d int64 tensor"):
-        native.take_rows(src, index.int(), torch.empty(3, 3))
+        native_memory.take_rows(src, index.int(), torch.empty(3, 3))
     with pytest.raises(ValueError, match=r"out must hold 3 rows like src's, got \(3, 4\)"):
-        native.take_rows(src, index, torch.empty(3, 4))
+        native_memory.take_rows(src, index, torch.empty(3, 4))
     with pytest.raises(ValueError, match="out must hold 3 rows"):
-        native.take_rows(src, index, torch.empty(3, 3, dtype=torch.float64))
+        native_memory.take_rows(src, index, torch.empty(3, 3, dtype=torch.float64))
     with pytest.raises(ValueError, match="src must be a contiguous tensor on the CPU"):
-        native.take_rows(src.t(), index, torch.empty(3, 5))
+        native_memory.take_rows(src.t(), index, torch.empty(3, 5))
     with pytest.raises(ValueError, match="padding must be a contiguous 1-d int64 tensor"):
-        native.place_rows(src, index, torch.tensor([1.0]), torch.empty(3, 3))
+        native_memory.place_rows(src, index, torch.tensor([1.0]), torch.empty(3, 3))
     with pytest.raises(ValueError, match="at must be a contiguous 1-d int64 tensor"):
-        native.zero_rows(src, index.view(3, 1))
+        native_memory.zero_rows(src, index.view(3, 1))
     # rows out of range are refused before any memory is touched
     with pytest.raises(ValueError, match=r"index must hold rows in \[0, 5\), got \[0, 5\]"):
-        native.take_rows(src, torch.tensor([5, 0, 2]), torch.empty(3, 3))
+        native_memory.take_rows(src, torch.tensor([5, 0, 2]), torch.empty(3, 3))
     with pytest.raises(ValueError, match=r"source must hold rows in \[0, 5\), got \[-1, 2\]"):
-        native.place_rows(src, torch.tensor([-1, 2]), torch.tensor([0]), torch.empty(2, 3))
+        native_memory.place_rows(src, torch.tensor([-1, 2]), torch.tensor([0]), torch.empty(2, 3))
     with pytest.raises(ValueError, match=r"at must hold rows in \[0, 5\), got \[1, 9\]"):
-        native.zero_rows(src, torch.tensor([1, 9]))
+        native_memory.zero_rows(src, torch.tensor([1, 9]))
 
 
 @needs_native

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rnnkit.cells import MUT1Cell, MUT2Cell
-from rnnkit.engine import native
+from rnnkit.engine import native, native_memory
 from rnnkit.engine.projection import block_projection, composed_projection
 
 needs_native = pytest.mark.skipif(not native.available(), reason="no compiled library here")
@@ -169,19 +169,19 @@ def test_a_bias_of_another_width_is_refused():
 def test_the_block_routines_refuse_foreign_arguments():
     x, out, b = torch.randn(5, 3), torch.empty(5, 9), torch.randn(3)
     with pytest.raises(ValueError, match="act must be one of"):
-        native.block_fill("relu", x, b, out[:, :3])
+        native_memory.block_fill("relu", x, b, out[:, :3])
     with pytest.raises(ValueError, match=r"dst must be \(5, 3\), got \(5, 4\)"):
-        native.block_fill("tanh", x, b, out[:, :4])
+        native_memory.block_fill("tanh", x, b, out[:, :4])
     with pytest.raises(
         ValueError, match="dst must be a 2-d torch.float32 CPU matrix with contiguous rows"
     ):
-        native.block_fill("tanh", x, b, torch.empty(3, 5).t())
+        native_memory.block_fill("tanh", x, b, torch.empty(3, 5).t())
     with pytest.raises(ValueError, match=r"bias must be a contiguous \(3,\) torch.float32 vector"):
-        native.block_fill("tanh", x, b.double(), out[:, :3])
+        native_memory.block_fill("tanh", x, b.double(), out[:, :3])
     with pytest.raises(ValueError, match="run float32 or float64, got torch.int64"):
-        native.block_fill("identity", x.long(), b.long(), out.long()[:, :3])
+        native_memory.block_fill("identity", x.long(), b.long(), out.long()[:, :3])
     with pytest.raises(ValueError, match=r"grad must be \(5, 3\), got \(4, 3\)"):
-        native.block_grad("tanh", out[:4, :3], x)
+        native_memory.block_grad("tanh", out[:4, :3], x)
 
 
 @needs_native
@@ -196,17 +196,17 @@ def test_the_block_routines_equal_torch_ops(dtype, threads):
         x = torch.randn(700, 64, generator=gen, dtype=dtype)
         b = torch.randn(64, generator=gen, dtype=dtype)
         out = torch.full((700, 3 * 64), 7.0, dtype=dtype)
-        native.block_fill("tanh", x, b, out[:, 64:128])
+        native_memory.block_fill("tanh", x, b, out[:, 64:128])
         torch.testing.assert_close(out[:, 64:128], torch.tanh(x) + b, rtol=1e-6, atol=1e-6)
         assert (out[:, :64] == 7.0).all() and (out[:, 128:] == 7.0).all()
-        native.block_fill("identity", x, b, out[:, 128:])
+        native_memory.block_fill("identity", x, b, out[:, 128:])
         assert torch.equal(out[:, 128:], x + b)
         g = torch.randn(700, 3 * 64, generator=gen, dtype=dtype)
-        got = native.block_grad("tanh", g[:, 64:128], x)
+        got = native_memory.block_grad("tanh", g[:, 64:128], x)
         torch.testing.assert_close(
             got, g[:, 64:128] * (1 - torch.tanh(x) ** 2), rtol=1e-6, atol=1e-6
         )
-        assert torch.equal(native.block_grad("identity", g[:, 128:], x), g[:, 128:])
+        assert torch.equal(native_memory.block_grad("identity", g[:, 128:], x), g[:, 128:])
     finally:
         torch.set_num_threads(kept)
 

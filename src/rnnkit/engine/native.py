@@ -1,6 +1,6 @@
-"""Build, load and call ``_loops.cpp``, the engine's compiled time loops (and its three row
-copies between the padded and packed layouts: :func:`take_rows`, :func:`place_rows`,
-:func:`zero_rows`).
+"""Build, load and call ``_loops.cpp``, the engine's compiled time loops. Its memory routines
+(the row copies between layouts and the column blocks of a projection) are called through
+:mod:`rnnkit.engine.native_memory`.
 
 Why a plain C++ file through ctypes and not ``torch.utils.cpp_extension``: the loops need no
 torch header. They take raw pointers, call the BLAS that torch already carries (its
@@ -27,7 +27,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import math
 import os
 import platform
 import shutil
@@ -308,154 +307,24 @@ def call(
     fn(geometry.data_ptr(), pointers, values, mapped)
 
 
-def _row_bytes(t: Tensor, what: str) -> int:
-    if t.is_cuda or not t.is_contiguous() or t.dim() == 0:
-        raise ValueError(f"{what} must be a contiguous tensor on the CPU with rows along dim 0")
-    return math.prod(t.shape[1:]) * t.element_size()
-
-
-def _row_index(index: Tensor, what: str, rows: int | None = None) -> Tensor:
-    """``index`` checked: a contiguous 1-d int64 tensor and, with ``rows``, every entry a row
-    in [0, rows) (two reductions; the engine's own maps skip them)."""
-    if index.dtype != torch.int64 or index.dim() != 1 or not index.is_contiguous():
-        raise ValueError(f"{what} must be a contiguous 1-d int64 tensor, got {index.dtype}")
-    if rows is not None and len(index) and (int(index.min()) < 0 or int(index.max()) >= rows):
-        raise ValueError(
-            f"{what} must hold rows in [0, {rows}), got [{int(index.min())}, {int(index.max())}]"
-        )
-    return index
-
-
-def _out_rows(out: Tensor, src: Tensor, bytes_: int, count: int) -> None:
-    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != count:
-        raise ValueError(f"out must hold {count} rows like src's, got {tuple(out.shape)}")
-
-
-@run_eagerly  # torch.compile: a ctypes call, run eagerly
-def take_rows(src: Tensor, index: Tensor, out: Tensor, trusted: bool = False) -> Tensor:
-    """``out[p] = src[index[p]]``: ``src.index_select(0, index)`` into ``out`` (contiguous, one
-    dtype, on the CPU). Returns ``out``. ``trusted`` skips the check that every index is a row
-    of ``src`` (for the engine's own maps, valid by construction)."""
-    bytes_ = _row_bytes(src, "src")
-    _row_index(index, "index", None if trusted else src.shape[0])
-    _out_rows(out, src, bytes_, len(index))
-    lib = _loaded()
-    lib.rnnkit_take_rows(
-        src.data_ptr(), index.data_ptr(), out.data_ptr(), len(index), bytes_, _threads()
-    )
-    return out
-
-
-@run_eagerly
-def place_rows(
-    src: Tensor, source: Tensor, padding: Tensor, out: Tensor, trusted: bool = False
-) -> Tensor:
-    """``out[p] = src[source[p]]``, and zero at the positions listed in ``padding`` (ascending):
-    ``src.index_select(0, source).index_fill_(0, padding, 0)`` in one pass into ``out``. A
-    ``padding`` out of order leaves some of its rows copied instead of zeroed. ``trusted``: as
-    :func:`take_rows`."""
-    bytes_ = _row_bytes(src, "src")
-    _row_index(source, "source", None if trusted else src.shape[0])
-    _row_index(padding, "padding")
-    _out_rows(out, src, bytes_, len(source))
-    _loaded().rnnkit_place_rows(
-        src.data_ptr(),
-        source.data_ptr(),
-        padding.data_ptr(),
-        len(padding),
-        out.data_ptr(),
-        len(source),
-        bytes_,
-        _threads(),
-    )
-    return out
-
-
-@run_eagerly
-def zero_rows(out: Tensor, at: Tensor, trusted: bool = False) -> Tensor:
-    """``out.index_fill_(0, at, 0)``: rows ``at`` of ``out`` set to zero. Returns ``out``.
-    ``trusted``: as :func:`take_rows`."""
-    bytes_ = _row_bytes(out, "out")
-    _row_index(at, "at", None if trusted else out.shape[0])
-    _loaded().rnnkit_zero_rows(out.data_ptr(), at.data_ptr(), len(at), bytes_, _threads())
-    return out
-
-
-# The elementwise blocks block_fill and block_grad compute.
-BLOCK_ACTIVATIONS = ("identity", "tanh")
-
-
-def _block(t: Tensor, what: str, rows: int, width: int, dtype: torch.dtype) -> int:
-    """``t`` checked as a (rows, width) matrix on the CPU whose rows are contiguous (a column
-    block of a wider matrix will do); returns its row stride in elements."""
-    strided = t.dim() == 2 and width > 1 and t.stride(1) != 1 and t.numel() > 0
-    if t.is_cuda or t.dim() != 2 or strided or t.dtype != dtype:
-        raise ValueError(
-            f"{what} must be a 2-d {dtype} CPU matrix with contiguous rows, got "
-            f"{tuple(t.shape)} {t.dtype} with strides {t.stride() if t.dim() else ()}"
-        )
-    if tuple(t.shape) != (rows, width):
-        raise ValueError(f"{what} must be ({rows}, {width}), got {tuple(t.shape)}")
-    return t.stride(0)
-
-
-def _activation(act: str) -> int:
-    if act not in BLOCK_ACTIVATIONS:
-        raise ValueError(f"act must be one of {BLOCK_ACTIVATIONS}, got {act!r}")
-    return BLOCK_ACTIVATIONS.index(act)
-
-
-def _block_suffix(dtype: torch.dtype) -> str:
-    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
-    if suffix is None:
-        raise ValueError(f"the block routines run float32 or float64, got {dtype}")
-    return suffix
-
-
-@run_eagerly
-def block_fill(act: str, src: Tensor, bias: Tensor, dst: Tensor) -> Tensor:
-    """``dst[:] = act(src) + bias`` for (N, W) matrices with contiguous rows (``dst`` typically
-    a column block of a wider projection, written in place) and ``bias`` (W,); ``act`` is
-    "identity" or "tanh". Returns ``dst``."""
-    code = _activation(act)
-    rows, width = src.shape if src.dim() == 2 else (-1, -1)
-    suffix = _block_suffix(src.dtype)
-    lds = _block(src, "src", rows, width, src.dtype)
-    ldd = _block(dst, "dst", rows, width, src.dtype)
-    if bias.dtype != src.dtype or tuple(bias.shape) != (width,) or not bias.is_contiguous():
-        raise ValueError(f"bias must be a contiguous ({width},) {src.dtype} vector")
-    getattr(_loaded(), f"rnnkit_block_fill_{suffix}")(
-        code, src.data_ptr(), lds, bias.data_ptr(), dst.data_ptr(), ldd, rows, width, _threads()
-    )
-    return dst
-
-
-@run_eagerly
-def block_grad(act: str, grad: Tensor, src: Tensor) -> Tensor:
-    """The gradient of :func:`block_fill`'s ``dst`` with respect to ``src``: a new contiguous
-    (N, W) matrix ``grad · act'(src)`` (1 - tanh(src)² for "tanh"), from (N, W) matrices with
-    contiguous rows."""
-    code = _activation(act)
-    rows, width = src.shape if src.dim() == 2 else (-1, -1)
-    suffix = _block_suffix(src.dtype)
-    ldx = _block(src, "src", rows, width, src.dtype)
-    ldg = _block(grad, "grad", rows, width, src.dtype)
-    out = src.new_empty(rows, width)
-    getattr(_loaded(), f"rnnkit_block_grad_{suffix}")(
-        code, grad.data_ptr(), ldg, src.data_ptr(), ldx, out.data_ptr(), rows, width, _threads()
-    )
-    return out
-
-
-def _threads() -> int:
+def threads() -> int:
     return torch.get_num_threads()
 
 
-def _loaded() -> ctypes.CDLL:
+def loaded() -> ctypes.CDLL:
     lib = load()
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
     return lib
+
+
+def dtype_suffix(dtype: torch.dtype, what: str) -> str:
+    """The suffix of the library's entry points for ``dtype`` ("f32" or "f64"); raises,
+    naming ``what``, for any other dtype."""
+    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
+    if suffix is None:
+        raise ValueError(f"{what} run float32 or float64, got {dtype}")
+    return suffix
 
 
 @cache
@@ -464,7 +333,5 @@ def _entry(kernel: str, direction: str, dtype: torch.dtype):
     lib = load()
     if lib is None:
         raise RuntimeError("the compiled loops are unavailable")
-    suffix = {torch.float32: "f32", torch.float64: "f64"}.get(dtype)
-    if suffix is None:
-        raise ValueError(f"{kernel}: the compiled loops run float32 or float64, got {dtype}")
+    suffix = dtype_suffix(dtype, f"{kernel}: the compiled loops")
     return getattr(lib, f"rnnkit_{kernel}_{direction}_{suffix}")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import native
+from . import native_memory
 from ._tracing import run_eagerly, under_functorch
 from .row_moves import compiled_rows, gather_rows, scatter_rows
 
@@ -263,7 +263,7 @@ def padded_output(y_like: Tensor, plan: Plan, width: int) -> Tensor:
     out = y_like.new_empty(plan.T * plan.B, width)
     padding = _indices(plan, y_like.device)[2]
     if compiled_rows(out):
-        return native.zero_rows(out, padding, trusted=True)
+        return native_memory.zero_rows(out, padding, trusted=True)
     return out.index_fill_(0, padding, 0.0)
 
 

@@ -6,9 +6,9 @@ elementwise blocks: MUT1 (I = H) is [W_zr x + b_zr | tanh(x) + b_h] and MUT2 (I 
 and a concatenation copies them all once more into the (N, 3H) projection; its backward splits
 the gradient and sums the input's parts. :func:`block_projection` allocates the projection once
 and writes each block straight into its columns: the products through the BLAS (``addmm`` into
-a column block), the elementwise blocks through the compiled library (``native.block_fill``).
+a column block), the elementwise blocks through the compiled library (``native_memory.block_fill``).
 The backward pass reads each block's gradient where it lies, starts the input's gradient from
-the elementwise blocks' (``native.block_grad``) and adds each product's in place.
+the elementwise blocks' (``native_memory.block_grad``) and adds each product's in place.
 
 On 2 threads of an Intel Xeon (H = 256, three runs of ``python benchmarks/block_projection.py``,
 docs/engine.md), the projection's forward and backward passes took 0.90-1.00 of the composed
@@ -30,11 +30,12 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from . import native
+from . import native, native_memory
 from ._tracing import under_functorch
 
 # A block: ("linear", width, first row of the weight) or (activation, width) with activation
-# in native.BLOCK_ACTIVATIONS ("identity", "tanh"); the blocks in the projection's column order.
+# in native_memory.BLOCK_ACTIVATIONS ("identity", "tanh"); the blocks in the projection's
+# column order.
 Block = tuple
 ELEMENTWISE = {"identity": lambda x: x, "tanh": torch.tanh}
 
@@ -133,7 +134,7 @@ class _BlockProjection(torch.autograd.Function):
             if kind == "linear":
                 torch.addmm(bias[cols], x, weight[rows].t(), out=out[:, cols])
             else:
-                native.block_fill(kind, x, bias[cols].contiguous(), out[:, cols])
+                native_memory.block_fill(kind, x, bias[cols].contiguous(), out[:, cols])
         ctx.blocks = blocks
         ctx.save_for_backward(x, weight)
         return out
@@ -158,7 +159,7 @@ class _BlockProjection(torch.autograd.Function):
                 if need_w:
                     torch.mm(g.t(), x, out=dw[rows])
             elif need_x:
-                part = native.block_grad(kind, g, x)
+                part = native_memory.block_grad(kind, g, x)
                 dx = part if dx is None else dx.add_(part)
         db = grad.sum(0) if need_b else None
         return dx, dw, db, None

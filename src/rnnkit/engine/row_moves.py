@@ -14,7 +14,7 @@ import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
-from . import native
+from . import native, native_memory
 from ._tracing import under_functorch
 
 
@@ -113,10 +113,10 @@ class _ScatterEager(torch.autograd.Function):
 
 
 # The eager twins and the native path's own row moves use the compiled library's one-pass row
-# copies where they can (native.take_rows, place_rows, zero_rows): torch's scatter passes over
-# the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at B = 32,
-# H = 256 with lengths: 0.906-0.912 -> 0.871-0.874 of its full step; within the noise elsewhere
-# (python benchmarks/lengths_overheads.py --pieces "native rows"). False: torch's ops
+# copies where they can (native_memory.take_rows, place_rows, zero_rows): torch's scatter passes
+# over the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at
+# B = 32, H = 256 with lengths: 0.906-0.912 -> 0.871-0.874 of its full step; within the noise
+# elsewhere (python benchmarks/lengths_overheads.py --pieces "native rows"). False: torch's ops
 # everywhere (for measurements).
 NATIVE_ROWS = True
 
@@ -137,7 +137,7 @@ def take(flat: Tensor, index: Tensor, out: Tensor | None = None) -> Tensor:
     if out is None:
         out = flat.new_empty(len(index), *flat.shape[1:])
     if compiled_rows(flat, index, out):
-        return native.take_rows(flat, index, out, trusted=True)
+        return native_memory.take_rows(flat, index, out, trusted=True)
     return torch.index_select(flat, 0, index, out=out)
 
 
@@ -147,7 +147,7 @@ def place(rows: Tensor, source: Tensor, padding: Tensor, out: Tensor | None = No
     if out is None:
         out = rows.new_empty(len(source), *rows.shape[1:])
     if compiled_rows(rows, source, padding, out):
-        return native.place_rows(rows, source, padding, out, trusted=True)
+        return native_memory.place_rows(rows, source, padding, out, trusted=True)
     torch.index_select(rows, 0, source, out=out)
     return out.index_fill_(0, padding, 0.0)
 
