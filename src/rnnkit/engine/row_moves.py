@@ -28,23 +28,26 @@ def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
     return rows.index_select(0, source).index_fill_(0, padding, 0.0)
 
 
-class _Gather(torch.autograd.Function):
-    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding.
-
-    Written in torch ops with a separate ``setup_context`` and a ``jvp``, so that forward-mode
-    AD and ``torch.func`` transforms (grad, vmap with a generated rule, jacrev, jvp) can run it.
-    """
+class _RowMove(torch.autograd.Function):
+    """The transform-ready form shared by :class:`_Gather` and :class:`_Scatter`: a separate
+    ``setup_context`` that keeps the maps for the backward pass and for ``jvp``, so that
+    forward-mode AD and ``torch.func`` transforms (grad, vmap with a generated rule, jacrev, jvp)
+    can run them."""
 
     generate_vmap_rule = True
-
-    @staticmethod
-    def forward(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
-        return flat.index_select(0, index)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs[1:])
         ctx.save_for_forward(*inputs[1:])
+
+
+class _Gather(_RowMove):
+    """(T·B, ...) -> packed rows (N, ...); its backward scatters, and zeroes only the padding."""
+
+    @staticmethod
+    def forward(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
+        return flat.index_select(0, index)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -57,19 +60,12 @@ class _Gather(torch.autograd.Function):
         return tangent.index_select(0, index)
 
 
-class _Scatter(torch.autograd.Function):
+class _Scatter(_RowMove):
     """Packed rows (N, ...) -> (T·B, ...), zero in the padding; its backward gathers."""
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(rows: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
         return _scatter(rows, source, padding)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(*inputs[1:])
-        ctx.save_for_forward(*inputs[1:])
 
     @staticmethod
     def backward(ctx, grad: Tensor):
