@@ -21,13 +21,11 @@ of the ratios of the two forms timed back to back, which a noisy machine moves l
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import time
 
 import torch
 from lengths_overheads import paired
-from machine import add_allocator_flag, cpu_name
+from machine import add_allocator_flag, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 from rnn_targets import table
 
@@ -71,11 +69,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## MUT input projections: one buffer / composed torch ops\n")
-    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
-    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
-    print(f"- date: {datetime.date.today().isoformat()}, H = I = {H}")
-    print(f"- {args.repeats} interleaved repeats, median\n", flush=True)
+    print_header(
+        "MUT input projections: one buffer / composed torch ops",
+        args.threads,
+        f"H = I = {H}; {args.repeats} interleaved repeats, median",
+    )
     start = time.perf_counter()
 
     rows = []

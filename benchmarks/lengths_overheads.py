@@ -43,14 +43,12 @@ steadily on a noisy machine than the two ratios to the full batch.
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
-from machine import add_allocator_flag, cpu_name
+from machine import add_allocator_flag, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
@@ -244,18 +242,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print(f"## Lengths: {len(CASES)} pieces against their earlier forms\n")
-    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
-    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
-    print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- T = {T}, I = H, lengths over [T/2, T]; {args.repeats} interleaved repeats, median")
-    print(
-        "- ratio: training step (the forward pass for '(forward)' models) with lengths / the "
-        "same layer's at full length\n"
-    )
-    print(
-        f"- now / earlier: the step with lengths, {2 * args.repeats + 1} pairs timed back to "
-        "back in alternating order, median of the pairs' ratios\n"
+    print_header(
+        f"Lengths: {len(CASES)} pieces against their earlier forms",
+        args.threads,
+        f"T = {T}, I = H, lengths over [T/2, T]; {args.repeats} interleaved repeats, median",
+        "ratio: training step (the forward pass for '(forward)' models) with lengths / the "
+        "same layer's at full length",
+        f"now / earlier: the step with lengths, {2 * args.repeats + 1} pairs timed back to "
+        "back in alternating order, median of the pairs' ratios",
     )
     print(
         "| piece | model | B | H | distinct lengths | full length ms | earlier | now | "

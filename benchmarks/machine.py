@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import platform
+
+import torch
 
 
 def cpu_name() -> str:
@@ -25,3 +28,15 @@ def add_allocator_flag(parser: argparse.ArgumentParser, note: str = "") -> None:
         action="store_true",
         help="time under rnnkit.engine.reuse_freed_memory() (what `rnnkit train` uses)" + note,
     )
+
+
+def print_header(title: str, threads: int, *lines: str) -> None:
+    """A report's heading: ``title``, the CPU and thread count, the torch and Python versions,
+    today's date, then each of ``lines`` as an item of the same list, and a blank line."""
+    print(f"## {title}\n")
+    print(f"- CPU: {cpu_name()}, {threads} threads (torch.set_num_threads)")
+    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    for line in lines:
+        print(f"- {line}")
+    print(flush=True)

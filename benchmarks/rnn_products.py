@@ -26,12 +26,10 @@ back. Two measurements in one run:
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import time
 
 import torch
-from machine import add_allocator_flag, cpu_name
+from machine import add_allocator_flag, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
@@ -160,12 +158,12 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
-    print("## Recurrent products: own kernel / BLAS\n")
-    print(f"- CPU: {cpu_name()}, {args.threads} threads (torch.set_num_threads)")
-    print(f"- own kernel: {bits}-bit vectors, products of up to {native.OWN_MAX_ROWS[bits]} rows")
-    print(f"- torch {torch.__version__}, Python {platform.python_version()}")
-    print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- {args.repeats} interleaved repeats, median\n")
+    print_header(
+        "Recurrent products: own kernel / BLAS",
+        args.threads,
+        f"own kernel: {bits}-bit vectors, products of up to {native.OWN_MAX_ROWS[bits]} rows",
+        f"{args.repeats} interleaved repeats, median",
+    )
     start = time.perf_counter()
     if args.layers_H is not None:
         layers_table(LAYER_MODELS, (32, 128), args.layers_H, args.repeats)
