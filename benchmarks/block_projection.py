@@ -25,11 +25,10 @@ import time
 
 import torch
 from lengths_overheads import paired
-from machine import add_allocator_flag, print_header
+from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 from rnn_targets import table
 
-import rnnkit
 from rnnkit.cells import MUT1Cell, MUT2Cell
 from rnnkit.engine import projection
 
@@ -66,9 +65,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=9)
     add_allocator_flag(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.reuse_freed_memory:
-        rnnkit.engine.reuse_freed_memory()
+    apply_machine_args(args)
     print_header(
         "MUT input projections: one buffer / composed torch ops",
         args.threads,

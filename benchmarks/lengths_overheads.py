@@ -48,10 +48,9 @@ import time
 from collections.abc import Callable
 
 import torch
-from machine import add_allocator_flag, print_header
+from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
-import rnnkit
 from rnnkit.engine import fused, native, row_moves, sequence, weight_grad
 
 T = 100
@@ -239,9 +238,7 @@ def main() -> None:
     )
     add_allocator_flag(parser)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    if args.reuse_freed_memory:
-        rnnkit.engine.reuse_freed_memory()
+    apply_machine_args(args)
     print_header(
         f"Lengths: {len(CASES)} pieces against their earlier forms",
         args.threads,

@@ -8,6 +8,8 @@ import platform
 
 import torch
 
+import rnnkit
+
 
 def cpu_name() -> str:
     """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
@@ -40,3 +42,11 @@ def print_header(title: str, threads: int, *lines: str) -> None:
     for line in lines:
         print(f"- {line}")
     print(flush=True)
+
+
+def apply_machine_args(args: argparse.Namespace) -> None:
+    """Set up the process as ``args`` ask: ``--threads`` for torch and the compiled loops,
+    and ``--reuse-freed-memory`` (:func:`add_allocator_flag`)."""
+    torch.set_num_threads(args.threads)
+    if args.reuse_freed_memory:
+        rnnkit.engine.reuse_freed_memory()

@@ -29,10 +29,9 @@ import argparse
 import time
 
 import torch
-from machine import add_allocator_flag, print_header
+from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
-import rnnkit
 from rnnkit.engine import native
 from rnnkit.engine.kernel_base import geometry
 from rnnkit.engine.packing import make_plan
@@ -155,9 +154,7 @@ def main() -> None:
     if not native.own_products():
         raise SystemExit("the compiled loops were built without their own kernel (no AVX2 + FMA)")
     bits = native.own_vector_bits()
-    torch.set_num_threads(args.threads)
-    if args.reuse_freed_memory:
-        rnnkit.engine.reuse_freed_memory()
+    apply_machine_args(args)
     print_header(
         "Recurrent products: own kernel / BLAS",
         args.threads,
