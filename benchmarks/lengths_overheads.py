@@ -1,4 +1,4 @@
-"""What eight pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What nine pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -28,6 +28,9 @@ median):
   input's gather, its gradient's scatter, the gathered h_prev, the zero fill of the padded
   outputs) through the compiled library's one-pass copies, or torch's ``index_select`` and
   ``index_fill_``;
+* ``views for the full steps`` (``engine.weight_grad.HEAD_VIEWS``): the recurrent weight
+  gradient takes the h_prev of the first run of steps (every sequence still running) as views
+  and gathers only the later rows', or gathers every row's;
 * ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
@@ -170,6 +173,21 @@ CASES = (
             ("Elman", 128, 256, None),
             ("GRU", 32, 256, None),
             ("LSTM", 32, 256, None),
+        ],
+    ),
+    (
+        "views for the full steps",
+        weight_grad,
+        "HEAD_VIEWS",
+        True,
+        False,
+        [
+            ("Elman", 32, 256, None),
+            ("Elman", 128, 256, None),
+            ("GRU", 32, 256, None),
+            ("LSTM [native loop]", 32, 256, None),
+            ("MGU", 128, 256, None),
+            ("NAS", 32, 256, None),
         ],
     ),
     (

@@ -260,6 +260,39 @@ def test_native_many_distinct_lengths_equal_reference(name, reverse, gathered, m
     assert _max_err(got[2], ref[2]) <= TOL
 
 
+@pytest.mark.parametrize("head_views", [True, False])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("lens", [[5, 3, 7, 3, 6, 4], [1, 7, 2, 5, 7, 3], [6, 6, 2, 6, 6, 6]])
+def test_recurrent_weight_grad_equals_sum_over_steps(lens, reverse, head_views, monkeypatch):
+    """Σ over packed rows of dzᵀ·h_prev, with the first run of full steps on views
+    (``HEAD_VIEWS``) or every h_prev gathered, against the sum written step by step from the
+    plan: h0 for step 0, then row r of step s-1 for row r of step s. The second batch has a
+    sequence of length 1 (the first run is step 0 alone), the third a single shorter one."""
+    monkeypatch.setattr(weight_grad, "HEAD_VIEWS", head_views)
+    monkeypatch.setattr(weight_grad, "GATHER_SEGMENTS", 1)
+    lengths = torch.tensor(lens)
+    B, T_long = len(lens), 8
+    plan = make_plan(T_long, B, lengths, reverse)
+    g = torch.Generator().manual_seed(3)
+    h0 = torch.randn(B, 5, dtype=torch.float64, generator=g)
+    y = torch.randn(plan.rows, 5, dtype=torch.float64, generator=g)
+    dz = torch.randn(plan.rows, 7, dtype=torch.float64, generator=g)
+    expected = torch.zeros(7, 5, dtype=torch.float64)
+    for s in range(plan.steps):
+        o = plan.off_list[s]
+        for r in range(plan.n_list[s]):
+            prev = h0[r] if s == 0 else y[plan.off_list[s - 1] + r]
+            expected += torch.outer(dz[o + r], prev)
+    prev = weight_grad.PreviousOutputs(h0, y, plan)
+    assert (prev.head > 0) == head_views
+    got = prev.weight_grad(dz)
+    assert (got - expected).abs().max().item() <= TOL
+    # a second product of the same backward pass, into a given buffer
+    out = torch.empty(3, 5, dtype=torch.float64)
+    assert prev.weight_grad(dz[:, :3], out=out) is out
+    assert (out - expected[:3]).abs().max().item() <= TOL
+
+
 def test_plan_places_every_row_once():
     """The packed layout against a direct construction: step s holds, longest sequence first,
     the s-th valid step (from the end when reversed) of every sequence longer than s; every

@@ -1,7 +1,9 @@
 """The recurrent weight gradient Σ over packed rows of dzᵀ·h_prev, after the backward loop.
 
-Without lengths, two large products on views; with lengths, h_prev of every packed row is
-gathered once (or, for a batch with very few runs of equal rows, two products per run).
+Without lengths, two large products on views. With lengths, the first run of steps (every
+sequence still running: at least the shortest length's steps) is the (T, B) layout again, so
+its h_prev are views too, and only the later rows' h_prev are gathered, once (or, for a batch
+with very few runs of equal rows, two products per run on views).
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ def _previous(plan: Plan, device: torch.device) -> Tensor:
 GATHER_SEGMENTS = 1
 
 
+# True: with lengths, the first run of full steps takes its h_prev as views and only the rows
+# after it are gathered; False: every row's h_prev is gathered (for measurements:
+# benchmarks/lengths_overheads.py --pieces "views for the full steps").
+HEAD_VIEWS = True
+
+
 class PreviousOutputs:
     """h_prev of every packed row, for the weight gradient Σ over rows of dzᵀ·h_prev.
 
@@ -41,14 +49,23 @@ class PreviousOutputs:
         self.h0, self.y, self.plan = h0, y, plan
         self.segments = plan.segments() if plan.packed else ()
         self.gathered: Tensor | None = None
+        # packed rows before `head` take their h_prev as views: h0 for step 0, then y shifted
+        # by B rows (the first run's steps hold every row of the batch)
+        self.head = 0
         if len(self.segments) > GATHER_SEGMENTS:
             assert plan.previous is not None
-            # (N, H): the previous step's row of every packed row, h0 for step 0 (gathered in
-            # place, not concatenated: one pass over N·H instead of two)
-            gathered = y.new_empty(plan.rows, *y.shape[1:])
-            gathered[: plan.B].copy_(h0)
-            take(y, _previous(plan, y.device), out=gathered[plan.B :])
-            self.gathered = gathered
+            B = plan.B
+            if HEAD_VIEWS:
+                self.head = plan.off_list[self.segments[0][1]]
+                # (N - head, H): the previous step's row of every later packed row
+                self.gathered = take(y, _previous(plan, y.device)[self.head - B :])
+            else:
+                # (N, H): h0 for step 0, then the gathered rows (in place, not concatenated:
+                # one pass over N·H instead of two)
+                gathered = y.new_empty(plan.rows, *y.shape[1:])
+                gathered[:B].copy_(h0)
+                take(y, _previous(plan, y.device), out=gathered[B:])
+                self.gathered = gathered
 
     def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
         """Σ over packed rows of dzᵀ·h_prev, (K, H), for ``dz`` (N, K), the gradient at the
@@ -56,9 +73,10 @@ class PreviousOutputs:
         with several products fills the row blocks of one weight gradient without copies.
 
         Without lengths: two large products on views (reversed, the initial state feeds the
-        last block of rows). With a few runs of equal active rows, the previous outputs of a
-        run are contiguous too: two products per run and no copy. With many runs: one product
-        against the gathered previous outputs.
+        last block of rows). With lengths and many runs of equal active rows: the first run on
+        views, then one product against the gathered previous outputs of the rows after it.
+        With a few runs, the previous outputs of each run are contiguous too: two products per
+        run and no copy.
         """
         plan, h0, y = self.plan, self.h0, self.y
         N, B = plan.rows, plan.B
@@ -67,7 +85,13 @@ class PreviousOutputs:
             dW = torch.mm(first.t(), h0, out=out)  # the initial state's rows
             return dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
         if self.gathered is not None:
-            return torch.mm(dz.t(), self.gathered, out=out)
+            head = self.head
+            if head == 0:
+                return torch.mm(dz.t(), self.gathered, out=out)
+            dW = torch.mm(dz[:B].t(), h0, out=out)
+            if head > B:
+                dW.addmm_(dz[B:head].t(), y[: head - B])
+            return dW.addmm_(dz[head:].t(), self.gathered)
         off = plan.off_list
         dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
         for s0, s1, n in self.segments:
