@@ -1,4 +1,4 @@
-"""What nine pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What ten pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -31,6 +31,9 @@ median):
 * ``views for the full steps`` (``engine.weight_grad.HEAD_VIEWS``): the recurrent weight
   gradient takes the h_prev of the first run of steps (every sequence still running) as views
   and gathers only the later rows', or gathers every row's;
+* ``packed stack`` (``engine.packed_stack.PACKED_STACK``): a unidirectional stack of layers
+  on the compiled loops hands its packed rows from layer to layer, or runs each layer through
+  the padded layout (the models named "..., 2 layers" are such stacks);
 * ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
@@ -54,7 +57,8 @@ import torch
 from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
-from rnnkit.engine import fused, native, row_moves, sequence, weight_grad
+import rnnkit
+from rnnkit.engine import fused, native, packed_stack, row_moves, sequence, weight_grad
 
 T = 100
 
@@ -191,6 +195,20 @@ CASES = (
         ],
     ),
     (
+        "packed stack",
+        packed_stack,
+        "PACKED_STACK",
+        True,
+        False,
+        [
+            ("Elman, 2 layers", 32, 256, None),
+            ("Elman, 2 layers", 128, 256, None),
+            ("GRU, 2 layers", 32, 256, None),
+            ("GRU, 3 layers", 32, 256, None),
+            ("LSTM, 2 layers", 32, 256, None),
+        ],
+    ),
+    (
         "split by call",
         _SplitByCall(),
         "on",
@@ -209,12 +227,25 @@ CASES = (
 )
 
 
+# Stacks for the "packed stack" piece: model name -> (layer class, layers)
+STACKS = {
+    "Elman, 2 layers": (rnnkit.RNN, 2),
+    "GRU, 2 layers": (rnnkit.GRU, 2),
+    "GRU, 3 layers": (rnnkit.GRU, 3),
+    "LSTM, 2 layers": (rnnkit.LSTM, 2),
+}
+
+
 def _model(name: str, H: int) -> torch.nn.Module:
-    """rnn_speed's model ``name``; "LSTM [fused]" is its default LSTM on ``engine="fused"``."""
+    """rnn_speed's model ``name``; "LSTM [fused]" is its default LSTM on ``engine="fused"``;
+    the names in ``STACKS`` are stacks of that many layers (I = H), torch's initialisation."""
     if name == "LSTM [fused]":
         model = build("LSTM", H)
         model.engine = "fused"
         return model
+    if name in STACKS:
+        layer, layers = STACKS[name]
+        return layer(H, H, num_layers=layers)
     return build(name, H)
 
 

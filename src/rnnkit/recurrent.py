@@ -25,6 +25,7 @@ from .cells.base import (
     under_cpu_autocast,
 )
 from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
+from .engine.packed_stack import packed_stack_runs, run_packed_stack
 from .loop import check_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -72,7 +73,9 @@ class Recurrent(nn.Module):
 
     Each layer-direction runs through :func:`rnnkit.engine.run` (a stack that would run on
     torch's fused op whole, a plain LSTM say, runs as one call of it, as torch.nn's layers
-    do: see docs/engine.md, "A whole stack in one call"); set ``layer.engine`` to one of
+    do: see docs/engine.md, "A whole stack in one call"; with lengths, a unidirectional stack
+    on the compiled loops hands its packed rows from layer to layer:
+    :mod:`rnnkit.engine.packed_stack`); set ``layer.engine`` to one of
     ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`rnnkit.loop.run_cell`) to
     pick a path for this layer, or leave it None for the engine's default ("auto"). Set
     ``layer.checkpoint = K`` (steps) to train with less memory: each layer-direction then runs
@@ -221,6 +224,10 @@ class Recurrent(nn.Module):
             output, h_n = run_fused_stack(cells, x, hx, L, bi, lengths)
             return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
         states = self._initial_states(h_0, B, x, unbatched)
+        if self._packed_stack(cells, x, lengths):
+            output, finals = run_packed_stack(cells, x, states, lengths)  # type: ignore[arg-type]
+            h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
+            return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
 
         finals: list[State] = []
         layer_input = x
@@ -268,6 +275,20 @@ class Recurrent(nn.Module):
             return False  # rnnkit's own dropout between layers (its random stream)
         engine = _engine._check(self.engine or _engine.get_default())
         return stack_supported(cells, x, engine, lengths)
+
+    def _packed_stack(
+        self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
+    ) -> bool:
+        """Whether the layers hand their packed rows on to each other
+        (:mod:`rnnkit.engine.packed_stack`): one direction, several layers, lengths, nothing
+        between the layers that reads the padded outputs (dropout while training, residual
+        connections), no ``checkpoint``, every cell on the compiled loops."""
+        if lengths is None or self.num_layers < 2 or self.num_directions != 1:
+            return False
+        if self.checkpoint is not None or self.residual or (self.dropout and self.training):
+            return False
+        engine = _engine._check(self.engine or _engine.get_default())
+        return packed_stack_runs(cells, x, lengths, engine)
 
     def _finish(
         self,

@@ -1,0 +1,74 @@
+"""A stack of layers with lengths on the compiled loops, in the packed layout from end to end.
+
+With lengths, each layer on its own sorts the batch by length, gathers its input into the
+packed rows (:mod:`rnnkit.engine.packing`), runs the loop and writes its outputs back into the
+padded (T, B) layout, zero past each length; the next layer then gathers those outputs again.
+The backward pass does the same to the gradients, in the other direction. But every layer of a
+unidirectional stack uses the same plan (the same lengths, forwards), so one layer's packed
+outputs are the next layer's packed input, row for row.
+
+:func:`run_packed_stack` therefore gathers the input once, hands each layer's packed outputs
+to the next, and only the last layer writes the padded outputs. Between two layers it spares
+four passes over the rows: the padded outputs and their zero fill, the next layer's gather, and
+in the backward pass the scatter of that layer's input gradient. The values are the same bits
+as layer by layer: each layer runs the same loop on the same rows.
+
+:func:`packed_stack_runs` says when a stack can take it: lengths that leave some row short of
+T, one direction, no dropout between layers while training and no residual connections (both
+act on the padded outputs, padding included), no ``checkpoint``, no autocast, outside
+``torch.compile``'s tracing, and every cell on the compiled loops (what "auto" or "native"
+would pick for it, layer by layer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..cells.base import RecurrentCell, State, under_cpu_autocast
+from . import sequence
+from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
+from .sequence import native_supports, run_native_packed
+
+# False: every layer runs on its own, through the padded layout (for measurements:
+# benchmarks/lengths_overheads.py --pieces "packed stack").
+PACKED_STACK = True
+
+
+def packed_stack_runs(
+    cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None, engine: str
+) -> bool:
+    """Whether the cells of a unidirectional stack (one per layer, in order), under ``engine``
+    ("auto" or "native"; any other keeps the layers apart), run as one packed stack on ``x``
+    (T, B, I) with ``lengths``. The caller rules out bidirectional stacks, dropout between
+    layers while training, residual connections and ``checkpoint``."""
+    if not PACKED_STACK or lengths is None or len(cells) < 2 or engine not in ("auto", "native"):
+        return False
+    if torch.compiler.is_compiling() or under_cpu_autocast(x):
+        return False
+    if engine == "auto":
+        from . import choose  # (the package imports this module)
+
+        return all(choose(cell, x, lengths) == "native" for cell in cells)
+    return all(native_supports(cell, x) for cell in cells)
+
+
+def run_packed_stack(
+    cells: tuple[RecurrentCell, ...], x: Tensor, states: list[State], lengths: Tensor
+) -> tuple[Tensor, list[State]]:
+    """``x`` (T, B, I) through the cells in order, each from its state in ``states`` (tuples of
+    (B, ·), the batch's order) -> (the last layer's outputs (T, B, O), zero past each length;
+    each layer's final state, the batch's order)."""
+    T, B = x.shape[0], x.shape[1]
+    plan: Plan = make_plan(T, B, lengths, False)
+    rows = pack(x, plan)  # (N, I): the one gather
+    finals: list[State] = []
+    padded = sequence.PADDED_OUTPUT and plan.packed  # (lengths all T: the layout is packed)
+    for k, cell in enumerate(cells):
+        last = k == len(cells) - 1
+        sorted_states = tuple(sort_rows(s, plan) for s in states[k])
+        rows, found = run_native_packed(cell, rows, sorted_states, plan, padded=last and padded)
+        finals.append(tuple(unsort_rows(f, plan) for f in found))
+    if padded or not plan.packed:
+        return rows.view(T, B, *rows.shape[1:]), finals
+    return unpack(rows, plan), finals

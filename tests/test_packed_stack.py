@@ -1,0 +1,179 @@
+"""A unidirectional stack with lengths on the compiled loops hands its packed rows from layer to
+layer (rnnkit.engine.packed_stack): the same values as the layers one by one, checked against
+the plain reference loop, and the stack only where nothing between the layers reads the padded
+outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import rnnkit.recurrent as recurrent_module
+from cell_zoo import CELLS
+from rnnkit import Recurrent, engine
+from rnnkit.engine import packed_stack
+from rnnkit.engine.kernels import kernel_for
+
+pytestmark = pytest.mark.skipif(
+    not engine.native_available(), reason="the compiled loops could not be built here"
+)
+
+I, H, T = 3, 5, 9
+TOL = 1e-10
+LENGTHS = torch.tensor([9, 2, 5, 9, 1, 7])
+LOOP_CELLS = [name for name in CELLS if kernel_for(CELLS[name](I, H)) is not None]
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many times the layer took the packed stack."""
+    seen = []
+    real = recurrent_module.run_packed_stack
+
+    def spy(*args):
+        seen.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(recurrent_module, "run_packed_stack", spy)
+    return seen
+
+
+def _layer(name: str, **kw) -> Recurrent:
+    torch.manual_seed(0)
+    return Recurrent(CELLS[name], I, H, num_layers=3, **kw).double()
+
+
+def _inputs(layer: Recurrent, B: int = 6):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, I, dtype=torch.float64, generator=g, requires_grad=True)
+    h0 = tuple(
+        torch.randn(3, B, *s, dtype=torch.float64, generator=g, requires_grad=True)
+        for s in layer.state_shapes
+    )
+    return x, h0
+
+
+def _run(layer: Recurrent, x, h0, lengths, **kw):
+    """Outputs, final states and the gradients of x, h_0 and every parameter for one upstream
+    gradient of the outputs and final states."""
+    out, h_n = layer(x, h0 if len(h0) > 1 else h0[0], lengths=lengths, **kw)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    g = torch.Generator().manual_seed(2)
+    dout = torch.randn(out.shape, dtype=out.dtype, generator=g)
+    dh = [torch.randn(h.shape, dtype=h.dtype, generator=g) for h in h_n]
+    loss = (out * dout).sum() + sum((h * d).sum() for h, d in zip(h_n, dh))
+    wrt = [x, *h0, *layer.parameters()]
+    grads = torch.autograd.grad(loss, wrt)
+    return out.detach(), [h.detach() for h in h_n], grads
+
+
+def _max_err(a, b) -> float:
+    return max((p - q).abs().max().item() for p, q in zip(a, b))
+
+
+@pytest.mark.parametrize("name", LOOP_CELLS)
+def test_stack_equals_layer_by_layer_and_the_reference(name, calls, monkeypatch):
+    layer = _layer(name)
+    x, h0 = _inputs(layer)
+    got = _run(layer, x, h0, LENGTHS)
+    assert len(calls) == 1
+    monkeypatch.setattr(packed_stack, "PACKED_STACK", False)
+    apart = _run(layer, x, h0, LENGTHS)
+    assert len(calls) == 1  # the layers one by one
+    layer.engine = "reference"
+    ref = _run(layer, x, h0, LENGTHS)
+    for other in (apart, ref):
+        assert (got[0] - other[0]).abs().max().item() <= TOL
+        assert _max_err(got[1], other[1]) <= TOL
+        assert _max_err(got[2], other[2]) <= TOL
+    # the outputs past each length are zero
+    for b, n in enumerate(LENGTHS.tolist()):
+        assert got[0][n:, b].abs().max().item() == 0.0 if n < T else True
+
+
+def test_every_length_t_and_native_engine(calls):
+    """Lengths that are all T (no packing) under engine="native" take the stack too."""
+    layer = _layer("gru")
+    layer.engine = "native"
+    x, h0 = _inputs(layer)
+    full = torch.full((6,), T)
+    got = _run(layer, x, h0, full)
+    assert len(calls) == 1
+    without = _run(layer, x, h0, None)
+    assert len(calls) == 1
+    assert (got[0] - without[0]).abs().max().item() <= TOL
+    assert _max_err(got[2], without[2]) <= TOL
+
+
+def test_batch_first_and_packed_sequence_input(calls):
+    layer = _layer("elman_tanh", batch_first=True)
+    x, h0 = _inputs(layer)
+    xb = x.transpose(0, 1)
+    out, h_n = layer(xb, h0[0], lengths=LENGTHS)
+    assert len(calls) == 1
+    layer.engine = "reference"
+    ref, h_ref = layer(xb, h0[0], lengths=LENGTHS)
+    assert (out - ref).abs().max().item() <= TOL
+    assert (h_n - h_ref).abs().max().item() <= TOL
+    layer.engine = None
+    layer.batch_first = False
+    packed = pack_padded_sequence(x, LENGTHS, enforce_sorted=False)
+    out_p, h_p = layer(packed, h0[0])
+    assert len(calls) == 2
+    expected = pack_padded_sequence(ref, LENGTHS, batch_first=True, enforce_sorted=False)
+    assert (out_p.data - expected.data).abs().max().item() <= TOL
+    assert (h_p - h_ref).abs().max().item() <= TOL
+
+
+def test_dropout_in_eval_takes_the_stack(calls):
+    layer = _layer("gru", dropout=0.5).eval()
+    x, h0 = _inputs(layer)
+    with torch.no_grad():
+        out, _ = layer(x, h0[0], lengths=LENGTHS)
+        assert len(calls) == 1
+        layer.engine = "reference"
+        ref, _ = layer(x, h0[0], lengths=LENGTHS)
+    assert (out - ref).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        dict(bidirectional=True),
+        dict(residual=True),
+        dict(dropout=0.3),  # training
+        dict(num_layers=1),
+        dict(engine="reference"),
+        dict(engine="autograd"),
+        dict(checkpoint=4),
+        dict(lengths=None),
+    ],
+    ids=lambda d: next(iter(d)),
+)
+def test_layers_apart_where_something_reads_the_padded_outputs(setup, calls):
+    kw = dict(setup)
+    lengths = kw.pop("lengths", LENGTHS)
+    engine_name = kw.pop("engine", None)
+    steps = kw.pop("checkpoint", None)
+    layers = kw.pop("num_layers", 3)
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS["gru"], H, H, num_layers=layers, **kw).double()
+    layer.engine, layer.checkpoint = engine_name, steps
+    x = torch.randn(T, 6, H, dtype=torch.float64)
+    out, _ = layer(x, lengths=lengths)
+    assert calls == []
+    if "dropout" not in kw:  # the values stay the reference's
+        layer.engine, layer.checkpoint = "reference", None
+        torch.manual_seed(0)
+        ref, _ = layer(x, lengths=lengths)
+        assert (out - ref).abs().max().item() <= TOL
+
+
+def test_a_cell_off_the_loops_keeps_the_layers_apart(calls):
+    """A layer with a projected LSTM (no compiled loop) in the stack: no packed stack."""
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS["lstm_proj"], I, H, num_layers=2).double()
+    x, _ = _inputs(layer)
+    layer(x, lengths=LENGTHS)
+    assert calls == []
