@@ -15,9 +15,9 @@ as layer by layer: each layer runs the same loop on the same rows.
 
 :func:`packed_stack_runs` says when a stack can take it: lengths that leave some row short of
 T, one direction, no dropout between layers while training and no residual connections (both
-act on the padded outputs, padding included), no ``checkpoint``, no autocast, outside
-``torch.compile``'s tracing, and every cell on the compiled loops (what "auto" or "native"
-would pick for it, layer by layer).
+act on the padded outputs, padding included), no ``checkpoint``, no autocast, no tracing
+(``torch.compile``, ``torch.export``, ``torch.jit.trace``), and every cell on the compiled
+loops (what "auto" or "native" would pick for it, layer by layer).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ def packed_stack_runs(
     layers while training, residual connections and ``checkpoint``."""
     if not PACKED_STACK or lengths is None or len(cells) < 2 or engine not in ("auto", "native"):
         return False
-    if torch.compiler.is_compiling() or under_cpu_autocast(x):
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
+        return False  # tracers and exporters see the layer-by-layer calls, as before
+    if under_cpu_autocast(x):
         return False
     if engine == "auto":
         from . import choose  # (the package imports this module)
