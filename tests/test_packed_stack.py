@@ -177,4 +177,3 @@ def test_a_cell_off_the_loops_keeps_the_layers_apart(calls):
     x, _ = _inputs(layer)
     layer(x, lengths=LENGTHS)
     assert calls == []
-
