@@ -200,3 +200,83 @@ def test_native_call_rejects_tensors_it_cannot_read():
         native.call("elman", "forward", geo, good[:1] + [strided] + good[2:])
     native.call("elman", "forward", geo, good)  # the same call with readable tensors runs
     assert torch.allclose(good[4], torch.tanh(gx), atol=1e-6, rtol=0)
+
+
+@needs_native
+def test_native_call_reads_a_gradient_whose_rows_lie_apart():
+    """A backward loop's dy may be a column block of a wider matrix (rows contiguous, further
+    apart than their width): the loop reads it in place and gives the same bits as from a
+    contiguous copy. Any other tensor laid out that way, or a dy whose columns are strided, is
+    refused."""
+    from rnnkit.engine import native
+    from rnnkit.engine.kernel_base import geometry
+    from rnnkit.engine.packing import make_plan
+
+    T, B, H = 3, 2, 4
+    plan = make_plan(T, B, None, False)
+    geo = geometry(plan, H, True, (0,))
+    g = torch.Generator().manual_seed(0)
+    W, h0 = 0.3 * torch.randn(H, H, generator=g), torch.randn(B, H, generator=g)
+    y = torch.tanh(torch.randn(T * B, H, generator=g))
+    wide = torch.randn(T * B, 2 * H, generator=g)  # each direction's half: rows 2H apart
+    results = []
+    for dy in (wide[:, H:], wide[:, H:].contiguous()):
+        dh, dgx = torch.zeros(B, H), torch.empty(T * B, H)
+        native.call("elman", "backward", geo, [W, h0, y, dy, dh, dgx], strided=dy)
+        results.append((dh, dgx))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    # the last step's gradient of the pre-activation: dy · (1 - y²) (dh starts at zero)
+    last = slice((T - 1) * B, T * B)
+    expected = wide[last, H:] * (1 - y[last] ** 2)
+    assert torch.allclose(results[0][1][last], expected, atol=1e-6, rtol=0)
+    dy = wide[:, H:]
+    with pytest.raises(ValueError, match="every tensor must be contiguous"):
+        native.call("elman", "backward", geo, [W, h0, y, dy, torch.zeros(B, H), y.clone()])
+    with pytest.raises(ValueError, match="every tensor must be contiguous"):
+        columns = torch.randn(T * B, 2 * H)[:, ::2]
+        native.call(
+            "elman",
+            "backward",
+            geo,
+            [W, h0, y, columns, torch.zeros(B, H), y.clone()],
+            strided=columns,
+        )
+
+
+@needs_native
+@pytest.mark.parametrize("with_lengths", [False, True])
+def test_bidirectional_layer_reads_each_half_of_the_gradient_in_place(with_lengths, monkeypatch):
+    """Each direction of a bidirectional layer gets a view of its half of the joined output
+    gradient; the backward loops read it where it lies (no copy reaches them), and the
+    gradients are the same bits as with a contiguous copy first (DY_IN_PLACE off)."""
+    from rnnkit import GRU
+    from rnnkit.engine import native, sequence
+
+    torch.manual_seed(0)
+    layer = GRU(3, 4, bidirectional=True).double()
+    x = torch.randn(6, 5, 3, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([6, 2, 4, 6, 1]) if with_lengths else None
+    seen = []
+    real = native.call
+
+    def spy(kernel, direction, geometry, tensors, *args, **kwargs):
+        if direction == "backward":
+            seen.append(kwargs["strided"].is_contiguous())
+        return real(kernel, direction, geometry, tensors, *args, **kwargs)
+
+    monkeypatch.setattr(native, "call", spy)
+
+    def grads():
+        out, _ = layer(x, lengths=lengths)
+        dout = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+        return torch.autograd.grad(out, [x, *layer.parameters()], dout)
+
+    in_place = grads()
+    assert seen == [False, False]  # both directions read their half where it lies
+    monkeypatch.setattr(sequence, "DY_IN_PLACE", False)
+    copied = grads()
+    assert seen[2:] == [True, True]
+    assert all(torch.equal(a, b) for a, b in zip(in_place, copied))
+    layer.engine = "reference"
+    ref = grads()
+    assert max((a - b).abs().max().item() for a, b in zip(in_place, ref)) <= 1e-10

@@ -33,11 +33,13 @@
 //                                                    const double* scalars, void* const* rows)
 // geo = [steps, B, H, full, threads, v0..v4, n[steps], off[steps]] (v: the cell's variant
 // integers); p: the data pointers in the order listed above each kernel.
-// rows: null, or {map, out} for a batch with lengths whose caller wants its outputs in the padded
-// (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b there. The forward loop
-// then also writes each output row at map[r] of out (the caller zeroes the padding), and the
-// backward loop reads the output gradient of packed row r at row map[r] of dy (T·B, H). This
-// spares a scatter of y and a gather of dy outside the loops, each a pass over N rows.
+// rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
+// outputs in the padded (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b
+// there. The forward loop then also writes each output row at map[r] of out (the caller zeroes
+// the padding), and the backward loop reads the output gradient of packed row r at row map[r]
+// of dy (T·B, H). This spares a scatter of y and a gather of dy outside the loops, each a pass
+// over N rows. ldy (an integer in the pointer's place, 0 for H) is the distance in elements
+// between two rows of dy, which may be a column block of a wider matrix.
 
 #include <omp.h>
 
@@ -489,13 +491,21 @@ struct Geo {
     // The padded (T·B, H) layout of the caller's output (see "rows" above), or null.
     const i64* map = nullptr;
     void* out = nullptr;
+    // Elements from one row of dy to the next (H, or more for a column block of a wider
+    // gradient: each direction's half of a bidirectional layer's).
+    i64 ldy;
 
     Geo(const i64* g, void* const* rows)
-        : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]) {
+        : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]),
+          ldy(g[2]) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
         t_threads = int(threads);
         begin_call(steps, B);
-        if (rows) map = static_cast<const i64*>(rows[0]), out = rows[1];
+        if (rows) {
+            map = static_cast<const i64*>(rows[0]), out = rows[1];
+            const i64 ld = static_cast<i64>(reinterpret_cast<intptr_t>(rows[2]));
+            if (ld > 0) ldy = ld;
+        }
     }
     // first row of step s in a saved-activation buffer
     i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }
@@ -507,7 +517,7 @@ struct Geo {
     // Backward: the output gradient of packed row r, read from the padded layout when mapped.
     template <typename T>
     const T* grad(const T* dy, i64 r) const {
-        return dy + (map ? map[r] : r) * H;
+        return dy + (map ? map[r] : r) * ldy;
     }
 };
 

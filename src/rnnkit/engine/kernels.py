@@ -61,6 +61,7 @@ class ElmanKernel(Kernel):
             geometry(plan, H, True, cfg),
             [W.contiguous(), h0, y, dy, dh, dgx],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         db = dgx.sum(0) if present[1] else None
@@ -117,6 +118,7 @@ class LSTMKernel(Kernel):
             geometry(plan, H, True, cfg),
             [W.contiguous(), wci, wcf, wco, h0, c0, y, act, cs, dy, dh, dc, dgx, acc],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         db = dgx.sum(0) if present[1] else None
@@ -156,6 +158,7 @@ class GRUKernel(Kernel):
             geometry(plan, H, True),
             [W.contiguous(), h0, y, act, hn, dy, dh, dgx, dzn, y.new_empty(plan.B, 3 * H)],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         prev = PreviousOutputs(h0, y, plan)
         dW = W.new_empty(3 * H, H)  # rows r, u from dgx; n from dzn (r multiplies W_hn·h)
@@ -240,6 +243,7 @@ class ResetBeforeKernel(Kernel):
                 y.new_empty(plan.B, H),
             ],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         dW = torch.zeros_like(W)
         torch.mm(dgx[:, cn : cn + H].t(), rh, out=dW[wn : wn + H])

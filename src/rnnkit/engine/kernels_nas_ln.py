@@ -82,6 +82,7 @@ class NASKernel(Kernel):
                 y.new_empty(plan.B, 8 * H),
             ],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         # branch 3 multiplies x_3 by m_3, so its product's gradient (dm3) differs from dgx's
         prev = PreviousOutputs(h0, y, plan)
@@ -176,6 +177,7 @@ class LayerNormLSTMKernel(Kernel):
                 y.new_empty(threads, 10 * H),
             ],
             rows=grad_rows(plan, dy),
+            strided=dy,
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
         dgam, dbet, dgamc, dbetc = acc.sum(0).split([4 * H, 4 * H, H, H])

@@ -280,6 +280,7 @@ def call(
     tensors: list[Tensor],
     scalars: tuple[float, ...] = (0.0,),
     rows: tuple[Tensor, Tensor | None] | None = None,
+    strided: Tensor | None = None,
 ) -> None:
     """Run ``rnnkit_<kernel>_<direction>_<f32|f64>`` on ``tensors`` (contiguous, one dtype).
 
@@ -288,23 +289,45 @@ def call(
     ``rows`` = (map, out) puts the outputs in the padded layout: ``map`` (N,) int64 is each
     packed row's flat position t·B + b; a forward loop also writes every output row there in
     ``out`` (T·B, H), and a backward loop (``out`` None) reads its ``dy`` (T·B, H) through it.
+    ``strided``: a backward loop's ``dy``, the one tensor of ``tensors`` that may instead be a
+    matrix of contiguous rows further apart than its width (a column block of a wider gradient,
+    as each direction of a bidirectional layer gets); the loop reads its rows in place.
     """
     dtype = tensors[0].dtype
     fn = _entry(kernel, direction, dtype)
+    row_stride = 0
+    if strided is not None and not strided.is_contiguous() and _rows_contiguous(strided):
+        row_stride = strided.stride(0)
     for t in tensors:
-        if t.dtype != dtype or not t.is_contiguous() or t.is_cuda:
+        if (
+            t.dtype != dtype
+            or t.is_cuda
+            or not (t.is_contiguous() or (row_stride and t is strided))
+        ):
             raise ValueError(f"{kernel}: every tensor must be contiguous {dtype} on the CPU")
     pointers = (ctypes.c_void_p * len(tensors))(*[t.data_ptr() for t in tensors])
     values = (ctypes.c_double * len(scalars))(*scalars)
     mapped = None
-    if rows is not None:
-        index, out = rows
-        if index.dtype != torch.int64 or not index.is_contiguous() or index.is_cuda:
+    if rows is not None or row_stride:
+        index, out = rows if rows is not None else (None, None)
+        if index is not None and (
+            index.dtype != torch.int64 or not index.is_contiguous() or index.is_cuda
+        ):
             raise ValueError(f"{kernel}: the row map must be contiguous int64 on the CPU")
         if out is not None and (out.dtype != dtype or not out.is_contiguous() or out.is_cuda):
             raise ValueError(f"{kernel}: the padded output must be contiguous {dtype} on the CPU")
-        mapped = (ctypes.c_void_p * 2)(index.data_ptr(), None if out is None else out.data_ptr())
+        mapped = (ctypes.c_void_p * 3)(
+            None if index is None else index.data_ptr(),
+            None if out is None else out.data_ptr(),
+            row_stride or None,
+        )
     fn(geometry.data_ptr(), pointers, values, mapped)
+
+
+def _rows_contiguous(t: Tensor) -> bool:
+    """Whether ``t`` is a matrix whose rows are contiguous, each at least a row's width after
+    the one before (so that no two rows overlap)."""
+    return t.dim() == 2 and (t.shape[1] <= 1 or t.stride(1) == 1) and t.stride(0) >= t.shape[1]
 
 
 def threads() -> int:

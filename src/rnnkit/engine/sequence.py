@@ -121,9 +121,23 @@ def _backward(ctx, xp, states, saved, dy, dfinal):
         )
     if ctx.spent:  # retain_graph=True, and this is a second pass
         saved = _rerun_forward(ctx, xp, states)
-    result = kernel.backward(ctx.cfg, ctx.plan, saved, dy.contiguous(), dfinal, ctx.present)
+    result = kernel.backward(ctx.cfg, ctx.plan, saved, _rows_in_place(dy), dfinal, ctx.present)
     ctx.spent = kernel.in_place
     return result
+
+
+# The backward loops read the output gradient's rows where they lie when only the rows are
+# contiguous (False: a contiguous copy first; for measurements: benchmarks/bidirectional_rows.py).
+DY_IN_PLACE = True
+
+
+def _rows_in_place(dy: Tensor) -> Tensor:
+    """``dy`` as the loops read it: as it is when its rows are contiguous, however far apart
+    (each direction's half of a bidirectional layer's gradient, a view: the loops read its rows
+    where they lie, ``native.call(strided=...)``), else a contiguous copy."""
+    if DY_IN_PLACE and dy.dim() == 2 and dy.stride(1) == 1 and dy.stride(0) >= dy.shape[1]:
+        return dy
+    return dy.contiguous()
 
 
 def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
