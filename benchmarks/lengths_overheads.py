@@ -206,6 +206,8 @@ CASES = (
             ("GRU, 2 layers", 32, 256, None),
             ("GRU, 3 layers", 32, 256, None),
             ("LSTM, 2 layers", 32, 256, None),
+            ("LSTM, 2 layers, dropout 0.3", 32, 256, None),
+            ("GRU, 2 layers, dropout 0.3", 32, 256, None),
         ],
     ),
     (
@@ -229,23 +231,26 @@ CASES = (
 
 # Stacks for the "packed stack" piece: model name -> (layer class, layers)
 STACKS = {
-    "Elman, 2 layers": (rnnkit.RNN, 2),
-    "GRU, 2 layers": (rnnkit.GRU, 2),
-    "GRU, 3 layers": (rnnkit.GRU, 3),
-    "LSTM, 2 layers": (rnnkit.LSTM, 2),
+    "Elman, 2 layers": (rnnkit.RNN, 2, 0.0),
+    "GRU, 2 layers": (rnnkit.GRU, 2, 0.0),
+    "GRU, 3 layers": (rnnkit.GRU, 3, 0.0),
+    "LSTM, 2 layers": (rnnkit.LSTM, 2, 0.0),
+    "LSTM, 2 layers, dropout 0.3": (rnnkit.LSTM, 2, 0.3),
+    "GRU, 2 layers, dropout 0.3": (rnnkit.GRU, 2, 0.3),
 }
 
 
 def _model(name: str, H: int) -> torch.nn.Module:
     """rnn_speed's model ``name``; "LSTM [fused]" is its default LSTM on ``engine="fused"``;
-    the names in ``STACKS`` are stacks of that many layers (I = H), torch's initialisation."""
+    the names in ``STACKS`` are stacks of that many layers (I = H; dropout between them in
+    training), torch's initialisation."""
     if name == "LSTM [fused]":
         model = build("LSTM", H)
         model.engine = "fused"
         return model
     if name in STACKS:
-        layer, layers = STACKS[name]
-        return layer(H, H, num_layers=layers)
+        layer, layers, dropout = STACKS[name]
+        return layer(H, H, num_layers=layers, dropout=dropout)
     return build(name, H)
 
 

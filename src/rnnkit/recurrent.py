@@ -225,7 +225,8 @@ class Recurrent(nn.Module):
             return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
         states = self._initial_states(h_0, B, x, unbatched)
         if self._packed_stack(cells, x, lengths):
-            output, finals = run_packed_stack(cells, x, states, lengths)  # type: ignore[arg-type]
+            p = self.dropout if self.training else 0.0
+            output, finals = run_packed_stack(cells, x, states, lengths, p)  # type: ignore[arg-type]
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
             return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
 
@@ -280,12 +281,12 @@ class Recurrent(nn.Module):
         self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
     ) -> bool:
         """Whether the layers hand their packed rows on to each other
-        (:mod:`rnnkit.engine.packed_stack`): one direction, several layers, lengths, nothing
-        between the layers that reads the padded outputs (dropout while training, residual
-        connections), no ``checkpoint``, every cell on the compiled loops."""
+        (:mod:`rnnkit.engine.packed_stack`): one direction, several layers, lengths, no
+        residual connections (they read the padded input), no ``checkpoint``, every cell on
+        the compiled loops."""
         if lengths is None or self.num_layers < 2 or self.num_directions != 1:
             return False
-        if self.checkpoint is not None or self.residual or (self.dropout and self.training):
+        if self.checkpoint is not None or self.residual:
             return False
         engine = _engine._check(self.engine or _engine.get_default())
         return packed_stack_runs(cells, x, lengths, engine)

@@ -10,12 +10,14 @@ outputs are the next layer's packed input, row for row.
 :func:`run_packed_stack` therefore gathers the input once, hands each layer's packed outputs
 to the next, and only the last layer writes the padded outputs. Between two layers it spares
 four passes over the rows: the padded outputs and their zero fill, the next layer's gather, and
-in the backward pass the scatter of that layer's input gradient. The values are the same bits
-as layer by layer: each layer runs the same loop on the same rows.
+in the backward pass the scatter of that layer's input gradient. With dropout between the
+layers (training), the mask is still drawn over the padded outputs, from the same random
+stream, and gathered into the packed rows: three of the four passes are spared. The values are
+the same bits as layer by layer: each layer runs the same loop on the same rows.
 
 :func:`packed_stack_runs` says when a stack can take it: lengths that leave some row short of
-T, one direction, no dropout between layers while training and no residual connections (both
-act on the padded outputs, padding included), no ``checkpoint``, no autocast, no tracing
+T, one direction, no residual connections (they add the padded input to the padded outputs,
+padding included), no ``checkpoint``, no autocast, no tracing
 (``torch.compile``, ``torch.export``, ``torch.jit.trace``), and every cell on the compiled
 loops (what "auto" or "native" would pick for it, layer by layer).
 """
@@ -24,10 +26,12 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
 
 from ..cells.base import RecurrentCell, State, under_cpu_autocast
 from . import sequence
 from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
+from .row_moves import take
 from .sequence import native_supports, run_native_packed
 
 # False: every layer runs on its own, through the padded layout (for measurements:
@@ -40,8 +44,8 @@ def packed_stack_runs(
 ) -> bool:
     """Whether the cells of a unidirectional stack (one per layer, in order), under ``engine``
     ("auto" or "native"; any other keeps the layers apart), run as one packed stack on ``x``
-    (T, B, I) with ``lengths``. The caller rules out bidirectional stacks, dropout between
-    layers while training, residual connections and ``checkpoint``."""
+    (T, B, I) with ``lengths``. The caller rules out bidirectional stacks, residual connections
+    and ``checkpoint``."""
     if not PACKED_STACK or lengths is None or len(cells) < 2 or engine not in ("auto", "native"):
         return False
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
@@ -56,11 +60,20 @@ def packed_stack_runs(
 
 
 def run_packed_stack(
-    cells: tuple[RecurrentCell, ...], x: Tensor, states: list[State], lengths: Tensor
+    cells: tuple[RecurrentCell, ...],
+    x: Tensor,
+    states: list[State],
+    lengths: Tensor,
+    dropout: float = 0.0,
 ) -> tuple[Tensor, list[State]]:
     """``x`` (T, B, I) through the cells in order, each from its state in ``states`` (tuples of
     (B, ·), the batch's order) -> (the last layer's outputs (T, B, O), zero past each length;
-    each layer's final state, the batch's order)."""
+    each layer's final state, the batch's order).
+
+    ``dropout`` > 0 drops each output of every layer but the last, as ``Recurrent`` does
+    between its layers in training, with the same random draws: the mask is drawn over the
+    padded (T, B, O) outputs, as ``F.dropout`` on them would draw it, and only its packed rows
+    are applied, so the values are the same bits as layer by layer."""
     T, B = x.shape[0], x.shape[1]
     plan: Plan = make_plan(T, B, lengths, False)
     rows = pack(x, plan)  # (N, I): the one gather
@@ -71,6 +84,17 @@ def run_packed_stack(
         sorted_states = tuple(sort_rows(s, plan) for s in states[k])
         rows, found = run_native_packed(cell, rows, sorted_states, plan, padded=last and padded)
         finals.append(tuple(unsort_rows(f, plan) for f in found))
+        if dropout and not last:
+            rows = rows * _packed_mask(rows, plan, dropout)
     if padded or not plan.packed:
         return rows.view(T, B, *rows.shape[1:]), finals
     return unpack(rows, plan), finals
+
+
+def _packed_mask(rows: Tensor, plan: Plan, p: float) -> Tensor:
+    """The packed rows of ``F.dropout(ones(T, B, O), p)``: 0 or 1/(1-p), drawn from the same
+    random stream, in the same order, as ``F.dropout`` on the padded outputs would draw it."""
+    with torch.no_grad():
+        ones = rows.new_ones(plan.T * plan.B, *rows.shape[1:])
+        mask = F.dropout(ones, p, training=True)
+        return mask if plan.index is None else take(mask, plan.index.to(rows.device))
