@@ -141,7 +141,6 @@ def test_dropout_in_eval_takes_the_stack(calls):
     "setup",
     [
         dict(bidirectional=True),
-        dict(residual=True),
         dict(num_layers=1),
         dict(engine="reference"),
         dict(engine="autograd"),
@@ -197,3 +196,38 @@ def test_dropout_in_training_draws_the_same_masks(name, calls, monkeypatch):
     torch.manual_seed(8)
     other = _run(layer, x, h0, LENGTHS)
     assert not torch.equal(got[0], other[0])
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "gru", "lstm"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_residual_stack_equals_layer_by_layer_and_keeps_the_padding_zero(
+    name, dropout, calls, monkeypatch
+):
+    """Residual connections (I = H: every layer, the first one included, adds its input) in the
+    packed stack: the same bits as layer by layer, with and without dropout, the same values
+    as the reference, and the outputs past each length zero although the input's padding is
+    not."""
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS[name], H, H, num_layers=3, residual=True, dropout=dropout).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, 6, H, dtype=torch.float64, generator=g, requires_grad=True)
+    h0 = tuple(
+        torch.randn(3, 6, *s, dtype=torch.float64, generator=g, requires_grad=True)
+        for s in layer.state_shapes
+    )
+    torch.manual_seed(3)
+    got = _run(layer, x, h0, LENGTHS)
+    assert len(calls) == 1
+    for b, n in enumerate(LENGTHS.tolist()):
+        assert got[0][n:, b].abs().sum().item() == 0.0
+    monkeypatch.setattr(packed_stack, "PACKED_STACK", False)
+    torch.manual_seed(3)
+    apart = _run(layer, x, h0, LENGTHS)
+    assert torch.equal(got[0], apart[0])
+    assert all(torch.equal(a, b) for a, b in zip(got[1], apart[1]))
+    assert all(torch.equal(a, b) for a, b in zip(got[2], apart[2]))
+    if not dropout:
+        layer.engine = "reference"
+        ref = _run(layer, x, h0, LENGTHS)
+        assert (got[0] - ref[0]).abs().max().item() <= TOL
+        assert _max_err(got[2], ref[2]) <= TOL

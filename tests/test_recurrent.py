@@ -151,6 +151,25 @@ def test_residual_adds_layer_input_where_sizes_match():
     assert (out - y2).abs().max().item() <= TOL
 
 
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("engine_name", [None, "reference"])
+def test_residual_with_lengths_keeps_the_outputs_past_each_length_zero(bidirectional, engine_name):
+    """The first layer's skip adds the input, padding included; the outputs past each length
+    are zero all the same, and the valid steps are the skip sums of the sequences alone."""
+    torch.manual_seed(0)
+    layer = Recurrent(
+        rnnkit.GRUCell, H, H, 2, residual=True, bidirectional=bidirectional, merge_mode="sum"
+    ).double()
+    layer.engine = engine_name
+    x = torch.randn(T, 3, H, dtype=torch.float64)  # the padding holds values too
+    lengths = torch.tensor([T, 2, 4])
+    out, _ = layer(x, lengths=lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert out[n:, b].abs().sum().item() == 0.0
+        alone, _ = layer(x[:n, b : b + 1])
+        assert (out[:n, b : b + 1] - alone).abs().max().item() <= TOL
+
+
 @pytest.mark.parametrize("name", ["lstm", "lstm_proj", "gru", "nas", "layernorm_lstm"])
 def test_streaming_continues_exactly(name):
     layer = _layer(name, num_layers=2)

@@ -55,7 +55,8 @@ class Recurrent(nn.Module):
             lecture's [a->; a<-]), "sum" (the lecture's a-> + a<-), "mul" or "ave" (as Keras).
         dropout: probability of dropping each output of every layer but the last (training only).
         residual: add each layer's input to its output wherever their sizes agree (the
-            lecture's skip connections against vanishing gradients).
+            lecture's skip connections against vanishing gradients); with lengths, the outputs
+            past each length stay zero.
         batch_first: inputs and outputs are (B, T, ·) instead of (T, B, ·).
 
     Call ``output, h_n = layer(x, h_0=None, *, lengths=None)``:
@@ -224,9 +225,9 @@ class Recurrent(nn.Module):
             output, h_n = run_fused_stack(cells, x, hx, L, bi, lengths)
             return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
         states = self._initial_states(h_0, B, x, unbatched)
-        if self._packed_stack(cells, x, lengths):
+        if lengths is not None and self._packed_stack(cells, x, lengths):
             p = self.dropout if self.training else 0.0
-            output, finals = run_packed_stack(cells, x, states, lengths, p)  # type: ignore[arg-type]
+            output, finals = run_packed_stack(cells, x, states, lengths, p, self.residual)
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
             return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
 
@@ -251,6 +252,8 @@ class Recurrent(nn.Module):
             out = self._merge(outs)
             if self.residual and out.shape[2:] == layer_input.shape[2:]:
                 out = out + layer_input
+                if lengths is not None:  # the input's padding must not reach the outputs
+                    out = _zero_past(out, lengths)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 out = F.dropout(out, self.dropout, training=True)
             layer_input = out
@@ -282,11 +285,10 @@ class Recurrent(nn.Module):
     ) -> bool:
         """Whether the layers hand their packed rows on to each other
         (:mod:`rnnkit.engine.packed_stack`): one direction, several layers, lengths, no
-        residual connections (they read the padded input), no ``checkpoint``, every cell on
-        the compiled loops."""
+        ``checkpoint``, every cell on the compiled loops."""
         if lengths is None or self.num_layers < 2 or self.num_directions != 1:
             return False
-        if self.checkpoint is not None or self.residual:
+        if self.checkpoint is not None:
             return False
         engine = _engine._check(self.engine or _engine.get_default())
         return packed_stack_runs(cells, x, lengths, engine)
@@ -382,3 +384,10 @@ class Recurrent(nn.Module):
         if self.batch_first:
             s += ", batch_first=True"
         return s
+
+
+def _zero_past(out: Tensor, lengths: Tensor) -> Tensor:
+    """``out`` (T, B, ...) with the steps past each sequence's length set to zero."""
+    T = out.shape[0]
+    past = torch.arange(T, device=out.device)[:, None] >= lengths[None, :]  # (T, B)
+    return out.masked_fill(past.view(*past.shape, *(1,) * (out.dim() - 2)), 0.0)

@@ -65,6 +65,7 @@ def run_packed_stack(
     states: list[State],
     lengths: Tensor,
     dropout: float = 0.0,
+    residual: bool = False,
 ) -> tuple[Tensor, list[State]]:
     """``x`` (T, B, I) through the cells in order, each from its state in ``states`` (tuples of
     (B, ·), the batch's order) -> (the last layer's outputs (T, B, O), zero past each length;
@@ -73,7 +74,9 @@ def run_packed_stack(
     ``dropout`` > 0 drops each output of every layer but the last, as ``Recurrent`` does
     between its layers in training, with the same random draws: the mask is drawn over the
     padded (T, B, O) outputs, as ``F.dropout`` on them would draw it, and only its packed rows
-    are applied, so the values are the same bits as layer by layer."""
+    are applied, so the values are the same bits as layer by layer. ``residual`` adds each
+    layer's input rows to its output rows wherever their sizes agree (before the dropout, as
+    ``Recurrent`` does); the padding, which the packed rows do not hold, stays zero."""
     T, B = x.shape[0], x.shape[1]
     plan: Plan = make_plan(T, B, lengths, False)
     rows = pack(x, plan)  # (N, I): the one gather
@@ -82,8 +85,12 @@ def run_packed_stack(
     for k, cell in enumerate(cells):
         last = k == len(cells) - 1
         sorted_states = tuple(sort_rows(s, plan) for s in states[k])
-        rows, found = run_native_packed(cell, rows, sorted_states, plan, padded=last and padded)
+        skip = residual and rows.dim() == 2 and cell.output_size == rows.shape[1]
+        if last and skip:
+            padded = False  # the sum is formed on the packed rows, then unpacked
+        out, found = run_native_packed(cell, rows, sorted_states, plan, padded=last and padded)
         finals.append(tuple(unsort_rows(f, plan) for f in found))
+        rows = out + rows if skip else out
         if dropout and not last:
             rows = rows * _packed_mask(rows, plan, dropout)
     if padded or not plan.packed:
