@@ -15,11 +15,13 @@ layers (training), the mask is still drawn over the padded outputs, from the sam
 stream, and gathered into the packed rows: three of the four passes are spared. The values are
 the same bits as layer by layer: each layer runs the same loop on the same rows.
 
-:func:`packed_stack_runs` says when a stack can take it: lengths that leave some row short of
-T, one direction, no residual connections (they add the padded input to the padded outputs,
-padding included), no ``checkpoint``, no autocast, no tracing
-(``torch.compile``, ``torch.export``, ``torch.jit.trace``), and every cell on the compiled
-loops (what "auto" or "native" would pick for it, layer by layer).
+Residual connections add each layer's packed input rows to its packed output rows (the
+padding, which the packed rows do not hold, stays zero).
+
+:func:`packed_stack_runs` says when a stack can take it: lengths, one direction, no
+``checkpoint``, no autocast, no tracing (``torch.compile``, ``torch.export``,
+``torch.jit.trace``), and every cell on the compiled loops (what "auto" or "native" would pick
+for it, layer by layer).
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ def packed_stack_runs(
 ) -> bool:
     """Whether the cells of a unidirectional stack (one per layer, in order), under ``engine``
     ("auto" or "native"; any other keeps the layers apart), run as one packed stack on ``x``
-    (T, B, I) with ``lengths``. The caller rules out bidirectional stacks, residual connections
-    and ``checkpoint``."""
+    (T, B, I) with ``lengths``. The caller rules out bidirectional stacks and ``checkpoint``."""
     if not PACKED_STACK or lengths is None or len(cells) < 2 or engine not in ("auto", "native"):
         return False
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
