@@ -1,4 +1,4 @@
-"""What ten pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What eleven pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -34,6 +34,9 @@ median):
 * ``packed stack`` (``engine.packed_stack.PACKED_STACK``): a unidirectional stack of layers
   on the compiled loops hands its packed rows from layer to layer, or runs each layer through
   the padded layout (the models named "..., 2 layers" are such stacks);
+* ``shared gather`` (``engine.packed_stack.SHARED_GATHER``): a bidirectional layer's two
+  directions gather their input from one autograd node, whose backward makes one padded input
+  gradient, or each on its own (two padded gradients, added by autograd);
 * ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
@@ -211,6 +214,19 @@ CASES = (
         ],
     ),
     (
+        "shared gather",
+        packed_stack,
+        "SHARED_GATHER",
+        True,
+        False,
+        [
+            ("Elman, bidirectional", 32, 256, None),
+            ("Elman, bidirectional", 128, 256, None),
+            ("GRU, bidirectional", 32, 256, None),
+            ("LSTM, bidirectional", 32, 256, None),
+        ],
+    ),
+    (
         "split by call",
         _SplitByCall(),
         "on",
@@ -231,26 +247,29 @@ CASES = (
 
 # Stacks for the "packed stack" piece: model name -> (layer class, layers)
 STACKS = {
-    "Elman, 2 layers": (rnnkit.RNN, 2, 0.0),
-    "GRU, 2 layers": (rnnkit.GRU, 2, 0.0),
-    "GRU, 3 layers": (rnnkit.GRU, 3, 0.0),
-    "LSTM, 2 layers": (rnnkit.LSTM, 2, 0.0),
-    "LSTM, 2 layers, dropout 0.3": (rnnkit.LSTM, 2, 0.3),
-    "GRU, 2 layers, dropout 0.3": (rnnkit.GRU, 2, 0.3),
+    "Elman, 2 layers": (rnnkit.RNN, dict(num_layers=2)),
+    "GRU, 2 layers": (rnnkit.GRU, dict(num_layers=2)),
+    "GRU, 3 layers": (rnnkit.GRU, dict(num_layers=3)),
+    "LSTM, 2 layers": (rnnkit.LSTM, dict(num_layers=2)),
+    "LSTM, 2 layers, dropout 0.3": (rnnkit.LSTM, dict(num_layers=2, dropout=0.3)),
+    "GRU, 2 layers, dropout 0.3": (rnnkit.GRU, dict(num_layers=2, dropout=0.3)),
+    "Elman, bidirectional": (rnnkit.RNN, dict(bidirectional=True)),
+    "GRU, bidirectional": (rnnkit.GRU, dict(bidirectional=True)),
+    "LSTM, bidirectional": (rnnkit.LSTM, dict(bidirectional=True)),
 }
 
 
 def _model(name: str, H: int) -> torch.nn.Module:
     """rnn_speed's model ``name``; "LSTM [fused]" is its default LSTM on ``engine="fused"``;
-    the names in ``STACKS`` are stacks of that many layers (I = H; dropout between them in
-    training), torch's initialisation."""
+    the names in ``STACKS`` are layers with those options (I = H; stacks of several layers,
+    dropout between them in training, two directions), torch's initialisation."""
     if name == "LSTM [fused]":
         model = build("LSTM", H)
         model.engine = "fused"
         return model
     if name in STACKS:
-        layer, layers, dropout = STACKS[name]
-        return layer(H, H, num_layers=layers, dropout=dropout)
+        layer, options = STACKS[name]
+        return layer(H, H, **options)
     return build(name, H)
 
 

@@ -231,3 +231,104 @@ def test_residual_stack_equals_layer_by_layer_and_keeps_the_padding_zero(
         ref = _run(layer, x, h0, LENGTHS)
         assert (got[0] - ref[0]).abs().max().item() <= TOL
         assert _max_err(got[2], ref[2]) <= TOL
+
+
+# -- a bidirectional layer's two directions from one gather ----------------------------------
+
+
+@pytest.fixture
+def pair_calls(monkeypatch):
+    """How many times a bidirectional layer took the shared gather."""
+    seen = []
+    real = recurrent_module.run_bidirectional_layer
+
+    def spy(*args):
+        seen.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(recurrent_module, "run_bidirectional_layer", spy)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "gru", "lstm", "nas"])
+@pytest.mark.parametrize("layers", [1, 2])
+def test_bidirectional_shared_gather_equals_two_gathers(name, layers, pair_calls, monkeypatch):
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS[name], I, H, num_layers=layers, bidirectional=True).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, 6, I, dtype=torch.float64, generator=g, requires_grad=True)
+    h0 = tuple(
+        torch.randn(2 * layers, 6, *s, dtype=torch.float64, generator=g, requires_grad=True)
+        for s in layer.state_shapes
+    )
+    got = _run(layer, x, h0, LENGTHS)
+    assert len(pair_calls) == layers
+    monkeypatch.setattr(packed_stack, "SHARED_GATHER", False)
+    apart = _run(layer, x, h0, LENGTHS)
+    assert len(pair_calls) == layers
+    assert torch.equal(got[0], apart[0])
+    assert all(torch.equal(a, b) for a, b in zip(got[1], apart[1]))
+    assert all(torch.equal(a, b) for a, b in zip(got[2], apart[2]))
+    layer.engine = "reference"
+    ref = _run(layer, x, h0, LENGTHS)
+    assert (got[0] - ref[0]).abs().max().item() <= TOL
+    assert _max_err(got[1], ref[1]) <= TOL
+    assert _max_err(got[2], ref[2]) <= TOL
+
+
+@pytest.mark.parametrize("setup", [dict(checkpoint=4), dict(engine="reference"), dict()])
+def test_bidirectional_shared_gather_only_on_the_loops_with_lengths(setup, pair_calls):
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS["gru"], I, H, bidirectional=True).double()
+    layer.engine, layer.checkpoint = setup.get("engine"), setup.get("checkpoint")
+    x = torch.randn(T, 6, I, dtype=torch.float64)
+    layer(x, lengths=None if not setup else LENGTHS)
+    assert pair_calls == []
+
+
+def test_gather_two_against_two_gathers_and_its_derivatives():
+    """row_moves.gather_two: the two plans' packed rows, a backward that is the sum of the two
+    scatters, and (create_graph) a differentiable one: gradcheck and gradgradcheck."""
+    from rnnkit.engine.packing import _indices, make_plan
+    from rnnkit.engine.row_moves import gather_rows, gather_two
+
+    lengths = torch.tensor([4, 1, 3, 4, 2])
+    T_, B = 4, 5
+    maps = [_indices(make_plan(T_, B, lengths, rev), torch.device("cpu")) for rev in (False, True)]
+    g = torch.Generator().manual_seed(0)
+    flat = torch.randn(T_ * B, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    a, b = gather_two(flat, *maps)
+    assert torch.equal(a, gather_rows(flat, *maps[0]))
+    assert torch.equal(b, gather_rows(flat, *maps[1]))
+    da, db = torch.randn_like(a), torch.randn_like(b)
+    (got,) = torch.autograd.grad((a, b), flat, (da, db))
+    expected = torch.zeros_like(flat)
+    expected.index_add_(0, maps[0][0], da)
+    expected.index_add_(0, maps[1][0], db)
+    assert torch.equal(got, expected)
+
+    def fn(t):
+        first, second = gather_two(t, *maps)
+        return first.sin().sum() + (second**2).sum()
+
+    assert torch.autograd.gradcheck(fn, (flat,))
+    assert torch.autograd.gradgradcheck(fn, (flat,))
+
+
+def test_add_rows_against_index_add_and_its_checks():
+    from rnnkit.engine import native_memory
+
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64):
+        src = torch.randn(300, 70, dtype=dtype, generator=g)
+        at = torch.randperm(400, generator=g)[:300]
+        out = torch.randn(400, 70, dtype=dtype, generator=g)
+        expected = out.clone().index_add_(0, at, src)
+        assert native_memory.add_rows(src, at, out) is out
+        assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match=r"at must hold rows in \[0, 4\)"):
+        native_memory.add_rows(torch.ones(2, 3), torch.tensor([0, 4]), torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="out must hold rows like src's"):
+        native_memory.add_rows(torch.ones(2, 3), torch.tensor([0, 1]), torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        native_memory.add_rows(torch.ones(2, 3).half(), torch.tensor([0, 1]), torch.zeros(4, 3))

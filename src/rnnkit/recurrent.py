@@ -24,8 +24,9 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
+from .engine import packed_stack as _packed_stack
 from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
-from .engine.packed_stack import packed_stack_runs, run_packed_stack
+from .engine.packed_stack import packed_stack_runs, run_bidirectional_layer, run_packed_stack
 from .loop import check_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -235,7 +236,16 @@ class Recurrent(nn.Module):
         layer_input = x
         for layer in range(self.num_layers):
             outs = []
-            for d in range(self.num_directions):
+            pair = cells[2 * layer : 2 * layer + 2] if self.num_directions == 2 else ()
+            if pair and lengths is not None and self._shared_gather(pair, layer_input, lengths):
+                outs, found = run_bidirectional_layer(
+                    pair,  # type: ignore[arg-type]
+                    layer_input,
+                    states[2 * layer : 2 * layer + 2],
+                    lengths,
+                )
+                finals.extend(found)
+            for d in range(self.num_directions if not outs else 0):
                 k = layer * self.num_directions + d
                 cell = cells[k]
                 out, final = _engine.run(
@@ -292,6 +302,15 @@ class Recurrent(nn.Module):
             return False
         engine = _engine._check(self.engine or _engine.get_default())
         return packed_stack_runs(cells, x, lengths, engine)
+
+    def _shared_gather(self, pair: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor) -> bool:
+        """Whether a bidirectional layer's two directions share one gather of their input
+        (:func:`rnnkit.engine.packed_stack.run_bidirectional_layer`): lengths, no
+        ``checkpoint``, both cells on the compiled loops."""
+        if self.checkpoint is not None or not _packed_stack.SHARED_GATHER:
+            return False
+        engine = _engine._check(self.engine or _engine.get_default())
+        return packed_stack_runs(pair, x, lengths, engine)
 
     def _finish(
         self,

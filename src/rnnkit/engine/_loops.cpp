@@ -1375,6 +1375,30 @@ extern "C" void rnnkit_zero_rows(void* dst, const i64* at, i64 count, i64 bytes,
     });
 }
 
+// dst[at[p]] += src[p] for p < count, rows of `width` elements; the rows at[p] are distinct, so
+// the threads never add into the same row (the second direction's input gradient of a
+// bidirectional layer, added into the padded gradient the first one's scatter made).
+template <typename T>
+static void add_rows(const T* src, const i64* at, T* dst, i64 count, i64 width, int threads) {
+    over_rows(count, width * i64(sizeof(T)), threads, [&](i64 lo, i64 hi) {
+        for (i64 p = lo; p < hi; ++p) {
+            const T* __restrict s = src + p * width;
+            T* __restrict d = dst + at[p] * width;
+            for (i64 j = 0; j < width; ++j) d[j] += s[j];
+        }
+    });
+}
+
+extern "C" void rnnkit_add_rows_f32(const float* src, const i64* at, float* dst, i64 count,
+                                    i64 width, int threads) {
+    add_rows(src, at, dst, count, width, threads);
+}
+
+extern "C" void rnnkit_add_rows_f64(const double* src, const i64* at, double* dst, i64 count,
+                                    i64 width, int threads) {
+    add_rows(src, at, dst, count, width, threads);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Column blocks of an input projection (cells/mut.py): an elementwise block written straight into
 // its columns of the (N, G) projection, and its gradient read from there, so that a cell whose

@@ -175,6 +175,9 @@ def load() -> ctypes.CDLL | None:
     for name in ("rnnkit_take_rows", "rnnkit_place_rows", "rnnkit_zero_rows"):
         getattr(lib, name).restype = None
     for suffix in ("f32", "f64"):
+        add = getattr(lib, f"rnnkit_add_rows_{suffix}")
+        add.argtypes = [ptr, ptr, ptr, i64, i64, nthreads]
+        add.restype = None
         fill = getattr(lib, f"rnnkit_block_fill_{suffix}")
         fill.argtypes = [nthreads, ptr, i64, ptr, ptr, i64, i64, i64, nthreads]
         grad = getattr(lib, f"rnnkit_block_grad_{suffix}")

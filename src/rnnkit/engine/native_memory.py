@@ -1,9 +1,9 @@
 """The compiled library's memory routines, called through ctypes like its loops
 (:mod:`rnnkit.engine.native`): the row copies between the padded (T·B) layout and the packed
-rows (:func:`take_rows`, :func:`place_rows`, :func:`zero_rows`; ``row_moves.py`` and
-``packing.py`` use them) and the elementwise column blocks of an input projection
-(:func:`block_fill`, :func:`block_grad`; ``projection.py``). Each checks its arguments and names
-the one that is wrong.
+rows (:func:`take_rows`, :func:`place_rows`, :func:`zero_rows`, :func:`add_rows`;
+``row_moves.py`` and ``packing.py`` use them) and the elementwise column blocks of an input
+projection (:func:`block_fill`, :func:`block_grad`; ``projection.py``). Each checks its
+arguments and names the one that is wrong.
 """
 
 from __future__ import annotations
@@ -87,6 +87,31 @@ def zero_rows(out: Tensor, at: Tensor, trusted: bool = False) -> Tensor:
     bytes_ = _row_bytes(out, "out")
     _row_index(at, "at", None if trusted else out.shape[0])
     loaded().rnnkit_zero_rows(out.data_ptr(), at.data_ptr(), len(at), bytes_, threads())
+    return out
+
+
+@run_eagerly
+def add_rows(src: Tensor, at: Tensor, out: Tensor, trusted: bool = False) -> Tensor:
+    """``out[at[p]] += src[p]``: ``out.index_add_(0, at, src)`` for distinct rows ``at``, in
+    place, both contiguous, one floating dtype, on the CPU. Returns ``out``. ``trusted``: as
+    :func:`take_rows` (the rows must be distinct all the same: the threads add without
+    locks)."""
+    suffix = dtype_suffix(src.dtype, "add_rows")
+    bytes_ = _row_bytes(src, "src")
+    _row_index(at, "at", None if trusted else out.shape[0])
+    if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or len(at) != src.shape[0]:
+        raise ValueError(
+            f"out must hold rows like src's {tuple(src.shape[1:])} {src.dtype}, and at one "
+            f"entry per row of src, got out {tuple(out.shape)} {out.dtype}, at {len(at)}"
+        )
+    getattr(loaded(), f"rnnkit_add_rows_{suffix}")(
+        src.data_ptr(),
+        at.data_ptr(),
+        out.data_ptr(),
+        len(at),
+        bytes_ // src.element_size(),
+        threads(),
+    )
     return out
 
 

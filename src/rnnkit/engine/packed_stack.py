@@ -18,7 +18,14 @@ the same bits as layer by layer: each layer runs the same loop on the same rows.
 Residual connections add each layer's packed input rows to its packed output rows (the
 padding, which the packed rows do not hold, stays zero).
 
-:func:`packed_stack_runs` says when a stack can take it: lengths, one direction, no
+A bidirectional layer's two directions pack the same input by two plans (forwards, and each
+sequence reversed), and in the backward pass each would scatter its input gradient into a
+padded tensor of its own for autograd to add: :func:`run_bidirectional_layer` gathers both
+from one autograd node, whose backward makes one padded gradient and adds the second
+direction's rows into it (``row_moves.gather_two``).
+
+:func:`packed_stack_runs` says when a stack can take it (and a bidirectional layer's pair of
+cells, the shared gather): lengths, one direction, no
 ``checkpoint``, no autocast, no tracing (``torch.compile``, ``torch.export``,
 ``torch.jit.trace``), and every cell on the compiled loops (what "auto" or "native" would pick
 for it, layer by layer).
@@ -32,13 +39,16 @@ from torch.nn import functional as F
 
 from ..cells.base import RecurrentCell, State, under_cpu_autocast
 from . import sequence
-from .packing import Plan, make_plan, pack, sort_rows, unpack, unsort_rows
-from .row_moves import take
+from .packing import Plan, _indices, make_plan, pack, sort_rows, unpack, unsort_rows
+from .row_moves import gather_two, take
 from .sequence import native_supports, run_native_packed
 
 # False: every layer runs on its own, through the padded layout (for measurements:
 # benchmarks/lengths_overheads.py --pieces "packed stack").
 PACKED_STACK = True
+# False: a bidirectional layer's two directions gather their input each on its own (for
+# measurements: benchmarks/lengths_overheads.py --pieces "shared gather").
+SHARED_GATHER = True
 
 
 def packed_stack_runs(
@@ -106,3 +116,29 @@ def _packed_mask(rows: Tensor, plan: Plan, p: float) -> Tensor:
         ones = rows.new_ones(plan.T * plan.B, *rows.shape[1:])
         mask = F.dropout(ones, p, training=True)
         return mask if plan.index is None else take(mask, plan.index.to(rows.device))
+
+
+def run_bidirectional_layer(
+    cells: tuple[RecurrentCell, RecurrentCell], x: Tensor, states: list[State], lengths: Tensor
+) -> tuple[list[Tensor], list[State]]:
+    """One bidirectional layer with lengths on the compiled loops: ``x`` (T, B, I), the
+    forward and backward cells and their states (tuples of (B, ·), the batch's order) ->
+    ([forward outputs, backward outputs], each (T, B, O) zero past each length; [their final
+    states]), as :func:`rnnkit.engine.run` gives them direction by direction, from one shared
+    gather of ``x``."""
+    T, B = x.shape[0], x.shape[1]
+    plans = (make_plan(T, B, lengths, False), make_plan(T, B, lengths, True))
+    if not plans[0].packed:  # every length is T: the rows are the padded input's, no gather
+        rows = (x.reshape(T * B, *x.shape[2:]),) * 2
+    else:
+        maps = tuple(_indices(plan, x.device) for plan in plans)
+        rows = gather_two(x.reshape(T * B, *x.shape[2:]), *maps)
+    padded = sequence.PADDED_OUTPUT and plans[0].packed
+    outs: list[Tensor] = []
+    finals: list[State] = []
+    for cell, xp, state, plan in zip(cells, rows, states, plans):
+        sorted_states = tuple(sort_rows(s, plan) for s in state)
+        y, found = run_native_packed(cell, xp, sorted_states, plan, padded=padded)
+        outs.append(y.view(T, B, *y.shape[1:]) if padded or not plan.packed else unpack(y, plan))
+        finals.append(tuple(unsort_rows(f, plan) for f in found))
+    return outs, finals

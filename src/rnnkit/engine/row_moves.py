@@ -108,6 +108,42 @@ class _ScatterEager(torch.autograd.Function):
         return gather_rows(grad, index, source, padding), None, None, None
 
 
+class _GatherTwoEager(torch.autograd.Function):
+    """(T·B, ...) -> the packed rows of two plans of the same lengths (a bidirectional layer's
+    two directions: forwards and each sequence reversed). Its backward scatters the first
+    gradient into the padded layout and adds the second one's rows into it, in place: one
+    padded gradient, where two gathers would make one each and autograd would add them."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, a: tuple[Tensor, Tensor, Tensor], b: tuple[Tensor, ...]):
+        ctx.a, ctx.b = a, b
+        return take(flat, a[0]), take(flat, b[0])
+
+    @staticmethod
+    def backward(ctx, da: Tensor, db: Tensor):
+        if torch.is_grad_enabled():  # create_graph: differentiable, through the two scatters
+            return scatter_rows(da, *ctx.a) + scatter_rows(db, *ctx.b), None, None
+        out = place(da.contiguous(), ctx.a[1], ctx.a[2])
+        db = db.contiguous()
+        if compiled_rows(db, ctx.b[0], out):
+            native_memory.add_rows(db, ctx.b[0], out, trusted=True)
+        else:
+            out.index_add_(0, ctx.b[0], db)
+        return out, None, None
+
+
+def gather_two(
+    flat: Tensor, a: tuple[Tensor, Tensor, Tensor], b: tuple[Tensor, Tensor, Tensor]
+) -> tuple[Tensor, Tensor]:
+    """(T·B, ...) -> (packed rows by the maps ``a``, packed rows by the maps ``b``), each
+    (index, source, padding) of a plan of the same lengths; differentiable. Outside
+    ``torch.func`` transforms and forward-mode AD (and with the eager twins on), one autograd
+    node whose backward makes one padded gradient; else two gathers."""
+    if _transforms_active():
+        return gather_rows(flat, *a), gather_rows(flat, *b)
+    return _GatherTwoEager.apply(flat, a, b)
+
+
 # The eager twins and the native path's own row moves use the compiled library's one-pass row
 # copies where they can (native_memory.take_rows, place_rows, zero_rows): torch's scatter passes
 # over the padding twice (a gather from a dummy row, then index_fill_), theirs once. Elman at
