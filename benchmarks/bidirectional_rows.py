@@ -16,7 +16,7 @@ import argparse
 import time
 
 import torch
-from lengths_overheads import paired
+from lengths_overheads import _switched, paired
 from machine import add_allocator_flag, apply_machine_args, print_header
 
 import rnnkit
@@ -47,18 +47,6 @@ def _step(name: str, B: int, with_lengths: bool):
     return step
 
 
-def _with(flag: bool, step):
-    def run() -> None:
-        kept = sequence.DY_IN_PLACE
-        sequence.DY_IN_PLACE = flag
-        try:
-            step()
-        finally:
-            sequence.DY_IN_PLACE = kept
-
-    return run
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -78,7 +66,9 @@ def main() -> None:
     start = time.perf_counter()
     for name, B, with_lengths in CASES:
         step = _step(name, B, with_lengths)
-        ratio = paired(_with(False, step), _with(True, step), args.repeats)
+        before = _switched(step, sequence, "DY_IN_PLACE", False)
+        now = _switched(step, sequence, "DY_IN_PLACE", True)
+        ratio = paired(before, now, args.repeats)
         print(f"| {name} | {B} | {'[T/2, T]' if with_lengths else 'none'} | {ratio:.3f} |")
     print(f"\n({time.perf_counter() - start:.0f} s)")
 

@@ -25,18 +25,23 @@ LENGTHS = torch.tensor([9, 2, 5, 9, 1, 7])
 LOOP_CELLS = [name for name in CELLS if kernel_for(CELLS[name](I, H)) is not None]
 
 
-@pytest.fixture
-def calls(monkeypatch):
-    """How many times the layer took the packed stack."""
-    seen = []
-    real = recurrent_module.run_packed_stack
+def _spy(monkeypatch, name: str) -> list:
+    """A list that grows by one at each call of ``rnnkit.recurrent.<name>``."""
+    seen: list = []
+    real = getattr(recurrent_module, name)
 
     def spy(*args):
         seen.append(1)
         return real(*args)
 
-    monkeypatch.setattr(recurrent_module, "run_packed_stack", spy)
+    monkeypatch.setattr(recurrent_module, name, spy)
     return seen
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many times the layer took the packed stack."""
+    return _spy(monkeypatch, "run_packed_stack")
 
 
 def _layer(name: str, **kw) -> Recurrent:
@@ -239,15 +244,7 @@ def test_residual_stack_equals_layer_by_layer_and_keeps_the_padding_zero(
 @pytest.fixture
 def pair_calls(monkeypatch):
     """How many times a bidirectional layer took the shared gather."""
-    seen = []
-    real = recurrent_module.run_bidirectional_layer
-
-    def spy(*args):
-        seen.append(1)
-        return real(*args)
-
-    monkeypatch.setattr(recurrent_module, "run_bidirectional_layer", spy)
-    return seen
+    return _spy(monkeypatch, "run_bidirectional_layer")
 
 
 @pytest.mark.parametrize("name", ["elman_tanh", "gru", "lstm", "nas"])
