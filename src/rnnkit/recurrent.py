@@ -24,9 +24,13 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
-from .engine import packed_stack as _packed_stack
 from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
-from .engine.packed_stack import packed_stack_runs, run_bidirectional_layer, run_packed_stack
+from .engine.packed_stack import (
+    packed_stack_runs,
+    run_bidirectional_layer,
+    run_packed_stack,
+    shared_gather_runs,
+)
 from .loop import check_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -76,8 +80,9 @@ class Recurrent(nn.Module):
     Each layer-direction runs through :func:`rnnkit.engine.run` (a stack that would run on
     torch's fused op whole, a plain LSTM say, runs as one call of it, as torch.nn's layers
     do: see docs/engine.md, "A whole stack in one call"; with lengths, a unidirectional stack
-    on the compiled loops hands its packed rows from layer to layer:
-    :mod:`rnnkit.engine.packed_stack`); set ``layer.engine`` to one of
+    on the compiled loops hands its packed rows from layer to layer, and a bidirectional
+    layer's two directions gather their input once: :mod:`rnnkit.engine.packed_stack`); set
+    ``layer.engine`` to one of
     ``rnnkit.engine.ENGINES`` ("reference" is the plain loop :func:`rnnkit.loop.run_cell`) to
     pick a path for this layer, or leave it None for the engine's default ("auto"). Set
     ``layer.checkpoint = K`` (steps) to train with less memory: each layer-direction then runs
@@ -307,10 +312,10 @@ class Recurrent(nn.Module):
         """Whether a bidirectional layer's two directions share one gather of their input
         (:func:`rnnkit.engine.packed_stack.run_bidirectional_layer`): lengths, no
         ``checkpoint``, both cells on the compiled loops."""
-        if self.checkpoint is not None or not _packed_stack.SHARED_GATHER:
+        if self.checkpoint is not None:
             return False
         engine = _engine._check(self.engine or _engine.get_default())
-        return packed_stack_runs(pair, x, lengths, engine)
+        return shared_gather_runs(pair, x, lengths, engine)
 
     def _finish(
         self,

@@ -24,8 +24,8 @@ padded tensor of its own for autograd to add: :func:`run_bidirectional_layer` ga
 from one autograd node, whose backward makes one padded gradient and adds the second
 direction's rows into it (``row_moves.gather_two``).
 
-:func:`packed_stack_runs` says when a stack can take it (and a bidirectional layer's pair of
-cells, the shared gather): lengths, one direction, no
+:func:`packed_stack_runs` says when a stack can take it (:func:`shared_gather_runs` when a
+bidirectional layer can share its gather): lengths, one direction, no
 ``checkpoint``, no autocast, no tracing (``torch.compile``, ``torch.export``,
 ``torch.jit.trace``), and every cell on the compiled loops (what "auto" or "native" would pick
 for it, layer by layer).
@@ -57,7 +57,23 @@ def packed_stack_runs(
     """Whether the cells of a unidirectional stack (one per layer, in order), under ``engine``
     ("auto" or "native"; any other keeps the layers apart), run as one packed stack on ``x``
     (T, B, I) with ``lengths``. The caller rules out bidirectional stacks and ``checkpoint``."""
-    if not PACKED_STACK or lengths is None or len(cells) < 2 or engine not in ("auto", "native"):
+    return PACKED_STACK and len(cells) >= 2 and on_the_loops(cells, x, lengths, engine)
+
+
+def shared_gather_runs(
+    cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None, engine: str
+) -> bool:
+    """Whether a bidirectional layer's two cells (forwards, backwards) gather their input once
+    (:func:`run_bidirectional_layer`). The caller rules out ``checkpoint``."""
+    return SHARED_GATHER and len(cells) == 2 and on_the_loops(cells, x, lengths, engine)
+
+
+def on_the_loops(
+    cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None, engine: str
+) -> bool:
+    """Whether every cell runs on the compiled loops with ``lengths`` under ``engine`` (what
+    "auto" or "native" would pick for it), outside tracing and autocast."""
+    if lengths is None or engine not in ("auto", "native"):
         return False
     if torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing():
         return False  # tracers and exporters see the layer-by-layer calls, as before
