@@ -41,7 +41,7 @@ from ..cells.base import RecurrentCell, State, under_cpu_autocast
 from . import sequence
 from .packing import Plan, _indices, make_plan, pack, sort_rows, unpack, unsort_rows
 from .row_moves import gather_two, take
-from .sequence import native_supports, run_native_packed
+from .sequence import native_supports, run_native_packed, run_native_rows
 
 # False: every layer runs on its own, through the padded layout (for measurements:
 # benchmarks/lengths_overheads.py --pieces "packed stack").
@@ -131,7 +131,7 @@ def _packed_mask(rows: Tensor, plan: Plan, p: float) -> Tensor:
     with torch.no_grad():
         ones = rows.new_ones(plan.T * plan.B, *rows.shape[1:])
         mask = F.dropout(ones, p, training=True)
-        return mask if plan.index is None else take(mask, plan.index.to(rows.device))
+        return mask if not plan.packed else take(mask, _indices(plan, rows.device)[0])
 
 
 def run_bidirectional_layer(
@@ -149,12 +149,7 @@ def run_bidirectional_layer(
     else:
         maps = tuple(_indices(plan, x.device) for plan in plans)
         rows = gather_two(x.reshape(T * B, *x.shape[2:]), *maps)
-    padded = sequence.PADDED_OUTPUT and plans[0].packed
-    outs: list[Tensor] = []
-    finals: list[State] = []
-    for cell, xp, state, plan in zip(cells, rows, states, plans):
-        sorted_states = tuple(sort_rows(s, plan) for s in state)
-        y, found = run_native_packed(cell, xp, sorted_states, plan, padded=padded)
-        outs.append(y.view(T, B, *y.shape[1:]) if padded or not plan.packed else unpack(y, plan))
-        finals.append(tuple(unsort_rows(f, plan) for f in found))
-    return outs, finals
+    done = [
+        run_native_rows(cell, xp, s, plan) for cell, xp, s, plan in zip(cells, rows, states, plans)
+    ]
+    return [y for y, _ in done], [f for _, f in done]

@@ -260,14 +260,23 @@ def run_native(
     cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
-    T, B = x.shape[0], x.shape[1]
-    plan = make_plan(T, B, lengths, reverse)
-    if plan.index is None and plan.perm is None:  # x's rows are the packed rows: views only
-        y, finals = run_native_packed(cell, x.reshape(T * B, *x.shape[2:]), state, plan)
+    plan = make_plan(x.shape[0], x.shape[1], lengths, reverse)
+    return run_native_rows(cell, pack(x, plan), state, plan)
+
+
+def run_native_rows(
+    cell: RecurrentCell, xp: Tensor, state: State, plan: Plan
+) -> tuple[Tensor, State]:
+    """:func:`run_native` on input rows already laid out by ``plan``: ``xp`` (N, I) packed, or
+    the (T·B, I) rows of the input when the plan has no lengths; ``state`` in the batch's
+    order -> ((T, B, H) zero past each length, finals in the batch's order)."""
+    T, B = plan.T, plan.B
+    if not plan.packed:  # xp's rows are the padded rows: views only
+        y, finals = run_native_packed(cell, xp, state, plan)
         return y.view(T, B, *y.shape[1:]), finals
     states = tuple(sort_rows(s, plan) for s in state)
     # the loops write y straight into the padded layout (and read its gradient from there)
-    y, finals = run_native_packed(cell, pack(x, plan), states, plan, padded=PADDED_OUTPUT)
+    y, finals = run_native_packed(cell, xp, states, plan, padded=PADDED_OUTPUT)
     y = y.view(T, B, *y.shape[1:]) if PADDED_OUTPUT else unpack(y, plan)
     return y, tuple(unsort_rows(f, plan) for f in finals)
 
