@@ -12,7 +12,15 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import ElmanCell, GRUCell, LayerNormLSTMCell, LSTMCell, NASCell
-from rnnkit.engine import kernel_base, native, native_memory, row_moves, sequence, weight_grad
+from rnnkit.engine import (
+    kernel_base,
+    native,
+    native_memory,
+    packing,
+    row_moves,
+    sequence,
+    weight_grad,
+)
 from rnnkit.engine.fused import fused_supports
 from rnnkit.engine.kernels import kernel_for
 from rnnkit.engine.packing import make_plan
@@ -260,19 +268,27 @@ def test_native_many_distinct_lengths_equal_reference(name, reverse, gathered, m
     assert _max_err(got[2], ref[2]) <= TOL
 
 
+@pytest.mark.parametrize("segments", [False, True])
 @pytest.mark.parametrize("head_views", [True, False])
-@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("reverse,turn", [(False, False), (True, False), (False, True)])
 @pytest.mark.parametrize("lens", [[5, 3, 7, 3, 6, 4], [1, 7, 2, 5, 7, 3], [6, 6, 2, 6, 6, 6]])
-def test_recurrent_weight_grad_equals_sum_over_steps(lens, reverse, head_views, monkeypatch):
+def test_recurrent_weight_grad_equals_sum_over_steps(
+    lens, reverse, turn, head_views, segments, monkeypatch
+):
     """Σ over packed rows of dzᵀ·h_prev, with the first run of full steps on views
-    (``HEAD_VIEWS``) or every h_prev gathered, against the sum written step by step from the
-    plan: h0 for step 0, then row r of step s-1 for row r of step s. The second batch has a
-    sequence of length 1 (the first run is step 0 alone), the third a single shorter one."""
+    (``HEAD_VIEWS``) or every h_prev gathered, or two products per run of equal rows
+    (``segments``), against the sum written step by step from the plan's index: h0 for step
+    0, then the row of the same sequence one step earlier. The second batch has a sequence of
+    length 1 (the first run is step 0 alone), the third a single shorter one; ``turn`` keeps
+    the full steps in the batch's order."""
     monkeypatch.setattr(weight_grad, "HEAD_VIEWS", head_views)
-    monkeypatch.setattr(weight_grad, "GATHER_SEGMENTS", 1)
     lengths = torch.tensor(lens)
     B, T_long = len(lens), 8
-    plan = make_plan(T_long, B, lengths, reverse)
+    plan = make_plan(T_long, B, lengths, reverse, turn=turn)
+    assert (plan.turn > 0) == turn
+    monkeypatch.setattr(weight_grad, "GATHER_SEGMENTS", len(plan.segments()) if segments else 1)
+    row_at = {p: k for k, p in enumerate(plan.index.tolist())}  # flat position -> packed row
+    step = -B if not reverse else B
     g = torch.Generator().manual_seed(3)
     h0 = torch.randn(B, 5, dtype=torch.float64, generator=g)
     y = torch.randn(plan.rows, 5, dtype=torch.float64, generator=g)
@@ -281,10 +297,10 @@ def test_recurrent_weight_grad_equals_sum_over_steps(lens, reverse, head_views, 
     for s in range(plan.steps):
         o = plan.off_list[s]
         for r in range(plan.n_list[s]):
-            prev = h0[r] if s == 0 else y[plan.off_list[s - 1] + r]
+            prev = h0[r] if s == 0 else y[row_at[int(plan.index[o + r]) + step]]
             expected += torch.outer(dz[o + r], prev)
     prev = weight_grad.PreviousOutputs(h0, y, plan)
-    assert (prev.head > 0) == head_views
+    assert (prev.head > 0) == (head_views and not segments)
     got = prev.weight_grad(dz)
     assert (got - expected).abs().max().item() <= TOL
     # a second product of the same backward pass, into a given buffer
@@ -293,21 +309,30 @@ def test_recurrent_weight_grad_equals_sum_over_steps(lens, reverse, head_views, 
     assert (out - expected[:3]).abs().max().item() <= TOL
 
 
-def test_plan_places_every_row_once():
+@pytest.mark.parametrize("turn", [False, True])
+@pytest.mark.parametrize("lens", [[3, 7, 1, 7, 5, 2], [3, 7, 2, 7, 5, 2], [4, 7, 4, 7, 5, 4]])
+def test_plan_places_every_row_once(lens, turn):
     """The packed layout against a direct construction: step s holds, longest sequence first,
     the s-th valid step (from the end when reversed) of every sequence longer than s; every
-    valid position appears once and every other position is listed as padding."""
-    lens = torch.tensor([3, 7, 1, 7, 5, 2])
+    valid position appears once and every other position is listed as padding. With ``turn``
+    (forwards only), the steps every sequence runs hold the batch's rows in their own order."""
+    lens = torch.tensor(lens)
     T, B = 8, lens.numel()
     for reverse in (False, True):
-        plan = make_plan(T, B, lens, reverse)
+        plan = make_plan(T, B, lens, reverse, turn=turn)
+        m = int(lens.min()) if turn and not reverse else 0
+        assert plan.turn == m
         order = sorted(range(B), key=lambda b: -int(lens[b]))  # stable: ties keep their order
         expected = []
         for s in range(int(lens.max())):
-            for b in (b for b in order if lens[b] > s):
+            for b in (b for b in (range(B) if s < m else order) if lens[b] > s):
                 t = int(lens[b]) - 1 - s if reverse else s
                 expected.append(t * B + b)
         assert plan.index.tolist() == expected
+        # last: the packed row of each (sorted) sequence's last valid step
+        for j, b in enumerate(order):
+            t = 0 if reverse else int(lens[b]) - 1
+            assert plan.index[plan.last[j]].item() == t * B + b
         valid = set(expected)
         assert plan.padding.tolist() == [p for p in range(T * B) if p not in valid]
         assert [plan.source[p].item() for p in expected] == list(range(len(expected)))
@@ -317,7 +342,7 @@ def test_plan_places_every_row_once():
         for k, prev in enumerate(plan.previous.tolist(), start=B):
             assert seq_of[prev] == seq_of[k]
             assert plan.index[prev] // B == plan.index[k] // B + (1 if reverse else -1)
-        assert make_plan(T, B, lens.clone(), reverse) is plan  # cached by value
+        assert make_plan(T, B, lens.clone(), reverse, turn=turn) is plan  # cached by value
 
 
 @needs_native
@@ -339,6 +364,45 @@ def test_native_products_threaded_by_the_blas_equal_reference(make):
 def test_set_split_rows_rejects_bad_values(rows):
     with pytest.raises(ValueError, match="rows must be an int >= 0"):
         native.set_split_rows(rows)
+
+
+# the shortest length (3) shared by two sequences, which end just before the turn
+TIED = [5, 3, 7, 3, 6, 4]
+
+
+@needs_native
+@pytest.mark.parametrize("name", list(CELLS))
+@pytest.mark.parametrize("turn", [True, False])
+def test_native_with_and_without_the_turn_equal_reference(name, turn, monkeypatch):
+    """Forwards, the loops keep the steps every sequence runs in the batch's order and sort the
+    rows at the turn (``packing.TURN``), or sort them from step 0: both equal the reference
+    loop in float64, in training (outputs, final states, every gradient) and in inference,
+    where the saved buffers are alternating blocks and the sequences that end just before the
+    turn must keep their final state in a block of its own."""
+    monkeypatch.setattr(packing, "TURN", turn)
+    torch.manual_seed(4)
+    cell = CELLS[name](I, H).double()
+    if kernel_for(cell) is None:
+        pytest.skip("no compiled loop for this cell")
+    lens = torch.tensor(TIED)
+    T_long, B = 8, lens.numel()
+    plan = make_plan(T_long, B, lens, False, turn=True)
+    assert plan.turn == (3 if turn else 0)
+    x = torch.randn(T_long, B, I, dtype=torch.float64, requires_grad=True)
+    state = tuple(
+        torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
+    )
+    ref = _run_with_grads(cell, x, state, lens, False, "reference")
+    got = _run_with_grads(cell, x, state, lens, False, "native")
+    for a, b in zip(got, ref):
+        assert (
+            _max_err(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,))
+            <= TOL
+        )
+    with torch.no_grad():
+        out, final = engine.run(cell, x, state, lens, engine="native")
+    assert (out - ref[0]).abs().max().item() <= TOL
+    assert _max_err(final, ref[1]) <= TOL
 
 
 @needs_native

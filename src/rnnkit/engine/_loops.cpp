@@ -31,8 +31,14 @@
 // Every entry point has the signature
 //     void rnnkit_<cell>_<forward|backward>_<f32|f64>(const int64_t* geo, void* const* p,
 //                                                    const double* scalars, void* const* rows)
-// geo = [steps, B, H, full, threads, v0..v4, n[steps], off[steps]] (v: the cell's variant
-// integers); p: the data pointers in the order listed above each kernel.
+// geo = [steps, B, H, full, threads, v0..v4, turn, n[steps], off[steps], (perm[B] when turn)]
+// (v: the cell's variant integers); p: the data pointers in the order listed above each kernel.
+// turn: 0, or the step m at which the rows go from the batch's order to the sorted order. The
+// packed rows of steps 0..m-1 (every row running) are then the batch's rows as they come, and
+// those of steps m on are sorted by length, perm[r] being sorted row r's batch row. Only at
+// step m is the previous step's block not row for row that of the step: the forward and
+// backward loops read it gathered through perm (Geo::prior), and the backward loop moves its
+// running state gradients back to the batch's order after step m (Geo::unturn).
 // rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
 // outputs in the padded (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b
 // there. The forward loop then also writes each output row at map[r] of out (the caller zeroes
@@ -47,6 +53,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 using i64 = int64_t;
 
@@ -494,10 +501,15 @@ struct Geo {
     // Elements from one row of dy to the next (H, or more for a column block of a wider
     // gradient: each direction's half of a bidirectional layer's).
     i64 ldy;
+    // The step at which the rows go from the batch's order to the sorted order (0: none), and
+    // each sorted row's batch row.
+    i64 turn;
+    const i64* perm;
+    mutable std::vector<char> turned[2];
 
     Geo(const i64* g, void* const* rows)
-        : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 10), off(g + 10 + g[0]),
-          ldy(g[2]) {
+        : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 11), off(g + 11 + g[0]),
+          ldy(g[2]), turn(g[10]), perm(g[10] ? g + 11 + 2 * g[0] : nullptr) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
         t_threads = int(threads);
         begin_call(steps, B);
@@ -507,8 +519,38 @@ struct Geo {
             if (ld > 0) ldy = ld;
         }
     }
-    // first row of step s in a saved-activation buffer
-    i64 save(i64 s) const { return full ? off[s] : (s & 1) * B; }
+    // first row of step s in a saved-activation buffer: its packed rows (full), or one of two
+    // alternating blocks of B rows, and with a turn a third for the step before it (see
+    // Plan.saved_rows in packing.py)
+    i64 save(i64 s) const {
+        if (full) return off[s];
+        return (turn && s == turn - 1 ? 2 : (s & 1)) * B;
+    }
+    // The previous step's block of rows `block` (width values a row) as step s reads it: as it
+    // is, except at the turn, where its rows are gathered into the sorted order (into scratch
+    // `slot`, one per state the step reads).
+    template <typename T>
+    const T* prior(const T* block, i64 s, i64 width, int slot) const {
+        if (s != turn || !turn) return block;
+        std::vector<char>& buf = turned[slot];
+        buf.resize(size_t(n[s] * width) * sizeof(T));
+        T* rows = reinterpret_cast<T*>(buf.data());
+        for (i64 r = 0; r < n[s]; ++r)
+            std::memcpy(rows + r * width, block + perm[r] * width, size_t(width) * sizeof(T));
+        return rows;
+    }
+    // Backward, after step s: at the turn, the running state gradient d (B rows, sorted) goes
+    // to the batch's order, which the steps before the turn use.
+    template <typename T>
+    void unturn(T* d, i64 s, i64 width) const {
+        if (s != turn || !turn) return;
+        std::vector<char>& buf = turned[0];
+        buf.resize(size_t(B * width) * sizeof(T));
+        T* rows = reinterpret_cast<T*>(buf.data());
+        std::memcpy(rows, d, size_t(B * width) * sizeof(T));
+        for (i64 r = 0; r < B; ++r)
+            std::memcpy(d + perm[r] * width, rows + r * width, size_t(width) * sizeof(T));
+    }
     // Forward: output row h of packed row r is also written at its padded position.
     template <typename T>
     void emit(const T* h, i64 r) const {
@@ -580,7 +622,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     T *y = W<T>(p, 4), *z = W<T>(p, 5);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
             elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
@@ -601,6 +643,7 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
                                    dgx + (o + r) * H);
         });
         mm_nn<T>(n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H);  // dh_prev = dpre · W_hh
+        g.unturn(dh, s, H);
     }
 }
 
@@ -693,8 +736,8 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
     T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
-        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
@@ -712,13 +755,15 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
     T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int t) {
             lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
                                   wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
                                   dgx + (o + r) * G, acc + t * 3 * H);
         });
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+        g.unturn(dh, s, H);
+        g.unturn(dc, s, H);
     }
 }
 
@@ -790,7 +835,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
@@ -809,12 +854,13 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
     T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         for_rows(g, n, G, [&](i64 r, int) {
             gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
                            dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
         });
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(1), dh, H);
+        g.unturn(dh, s, H);
     }
 }
 
@@ -917,7 +963,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *rh = W<T>(p, 6), *th = W<T>(p, 7), *z = W<T>(p, 8);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         if (k.merged) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
             mm_nt<T>(n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
@@ -952,7 +998,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9), *du = W<T>(p, 10);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         const T* dgo = dgx + o * G;
         // 1. through the mix and the candidate's tanh
         for_rows(g, n, G, [&](i64 r, int) {
@@ -979,6 +1025,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
                 for (i64 q = 0; q < n * H; ++q) dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
             }
         }
+        g.unturn(dh, s, H);
     }
 }
 
@@ -1102,8 +1149,8 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
     T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
-        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
@@ -1123,13 +1170,15 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
     T* dz = W<T>(p, 12);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int) {
             nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
                            m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
+        g.unturn(dh, s, H);
+        g.unturn(dc, s, H);
     }
 }
 
@@ -1267,8 +1316,8 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, voi
     T *cs = W<T>(p, 12), *ch = W<T>(p, 13), *z = W<T>(p, 14);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = s ? y + g.off[s - 1] * H : h0;
-        const T* cp = s ? cs + g.save(s - 1) * H : c0;
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             T* zr = z + r * G;
@@ -1297,7 +1346,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
     T* work = W<T>(p, 15);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = s ? cs + g.off[s - 1] * H : c0;
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int t) {
             const T* xr = xh + (o + r) * G;
             T *a = work + t * 10 * H, *dx = a + G, *t12 = a + 2 * G;
@@ -1315,6 +1364,8 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
                                    dx + k * H, d + k * H);
         });
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+        g.unturn(dh, s, H);
+        g.unturn(dc, s, H);
     }
 }
 

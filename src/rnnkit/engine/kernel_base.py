@@ -37,12 +37,17 @@ Params = tuple[Tensor | None, ...]
 
 
 def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> Tensor:
-    """The int64 block the loops read: header, then n[steps] and off[steps]."""
+    """The int64 block the loops read: header, then n[steps] and off[steps], and for a plan with
+    a turn (:attr:`~rnnkit.engine.packing.Plan.turn`) each sorted row's batch row."""
     v = list(variant) + [0] * (5 - len(variant))
-    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v)
+    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v, plan.turn)
     block = plan.memo.get(head)
     if block is None:
-        block = torch.cat([torch.tensor(head, dtype=torch.int64), plan.n, plan.off])
+        parts = [torch.tensor(head, dtype=torch.int64), plan.n, plan.off]
+        if plan.turn:
+            assert plan.perm is not None
+            parts.append(plan.perm)
+        block = torch.cat(parts)
         plan.memo[head] = block
     return block
 

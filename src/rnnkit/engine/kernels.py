@@ -82,7 +82,7 @@ class LSTMKernel(Kernel):
     def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, b, wci, wcf, wco) = states, params
         H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
+        S = plan.saved_rows(full)
         y, act, cs = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         peep = [_or(w, gx, H) for w in (wci, wcf, wco)]
         native.call(
@@ -137,7 +137,7 @@ class GRUKernel(Kernel):
     def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0,), (W, b) = states, params
         H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
+        S = plan.saved_rows(full)
         y, act, hn = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         native.call(
             self.name,
@@ -208,7 +208,7 @@ class ResetBeforeKernel(Kernel):
         H = W.shape[1]
         G = gx.shape[1]
         src = self._layout(cfg, H)[6]
-        S = plan.rows if full else 2 * plan.B
+        S = plan.saved_rows(full)
         y, act, rh = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
         th = gx.new_empty(S, H) if src == 2 else gx.new_empty(1)
         native.call(

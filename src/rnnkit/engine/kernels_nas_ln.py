@@ -32,7 +32,7 @@ class NASKernel(Kernel):
     def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, b) = states, params
         H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
+        S = plan.saved_rows(full)
         # branches: l_0..l_7 with x_3 in slot 3 (branch 3 multiplies x_3 by m_3)
         y, branches = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S)
         cs, m3 = gx.new_empty(S, H), gx.new_empty(S, H)
@@ -114,7 +114,7 @@ class LayerNormLSTMKernel(Kernel):
     def forward(self, cfg, plan, gx, states, params, full, out=None):
         (h0, c0), (W, gam, bet, gamc, betc) = states, params
         H = W.shape[1]
-        S = plan.rows if full else 2 * plan.B
+        S = plan.saved_rows(full)
         # the gates are recomputed in the backward pass: act is scratch for two steps
         y, act, xhat = (
             gx.new_empty(plan.rows, H),

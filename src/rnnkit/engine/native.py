@@ -62,7 +62,7 @@ FLAGS = (
 )
 FALLBACK_FLAGS = ("-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC")
 KERNELS = ("elman", "lstm", "gru", "rb", "nas", "lnlstm")
-HEADER = 10  # int64 entries before the per-step arrays in a geometry block
+HEADER = 11  # int64 entries before the per-step arrays in a geometry block
 # Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
@@ -287,8 +287,9 @@ def call(
 ) -> None:
     """Run ``rnnkit_<kernel>_<direction>_<f32|f64>`` on ``tensors`` (contiguous, one dtype).
 
-    ``geometry`` is the int64 block [steps, B, H, full, threads, v0..v4, n[steps], off[steps]]
-    (see ``_loops.cpp``); the tensors are passed as raw pointers in the kernel's order.
+    ``geometry`` is the int64 block [steps, B, H, full, threads, v0..v4, turn, n[steps],
+    off[steps], (perm[B] when turn)] (see ``_loops.cpp``); the tensors are passed as raw
+    pointers in the kernel's order.
     ``rows`` = (map, out) puts the outputs in the padded layout: ``map`` (N,) int64 is each
     packed row's flat position t·B + b; a forward loop also writes every output row there in
     ``out`` (T·B, H), and a backward loop (``out`` None) reads its ``dy`` (T·B, H) through it.

@@ -105,7 +105,7 @@ def run_packed_stack(
     layer's input rows to its output rows wherever their sizes agree (before the dropout, as
     ``Recurrent`` does); the padding, which the packed rows do not hold, stays zero."""
     T, B = x.shape[0], x.shape[1]
-    plan: Plan = make_plan(T, B, lengths, False)
+    plan: Plan = make_plan(T, B, lengths, False, turn=True)
     rows = pack(x, plan)  # (N, I): the one gather
     finals: list[State] = []
     padded = sequence.PADDED_OUTPUT and plan.packed  # (lengths all T: the layout is packed)
@@ -143,7 +143,7 @@ def run_bidirectional_layer(
     states]), as :func:`rnnkit.engine.run` gives them direction by direction, from one shared
     gather of ``x``."""
     T, B = x.shape[0], x.shape[1]
-    plans = (make_plan(T, B, lengths, False), make_plan(T, B, lengths, True))
+    plans = (make_plan(T, B, lengths, False, turn=True), make_plan(T, B, lengths, True))
     if not plans[0].packed:  # every length is T: the rows are the padded input's, no gather
         rows = (x.reshape(T * B, *x.shape[2:]),) * 2
     else:

@@ -46,6 +46,12 @@ class Plan:
         previous: (N - B,) int64, the packed row holding the previous step of packed rows
             B..N-1 (rows 0..B-1 are step 0, which starts from the initial state), or None.
         reverse: True for the backward direction.
+        turn: 0, or the step at which the rows go from the batch's order to the sorted order: a
+            plan made with ``turn=True`` keeps steps 0..turn-1 (every row still running) in the
+            batch's order, so that their packed rows are the first turn·B rows of the padded
+            (T, B) layout as they are, and sorts only the rows of the later steps. The initial
+            states then enter in the batch's order (:func:`sort_rows`), and the loops gather the
+            previous step's rows into the sorted order once, at step ``turn``.
         memo: values derived from the plan (the loops' geometry blocks), kept with it.
     """
 
@@ -66,6 +72,7 @@ class Plan:
     source: Tensor | None
     previous: Tensor | None
     reverse: bool
+    turn: int = 0
     memo: dict = field(default_factory=dict, repr=False)  # per-plan values the kernels reuse
 
     @property
@@ -73,12 +80,24 @@ class Plan:
         """True when the rows were gathered (the batch has lengths)."""
         return self.index is not None
 
+    def saved_rows(self, full: bool) -> int:
+        """Rows of a saved-activation buffer: every packed row when every step is kept
+        (``full``); else two alternating blocks of B rows, and with a turn a third for the last
+        step before it, whose finished rows lie among the others (the batch's order) and must
+        outlive the steps after it."""
+        if full:
+            return self.rows
+        return (3 if self.turn else 2) * self.B
+
     def last_saved(self, full: bool) -> Tensor:
         """(B,) row of each sequence's last step in a saved-activation buffer: the packed row
         when every step is kept (``full``), else its row in the two alternating blocks."""
         if full:
             return self.last
-        return (self.last_step % 2) * self.B + torch.arange(self.B)
+        saved = (self.last_step % 2) * self.B + torch.arange(self.B)
+        if self.turn and self.perm is not None:  # ending before the turn: the third block
+            saved = torch.where(self.last_step < self.turn, 2 * self.B + self.perm, saved)
+        return saved
 
     def segments(self) -> tuple[tuple[int, int, int], ...]:
         """Runs of steps with the same active rows: (first step, end step, rows); one run per
@@ -122,8 +141,12 @@ def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
 
 
 @run_eagerly  # host-side bookkeeping (NumPy, a cache): nothing to trace
-def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
+def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool, turn: bool = False) -> Plan:
     """The layout for a (T, B) batch with optional ``lengths`` (B,) (already validated).
+
+    ``turn``: keep the steps that every row runs in the batch's order (:attr:`Plan.turn`; the
+    forward direction only, and only for callers that handle the turn: the compiled loops and
+    :func:`~rnnkit.engine.sequence.step_loop`).
 
     Plans are cached by their lengths (the last few), so the layers and directions of one batch
     share one.
@@ -131,7 +154,7 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool) -> Plan:
     if lengths is None:
         return _unpacked_plan(T, B, reverse)
     key = _lengths_key(lengths)
-    return _packed_plan(T, B, key, reverse)
+    return _packed_plan(T, B, key, reverse, TURN and turn and not reverse)
 
 
 @run_eagerly  # NumPy on the host, and functorch's C++ helpers, which Dynamo cannot trace
@@ -162,8 +185,13 @@ def _lengths_key(lengths: Tensor) -> bytes:
     return values.tobytes()
 
 
+# make_plan(turn=True) keeps the first steps in the batch's order (False: every step sorted;
+# for measurements: benchmarks/lengths_overheads.py --pieces "batch-order head").
+TURN = True
+
+
 @lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
-def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
+def _packed_plan(T: int, B: int, key: bytes, reverse: bool, turn: bool = False) -> Plan:
     """:func:`make_plan` for lengths given as the bytes of an int64 array (NumPy: a few small
     arrays, where torch's per-op overhead would dominate)."""
     lengths = np.frombuffer(key, dtype=np.int64)
@@ -179,14 +207,26 @@ def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
     step_of = np.repeat(np.arange(steps), n)  # (N,) the step of each packed row
     row_of = np.arange(rows) - off[step_of]  # (N,) its (sorted) batch row
     time_of = sorted_len[row_of] - 1 - step_of if reverse else step_of
-    index = time_of * B + perm[row_of]
+    # the steps before `m` hold their rows in the batch's order (turn), else in sorted order
+    m = int(sorted_len[-1]) if turn else 0
+    batch_row = perm[row_of]
+    if m:
+        batch_row = np.where(step_of < m, row_of, batch_row)
+    index = time_of * B + batch_row
     source = np.zeros(T * B, dtype=np.int64)
     source[index] = np.arange(rows)
     # flat positions t·B + b with t >= lengths[b], ascending
     padding = np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :])
-    # the packed row of each row's previous step (rows of step 0 start from h0)
-    previous = off[step_of[B:] - 1] + row_of[B:]
+    # the packed row of each row's previous step (rows of step 0 start from h0); up to the turn
+    # a step's rows are those of the batch, so the previous row of step s <= m is (s-1)·B + b
+    step, row = step_of[B:], row_of[B:]
+    previous = off[step - 1] + row
+    if m:
+        previous = np.where(step <= m, (step - 1) * B + batch_row[B:], previous)
     last_step = sorted_len - 1
+    last = off[last_step] + np.arange(B)
+    if m:  # a sequence ending before the turn ends at its batch row
+        last = np.where(last_step < m, last_step * B + perm, last)
     as_tensor = torch.from_numpy
     return Plan(
         T=T,
@@ -200,12 +240,13 @@ def _packed_plan(T: int, B: int, key: bytes, reverse: bool) -> Plan:
         index=as_tensor(index),
         perm=as_tensor(perm),
         unperm=as_tensor(np.argsort(perm)),
-        last=as_tensor(off[last_step] + np.arange(B)),
+        last=as_tensor(last),
         last_step=as_tensor(last_step),
         padding=as_tensor(padding),
         source=as_tensor(source),
         previous=as_tensor(previous),
         reverse=reverse,
+        turn=m,
     )
 
 
@@ -216,6 +257,8 @@ def tail_plan(plan: Plan, s1: int) -> Plan:
     has no padding layout of its own (unpack with ``plan``)."""
     if not plan.packed or not 0 < s1 < plan.steps:
         raise ValueError(f"s1 must split a packed plan's steps (1..{plan.steps - 1}), got {s1}")
+    if plan.turn:
+        raise ValueError("tail_plan takes a plan sorted from step 0 (made with turn=False)")
     assert plan.index is not None and plan.perm is not None and plan.previous is not None
     head, B = plan.off_list[s1], plan.n_list[s1]
     n, off = plan.n[s1:], plan.off[s1:] - head
@@ -284,8 +327,11 @@ def unpack(y: Tensor, plan: Plan) -> Tensor:
 
 
 def sort_rows(t: Tensor, plan: Plan) -> Tensor:
-    """Original batch order -> sorted order (dim 0)."""
-    return t if plan.perm is None else t.index_select(0, plan.perm.to(t.device))
+    """Original batch order -> the order of the plan's first step (dim 0): sorted, or as it is
+    for a plan that keeps its first steps in the batch's order (:attr:`Plan.turn`)."""
+    if plan.perm is None or plan.turn:
+        return t
+    return t.index_select(0, plan.perm.to(t.device))
 
 
 def unsort_rows(t: Tensor, plan: Plan) -> Tensor:

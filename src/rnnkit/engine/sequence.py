@@ -260,7 +260,7 @@ def run_native(
     cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
-    plan = make_plan(x.shape[0], x.shape[1], lengths, reverse)
+    plan = make_plan(x.shape[0], x.shape[1], lengths, reverse, turn=True)
     return run_native_rows(cell, pack(x, plan), state, plan)
 
 
@@ -323,7 +323,8 @@ def run_autograd(
 
 def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tuple[Tensor, State]:
     """``cell.step`` over packed projected inputs ``gx`` (N, G) laid out by ``plan``, from
-    ``state`` (B, ·) in sorted order -> (y (N, H) packed, final states (B, ·) sorted)."""
+    ``state`` (B, ·) in the order of the plan's first step (:func:`sort_rows`) -> (y (N, H)
+    packed, final states (B, ·) sorted)."""
     B = plan.B
     # split, never slicing in a loop: a slice's backward writes a full-size gradient (O(T^2))
     if plan.packed:
@@ -335,7 +336,11 @@ def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tupl
     outputs: list[Tensor] = []
     done: list[State] = []  # final states of finished rows, last rows first
     active = B
-    for n, gx_s in zip(plan.n_list, blocks):
+    turn = plan.turn  # (a plan whose first steps keep the batch's order sorts its rows there)
+    for s, (n, gx_s) in enumerate(zip(plan.n_list, blocks)):
+        if turn and s == turn:
+            assert plan.perm is not None
+            state = tuple(t.index_select(0, plan.perm.to(t.device)) for t in state)
         if n < active:
             done.append(tuple(s[n:] for s in state))
             state = tuple(s[:n] for s in state)
