@@ -1,4 +1,4 @@
-"""What eleven pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What thirteen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -37,6 +37,12 @@ median):
 * ``shared gather`` (``engine.packed_stack.SHARED_GATHER``): a bidirectional layer's two
   directions gather their input from one autograd node, whose backward makes one padded input
   gradient, or each on its own (two padded gradients, added by autograd);
+* ``batch-order head`` (``engine.packing.TURN``): forwards, the compiled loops keep the steps
+  every sequence runs in the batch's order, sort the rows once at the turn and project those
+  steps' rows from the padded input where they lie; or sort every step's rows and gather them
+  all;
+* ``input on the turn`` (``engine.turn_input.TURN_INPUT``): the same layout with the first
+  steps' rows projected where they lie, or gathered with the others first;
 * ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
@@ -61,7 +67,16 @@ from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit.engine import fused, native, packed_stack, row_moves, sequence, weight_grad
+from rnnkit.engine import (
+    fused,
+    native,
+    packed_stack,
+    packing,
+    row_moves,
+    sequence,
+    turn_input,
+    weight_grad,
+)
 
 T = 100
 
@@ -224,6 +239,36 @@ CASES = (
             ("Elman, bidirectional", 128, 256, None),
             ("GRU, bidirectional", 32, 256, None),
             ("LSTM, bidirectional", 32, 256, None),
+        ],
+    ),
+    (
+        "batch-order head",
+        packing,
+        "TURN",
+        True,
+        False,
+        [
+            ("Elman", 32, 256, None),
+            ("Elman", 128, 256, None),
+            ("GRU", 32, 256, None),
+            ("GRU", 128, 256, None),
+            ("LSTM [native loop]", 32, 256, None),
+            ("LSTM [native loop]", 128, 256, None),
+            ("MGU", 128, 256, None),
+            ("NAS", 32, 256, None),
+            ("GRU, 2 layers", 32, 256, None),
+        ],
+    ),
+    (
+        "input on the turn",
+        turn_input,
+        "TURN_INPUT",
+        True,
+        False,
+        [
+            ("Elman", 32, 256, None),
+            ("Elman", 128, 256, None),
+            ("GRU", 128, 256, None),
         ],
     ),
     (

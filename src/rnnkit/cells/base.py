@@ -106,6 +106,12 @@ class RecurrentCell(nn.Module):
         """(..., I) -> (..., G): the part of the step that depends on the input alone."""
         raise NotImplementedError
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None] | None:
+        """(weight (G, I), bias (G,) or None) when :meth:`project_input` is the affine map
+        x·weightᵀ + bias, else None. The engine may then form the projection of different row
+        blocks of the input as products of their own, written into one buffer."""
+        return None
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         """One recurrent step from a projected input ``gx`` (B, G) and ``state``."""
         raise NotImplementedError

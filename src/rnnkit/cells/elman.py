@@ -47,6 +47,9 @@ class ElmanCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias_ih)  # (..., H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias_ih
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
         pre = gx + linear(h, self.weight_hh, self.bias_hh)  # (B, H)

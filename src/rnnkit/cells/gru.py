@@ -54,6 +54,9 @@ class GRUCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias_ih)  # (..., 3H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias_ih
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
         H = self.hidden_size
@@ -110,6 +113,9 @@ class MGUCell(RecurrentCell):
 
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias_ih)  # (..., 2H)
+
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias_ih
 
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state

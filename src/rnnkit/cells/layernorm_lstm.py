@@ -75,6 +75,9 @@ class LayerNormLSTMCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, None)  # (..., 4H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, None
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         B, H = h.shape[0], self.hidden_size

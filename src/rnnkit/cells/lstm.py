@@ -102,6 +102,9 @@ class LSTMCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias_ih)  # (..., 4H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias_ih
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         gates = gx + linear(h, self.weight_hh, self.bias_hh)  # (B, 4H)

@@ -110,6 +110,9 @@ class MUT2Cell(_MUTBase):
         # weight_ih rows [z, xr, xh]: one product gives [W_z x | W_xr x | W_xh x]
         return linear(x, self.weight_ih, self.bias)  # (..., 3H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None] | None:
+        return None if self.literal else (self.weight_ih, self.bias)
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state
         H = self.hidden_size
@@ -143,6 +146,9 @@ class MUT3Cell(_MUTBase):
 
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias)  # (..., 3H)
+
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias
 
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         (h,) = state

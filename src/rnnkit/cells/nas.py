@@ -53,6 +53,9 @@ class NASCell(RecurrentCell):
     def project_input(self, x: Tensor) -> Tensor:
         return linear(x, self.weight_ih, self.bias_ih)  # (..., 8H)
 
+    def input_affine(self) -> tuple[Tensor, Tensor | None]:
+        return self.weight_ih, self.bias_ih
+
     def step(self, gx: Tensor, state: State) -> tuple[Tensor, State]:
         h, c = state
         xs = gx.chunk(8, dim=1)

@@ -26,11 +26,12 @@ plus a plain copy of the head rows each way. A plain LSTM's training step with s
 took 0.83-0.86 of the full batch's time at B = 32, H = 256, against 0.91-0.92 with the first
 segment packed (``python benchmarks/lengths_overheads.py``; docs/engine.md).
 
-The compiled loop alone does not gain from the split: its head would be a second call of the
-loop, whose fixed costs (packing W_hh, the input projection and the weight-gradient products
-as calls of their own) ate the saving in a measurement. The backward direction reads each
-sequence from its own last step, so its first steps are not a block of the padded input; it
-keeps the packed layout.
+The compiled loop alone does not gain from a split into two calls: its head would be a second
+call of the loop, whose fixed costs (packing W_hh, the input projection and the weight-gradient
+products as calls of their own) ate the saving in a measurement. It keeps the first steps in
+the batch's order within one call instead (a plan with a turn, :mod:`.turn_input`). The
+backward direction reads each sequence from its own last step, so its first steps are not a
+block of the padded input; it keeps the packed layout.
 """
 
 from __future__ import annotations

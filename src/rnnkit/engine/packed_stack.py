@@ -42,6 +42,7 @@ from . import sequence
 from .packing import Plan, _indices, make_plan, pack, sort_rows, unpack, unsort_rows
 from .row_moves import gather_two, take
 from .sequence import native_supports, run_native_packed, run_native_rows
+from .turn_input import turn_projection
 
 # False: every layer runs on its own, through the padded layout (for measurements:
 # benchmarks/lengths_overheads.py --pieces "packed stack").
@@ -106,7 +107,14 @@ def run_packed_stack(
     ``Recurrent`` does); the padding, which the packed rows do not hold, stays zero."""
     T, B = x.shape[0], x.shape[1]
     plan: Plan = make_plan(T, B, lengths, False, turn=True)
-    rows = pack(x, plan)  # (N, I): the one gather
+    if residual and x.dim() == 3 and cells[0].output_size == x.shape[2]:
+        # the first layer's residual sum needs the packed input rows: the one gather
+        rows = pack(x, plan)
+        gx = turn_projection(cells[0], rows, plan, packed=True)
+    else:  # the first layer's projection on the turn (its first steps' rows where they lie)
+        gx = turn_projection(cells[0], x, plan)
+        # (N, I): the one gather, or the padded input, from which the projection took its rows
+        rows = pack(x, plan) if gx is None else x.reshape(T * B, -1)
     finals: list[State] = []
     padded = sequence.PADDED_OUTPUT and plan.packed  # (lengths all T: the layout is packed)
     for k, cell in enumerate(cells):
@@ -115,7 +123,11 @@ def run_packed_stack(
         skip = residual and rows.dim() == 2 and cell.output_size == rows.shape[1]
         if last and skip:
             padded = False  # the sum is formed on the packed rows, then unpacked
-        out, found = run_native_packed(cell, rows, sorted_states, plan, padded=last and padded)
+        if k:  # the packed rows: two products all the same, for the same sums as layer by layer
+            gx = turn_projection(cell, rows, plan, packed=True)
+        out, found = run_native_packed(
+            cell, rows, sorted_states, plan, padded=last and padded, gx=gx
+        )
         finals.append(tuple(unsort_rows(f, plan) for f in found))
         rows = out + rows if skip else out
         if dropout and not last:
@@ -149,7 +161,10 @@ def run_bidirectional_layer(
     else:
         maps = tuple(_indices(plan, x.device) for plan in plans)
         rows = gather_two(x.reshape(T * B, *x.shape[2:]), *maps)
+    # the forward direction's projection in the same two products as on its own (turn_input)
+    gx = turn_projection(cells[0], rows[0], plans[0], packed=True) if plans[0].packed else None
     done = [
-        run_native_rows(cell, xp, s, plan) for cell, xp, s, plan in zip(cells, rows, states, plans)
+        run_native_rows(cell, xp, s, plan, gx=g)
+        for cell, xp, s, plan, g in zip(cells, rows, states, plans, (gx, None))
     ]
     return [y for y, _ in done], [f for _, f in done]

@@ -45,6 +45,7 @@ from .packing import (
     unpack,
     unsort_rows,
 )
+from .turn_input import turn_projection
 
 # The dtypes the compiled loops run.
 LOOP_DTYPES = (torch.float32, torch.float64)
@@ -116,11 +117,12 @@ def _backward(ctx, xp, states, saved, dy, dfinal):
     if torch.is_grad_enabled():
         if ctx.padded:  # the recomputation's outputs are the packed rows
             dy = dy.index_select(0, padded_index(ctx.plan, dy.device))
+        xp = _packed_input(xp, ctx.plan)
         return _recomputed_backward(
             ctx.cell, ctx.plan, xp, states, ctx.every, ctx.param_names, dy, dfinal
         )
     if ctx.spent:  # retain_graph=True, and this is a second pass
-        saved = _rerun_forward(ctx, xp, states)
+        saved = _rerun_forward(ctx, _packed_input(xp, ctx.plan), states)
     result = kernel.backward(ctx.cfg, ctx.plan, saved, _rows_in_place(dy), dfinal, ctx.present)
     ctx.spent = kernel.in_place
     return result
@@ -138,6 +140,14 @@ def _rows_in_place(dy: Tensor) -> Tensor:
     if DY_IN_PLACE and dy.dim() == 2 and dy.stride(1) == 1 and dy.stride(0) >= dy.shape[1]:
         return dy
     return dy.contiguous()
+
+
+def _packed_input(xp: Tensor, plan: Plan) -> Tensor:
+    """The packed input rows: ``xp`` itself, or gathered from it when the forward pass kept
+    the padded (T·B, I) input (its projection formed on the turn: :mod:`.turn_input`)."""
+    if plan.packed and xp.shape[0] != plan.rows:
+        return xp.index_select(0, padded_index(plan, xp.device))
+    return xp
 
 
 def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
@@ -261,22 +271,27 @@ def run_native(
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
     plan = make_plan(x.shape[0], x.shape[1], lengths, reverse, turn=True)
+    gx = turn_projection(cell, x, plan)
+    if gx is not None:  # the first steps' rows projected where they lie: no gather of them
+        return run_native_rows(cell, x.reshape(plan.T * plan.B, -1), state, plan, gx=gx)
     return run_native_rows(cell, pack(x, plan), state, plan)
 
 
 def run_native_rows(
-    cell: RecurrentCell, xp: Tensor, state: State, plan: Plan
+    cell: RecurrentCell, xp: Tensor, state: State, plan: Plan, gx: Tensor | None = None
 ) -> tuple[Tensor, State]:
     """:func:`run_native` on input rows already laid out by ``plan``: ``xp`` (N, I) packed, or
     the (T·B, I) rows of the input when the plan has no lengths; ``state`` in the batch's
-    order -> ((T, B, H) zero past each length, finals in the batch's order)."""
+    order -> ((T, B, H) zero past each length, finals in the batch's order). ``gx``: the
+    input projection of the packed rows, when the caller formed it (then ``xp`` may be the
+    padded (T·B, I) input: :func:`run_native_packed`)."""
     T, B = plan.T, plan.B
     if not plan.packed:  # xp's rows are the padded rows: views only
-        y, finals = run_native_packed(cell, xp, state, plan)
+        y, finals = run_native_packed(cell, xp, state, plan, gx=gx)
         return y.view(T, B, *y.shape[1:]), finals
     states = tuple(sort_rows(s, plan) for s in state)
     # the loops write y straight into the padded layout (and read its gradient from there)
-    y, finals = run_native_packed(cell, xp, states, plan, padded=PADDED_OUTPUT)
+    y, finals = run_native_packed(cell, xp, states, plan, padded=PADDED_OUTPUT, gx=gx)
     y = y.view(T, B, *y.shape[1:]) if PADDED_OUTPUT else unpack(y, plan)
     return y, tuple(unsort_rows(f, plan) for f in finals)
 
@@ -284,16 +299,25 @@ def run_native_rows(
 # torch.compile runs these eagerly: the loops are already compiled C++, called through ctypes
 @run_eagerly
 def run_native_packed(
-    cell: RecurrentCell, xp: Tensor, states: State, plan: Plan, padded: bool = False
+    cell: RecurrentCell,
+    xp: Tensor,
+    states: State,
+    plan: Plan,
+    padded: bool = False,
+    gx: Tensor | None = None,
 ) -> tuple[Tensor, State]:
     """The compiled loop on packed rows: ``xp`` (N, I) laid out by ``plan``, ``states`` (B, ·)
-    in sorted order -> (y, final states (B, ·) sorted), y (N, H) packed or, with ``padded``
-    (a plan with lengths), (T·B, H) in the padded layout, zero in the padding."""
+    in the order of the plan's first step -> (y, final states (B, ·) sorted), y (N, H) packed
+    or, with ``padded`` (a plan with lengths), (T·B, H) in the padded layout, zero in the
+    padding. ``gx``: ``cell.project_input`` of the packed rows, formed by the caller; ``xp`` may
+    then be the padded (T·B, I) input, from which a second-order backward pass gathers them."""
     found = kernel_for(cell)
     if found is None:
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
     kernel, cfg = found
-    gx = cell.project_input(xp).contiguous()  # (N, G): one product for all steps
+    if gx is None:
+        gx = cell.project_input(xp)  # (N, G): one product for all steps
+    gx = gx.contiguous()
     states = tuple(s.contiguous() for s in states)
     params = kernel.params(cell)
     inputs = (gx, *states, *(p for p in params if p is not None))

@@ -1,0 +1,143 @@
+"""The input projection of a plan with a turn (``engine/turn_input.py``): the first steps' rows
+projected from the padded input where they lie, the later ones gathered. Values and gradients
+equal the cell's own projection of the gathered rows (float64, to rounding), twice
+differentiable; taken only for cells whose projection is affine, and not for a subclass that
+projects its own way."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.nn.functional import linear
+
+from cell_zoo import CELLS
+from rnnkit import engine
+from rnnkit.cells import LSTMCell, MUT1Cell, MUT2Cell
+from rnnkit.engine import native, sequence, turn_input
+from rnnkit.engine.packing import make_plan, pack
+from rnnkit.engine.turn_input import _TurnProjection, input_affine, turn_projection
+
+needs_native = pytest.mark.skipif(not native.available(), reason="no compiled library here")
+
+I, H, T = 3, 4, 7
+LENGTHS = [5, 3, 7, 3, 6]  # the shortest length 3: the turn at step 3
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_input_affine_is_the_projection(name):
+    """Where a cell says its projection is affine, ``project_input`` is x·Wᵀ + b with the
+    weight and bias it names (float64, every built-in cell); MUT1 and the literal MUT2 are not
+    affine (a tanh or identity block) and say None."""
+    torch.manual_seed(0)
+    cell = CELLS[name](I if name not in ("mut1", "mut2") else H, H).double()
+    x = torch.randn(9, cell.input_size, dtype=torch.float64)
+    found = input_affine(cell)
+    if isinstance(cell, MUT1Cell) or (isinstance(cell, MUT2Cell) and cell.literal):
+        assert found is None
+        return
+    assert found is not None
+    weight, bias = found
+    assert torch.allclose(cell.project_input(x), linear(x, weight, bias), atol=1e-14, rtol=0)
+
+
+class _ScaledInputLSTM(LSTMCell):
+    """A user's cell that changes the projection but inherits ``input_affine``."""
+
+    def project_input(self, x):
+        return 2.0 * super().project_input(x)
+
+
+def test_a_subclass_with_its_own_projection_is_not_affine():
+    cell = _ScaledInputLSTM(I, H)
+    assert cell.input_affine() is not None  # what it inherits says affine...
+    assert input_affine(cell) is None  # ...but the engine does not trust it
+
+
+def _setup(dtype=torch.float64, bias=True):
+    gen = torch.Generator().manual_seed(2)
+    lens = torch.tensor(LENGTHS)
+    plan = make_plan(T, lens.numel(), lens, False, turn=True)
+    assert plan.turn == 3
+    x = torch.randn(T, lens.numel(), I, generator=gen, dtype=dtype, requires_grad=True)
+    weight = torch.randn(5, I, generator=gen, dtype=dtype, requires_grad=True)
+    b = torch.randn(5, generator=gen, dtype=dtype, requires_grad=True) if bias else None
+    return plan, x, weight, b
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_turn_projection_equals_the_projection_of_the_gathered_rows(packed, bias):
+    """Forwards and backwards, against ``linear`` of the packed rows: the gradients of the
+    padded input (zero in the padding), the weight and the bias."""
+    plan, x, weight, b = _setup(bias=bias)
+    source = pack(x, plan) if packed else x.reshape(T * x.shape[1], I)
+    got = _TurnProjection.apply(source, weight, b, plan, packed)
+    want = linear(pack(x, plan), weight, b)
+    assert (got - want).abs().max().item() <= 1e-12
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(want.shape, generator=gen, dtype=want.dtype)
+    wanted = [t for t in (x, weight, b) if t is not None]
+    g_got = torch.autograd.grad((got * w).sum(), wanted)
+    g_want = torch.autograd.grad((want * w).sum(), wanted)
+    for a, c in zip(g_got, g_want):
+        assert (a - c).abs().max().item() <= 1e-12
+    padding = plan.padding
+    assert torch.equal(
+        g_got[0].reshape(T * x.shape[1], I)[padding], torch.zeros(len(padding), I, dtype=x.dtype)
+    )
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_turn_projection_gradcheck_and_gradgradcheck(packed):
+    plan, x, weight, b = _setup()
+
+    def fn(x, weight, b):
+        source = pack(x, plan) if packed else x.reshape(T * x.shape[1], I)
+        return _TurnProjection.apply(source, weight, b, plan, packed)
+
+    assert torch.autograd.gradcheck(fn, (x, weight, b))
+    assert torch.autograd.gradgradcheck(fn, (x, weight, b))
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "mut1", "nas"])
+def test_native_takes_the_turn_projection_where_affine_and_equals_reference(name, monkeypatch):
+    """A layer's compiled loop with lengths projects on the turn for an affine projection (not
+    for MUT1's), and its outputs, final states and gradients equal the reference loop's."""
+    calls = []
+    real = turn_input._TurnProjection.apply
+
+    def spy(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(turn_input._TurnProjection, "apply", spy)
+    torch.manual_seed(5)
+    cell = CELLS[name](H if name == "mut1" else I, H).double()
+    lens = torch.tensor(LENGTHS)
+    x = torch.randn(T, lens.numel(), cell.input_size, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(lens.numel(), *s, dtype=torch.float64) for s in cell.state_shapes())
+    results = {}
+    for path in ("native", "reference"):
+        out, final = engine.run(cell, x, state, lens, engine=path)
+        loss = (out * out.detach().cos()).sum() + sum((f**2).sum() for f in final)
+        results[path] = (out, final, torch.autograd.grad(loss, [x, *cell.parameters()]))
+    assert calls == ([] if name == "mut1" else [False])
+    (out, final, grads), (r_out, r_final, r_grads) = results["native"], results["reference"]
+    assert (out - r_out).abs().max().item() <= 1e-10
+    assert all((a - c).abs().max().item() <= 1e-10 for a, c in zip(final, r_final))
+    assert all((a - c).abs().max().item() <= 1e-10 for a, c in zip(grads, r_grads))
+
+
+@needs_native
+def test_turn_projection_off_or_without_a_turn_is_not_taken(monkeypatch):
+    cell = LSTMCell(I, H)
+    lens = torch.tensor(LENGTHS)
+    x = torch.randn(T, lens.numel(), I)
+    plan = make_plan(T, lens.numel(), lens, False, turn=True)
+    assert turn_projection(cell, x, plan) is not None
+    assert turn_projection(cell, x, make_plan(T, lens.numel(), lens, True, turn=True)) is None
+    assert turn_projection(cell, x, make_plan(T, lens.numel(), None, False, turn=True)) is None
+    monkeypatch.setattr(turn_input, "TURN_INPUT", False)
+    assert turn_projection(cell, x, plan) is None
+    assert sequence.turn_projection is turn_projection
