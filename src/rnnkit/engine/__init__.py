@@ -45,7 +45,7 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell, State, cast_state, under_cpu_autocast
 from . import native
-from ._tracing import under_functorch
+from ._tracing import jit_tracing, under_functorch
 from .allocator import reuse_freed_memory
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
@@ -180,6 +180,11 @@ def _auto(cell, x, state, lengths, reverse):
     if lengths is not None and under_functorch() and lengths_values(lengths)[1]:
         # a length per sample mapped by vmap: no shared plan, so mask instead of sorting
         return _reference(cell, x, state, lengths, reverse)
+    if lengths is not None and jit_tracing():
+        # torch.jit.trace: the masked loop, whose masks the trace records as ops on the
+        # lengths (a plan would enter it as constants: the trace would hold for these lengths
+        # alone, and the plan caches make two traces differ)
+        return _reference(cell, x, state, lengths, reverse)
     return _PATHS[choose(cell, x, lengths)](cell, x, state, lengths, reverse)
 
 
@@ -211,6 +216,11 @@ def _check_native(cell, x):
         raise ValueError(
             "engine 'native' has no forward-mode derivative (torch.autograd.forward_ad): "
             "use engine 'auto' or 'autograd' for Jacobian-vector products"
+        )
+    if jit_tracing():
+        raise ValueError(
+            "engine 'native' cannot run under torch.jit.trace: the compiled loops are called "
+            "through ctypes, which a trace does not record; use engine 'auto' or 'autograd'"
         )
     if not native_supports(cell, x):
         raise ValueError(

@@ -35,3 +35,10 @@ def under_functorch() -> bool:
     which every transform can trace."""
     peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
     return peek is not None and peek() is not None
+
+
+def jit_tracing() -> bool:
+    """Whether ``torch.jit.trace`` is recording: it records torch ops only, so a call into the
+    compiled library through ctypes would come out of the trace as a constant. The engine then
+    runs torch ops alone (the fused ops, or the autograd loop over ``cell.step``)."""
+    return torch.jit.is_tracing()

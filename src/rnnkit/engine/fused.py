@@ -59,6 +59,7 @@ from torch import Tensor
 
 from ..cells import ElmanCell, GRUCell, LSTMCell
 from ..cells.base import RecurrentCell, State
+from ._tracing import jit_tracing
 from .checkpoint import needs_grad
 from .head import run_head_tail
 from .packing import Plan, make_plan, pack, sort_rows, tail_plan, unpack, unsort_rows
@@ -223,7 +224,11 @@ def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ())
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
     """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·)).
     A long training call runs as chunks of consecutive steps (:func:`chunk_steps`)."""
-    args = (fused_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False, False)
+    # torch's "train" flag (no dropout here: whether oneDNN keeps a workspace for a backward
+    # pass); under torch.jit.trace the module's mode, as torch.nn's layers pass it, so that the
+    # trace does not depend on the grad mode it was recorded in
+    train = cell.training if jit_tracing() else torch.is_grad_enabled()
+    args = (fused_weights(cell), cell.bias, 1, 0.0, train, False, False)
     steps = chunk_steps((cell,), x, states)
     if steps is None:
         return _op(cell, x, states, args)
@@ -280,7 +285,13 @@ def run_fused(
         assert lengths is not None
         return _masked(cell, x, state, lengths, reverse)
     segments = plan.segments()
-    if route in ("head", "segments") and not reverse and len(segments) > 1 and PADDED_HEAD:
+    if (
+        route in ("head", "segments")
+        and not reverse
+        and len(segments) > 1
+        and PADDED_HEAD
+        and not jit_tracing()  # (its row moves take a layout, which a trace cannot record)
+    ):
         # the first segment (every row running) reads the padded input as it is (engine.head);
         # the rest runs in the compiled loop ("head") or one fused call per segment
         m = segments[0][1]
@@ -327,7 +338,8 @@ def _packed(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple
     """One call of the variable-length op on the packed rows (the plan's layout is torch's
     ``PackedSequence`` layout; reversed, each valid part is reversed in it, so the op steps
     forwards); returns (y (N, ·), sorted finals)."""
-    args = (fused_weights(cell), cell.bias, 1, 0.0, torch.is_grad_enabled(), False)
+    train = cell.training if jit_tracing() else torch.is_grad_enabled()  # (as in _call)
+    args = (fused_weights(cell), cell.bias, 1, 0.0, train, False)
     out, finals = _op(cell, xp, tuple(s.unsqueeze(0) for s in states), args, plan.n)
     return out, tuple(f[0] for f in finals)
 

@@ -151,6 +151,7 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool, turn: bool 
     Plans are cached by their lengths (the last few), so the layers and directions of one batch
     share one.
     """
+    T, B = int(T), int(B)  # (under torch.jit.trace, sizes come as tensors)
     if lengths is None:
         return _unpacked_plan(T, B, reverse)
     key = _lengths_key(lengths)

@@ -15,7 +15,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import Tensor
 
 from . import native, native_memory
-from ._tracing import under_functorch
+from ._tracing import jit_tracing, under_functorch
 
 
 def _scatter(rows: Tensor, source: Tensor, padding: Tensor) -> Tensor:
@@ -157,7 +157,7 @@ def compiled_rows(*tensors: Tensor) -> bool:
     """Whether ``tensors`` can take the compiled row copies: contiguous, on the CPU, outside
     ``torch.compile``'s tracing and ``torch.func`` transforms, with the compiled library loaded
     (and ``NATIVE_ROWS``)."""
-    if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch():
+    if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch() or jit_tracing():
         return False
     return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
 

@@ -33,7 +33,7 @@ from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
 from . import native
-from ._tracing import run_eagerly, under_functorch
+from ._tracing import jit_tracing, run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
 from .packing import (
     Plan,
@@ -257,7 +257,10 @@ def native_supports(cell: RecurrentCell, x: Tensor) -> bool:
 
 def loops_run(cell: RecurrentCell, x: Tensor) -> bool:
     """:func:`native_supports` for a caller that has ruled out ``torch.func`` transforms and
-    forward-mode AD already (the path choice checks them once, first)."""
+    forward-mode AD already (the path choice checks them once, first). Never under
+    ``torch.jit.trace``, which would record the loops' results as constants."""
+    if jit_tracing():
+        return False
     dtype = x.dtype
     if not x.is_cpu or dtype not in LOOP_DTYPES:
         return False
