@@ -57,7 +57,15 @@ from rnn_speed import MODELS, _input, build, interleaved, step_fns
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
-from rnnkit.engine import fused, native, native_memory, row_moves, sequence, weight_grad
+from rnnkit.engine import (
+    fused,
+    native,
+    native_memory,
+    row_moves,
+    sequence,
+    turn_input,
+    weight_grad,
+)
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -260,9 +268,11 @@ def free_layout(fn):
     def run() -> None:
         kept = [getattr(m, f) for m, f in names]
         kept_gather, kept_padded = weight_grad.GATHER_SEGMENTS, sequence.PADDED_OUTPUT
+        kept_turn = turn_input.TURN_INPUT
         for (m, f), new in zip(names, (_free_pack, _free_unpack) * 2):
             setattr(m, f, new)
         weight_grad.GATHER_SEGMENTS = 10**9  # products on views, no gathered h_{t-1}
+        turn_input.TURN_INPUT = False  # every input row through the (free) pack
         # the loops' outputs in packed rows, then the free unpack (not the padded layout,
         # whose zero fill and row copies are layout work too)
         sequence.PADDED_OUTPUT = False
@@ -272,6 +282,7 @@ def free_layout(fn):
             for (m, f), old in zip(names, kept):
                 setattr(m, f, old)
             weight_grad.GATHER_SEGMENTS, sequence.PADDED_OUTPUT = kept_gather, kept_padded
+            turn_input.TURN_INPUT = kept_turn
 
     return run
 
@@ -350,13 +361,18 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
     """Install the wrappers; returns a function that removes them. The loops are the calls
     into the compiled library (``native.call``, by direction); the layout moves are the row
     copies between the padded and packed layouts and the zero fill of the padded outputs
-    (``row_moves.take``, ``place``, ``native_memory.zero_rows``) and the gathered h_{t-1} of the
-    weight gradient (``PreviousOutputs``' construction)."""
+    (``row_moves.take``, ``place``, ``native_memory.zero_rows``, and the same copies of
+    ``engine.turn_input``) and the gathered h_{t-1} of the weight gradient (``PreviousOutputs``'
+    construction). The input projection's forward product is ``cell.project_input``, or with
+    lengths the two products of ``turn_input._project``."""
     kept = [
         (native, "call", native.call),
         (native_memory, "zero_rows", native_memory.zero_rows),
         (row_moves, "take", row_moves.take),
         (row_moves, "place", row_moves.place),
+        (turn_input, "take", turn_input.take),
+        (turn_input, "place", turn_input.place),
+        (turn_input, "_project", turn_input._project),
         (weight_grad.PreviousOutputs, "__init__", weight_grad.PreviousOutputs.__init__),
         (weight_grad.PreviousOutputs, "weight_grad", weight_grad.PreviousOutputs.weight_grad),
     ]
@@ -369,6 +385,10 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
     native_memory.zero_rows = clock.wrap(native_memory.zero_rows, "layout moves")
     row_moves.take = clock.wrap(row_moves.take, "layout moves")
     row_moves.place = clock.wrap(row_moves.place, "layout moves")
+    # with lengths, the first steps' input projection on the padded input (engine.turn_input)
+    turn_input.take = clock.wrap(turn_input.take, "layout moves")
+    turn_input.place = clock.wrap(turn_input.place, "layout moves")
+    turn_input._project = clock.wrap(turn_input._project, "input projection (forward)")
     prev = weight_grad.PreviousOutputs
     prev.__init__ = clock.wrap(prev.__init__, "layout moves")
     prev.weight_grad = clock.wrap(prev.weight_grad, "W_hh gradient")

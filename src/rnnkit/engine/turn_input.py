@@ -70,6 +70,17 @@ def turn_projection(
     return _TurnProjection.apply(flat, weight, bias, plan, packed)
 
 
+def _project(head: Tensor, tail: Tensor, weight: Tensor, bias: Tensor | None, gx: Tensor):
+    """gx = [head; tail]·weightᵀ + bias, as two products into the rows of ``gx`` (N, G)."""
+    wt = weight.t()
+    for rows, out in ((head, gx[: head.shape[0]]), (tail, gx[head.shape[0] :])):
+        if bias is None:
+            torch.mm(rows, wt, out=out)
+        else:
+            torch.addmm(bias, rows, wt, out=out)
+    return gx
+
+
 class _TurnProjection(torch.autograd.Function):
     """(flat (T·B, I) padded input, weight (G, I), bias (G,) or None, plan, packed) -> (N, G),
     the projection of the plan's packed rows, its first turn·B rows read from ``flat`` in
@@ -83,13 +94,7 @@ class _TurnProjection(torch.autograd.Function):
         head = layout.head
         # (N - head, I): the rows after the turn
         tail = flat[head:] if packed else take(flat, layout.index)
-        gx = flat.new_empty(plan.rows, weight.shape[0])
-        wt = weight.t()
-        for rows, out in ((flat[:head], gx[:head]), (tail, gx[head:])):
-            if bias is None:
-                torch.mm(rows, wt, out=out)
-            else:
-                torch.addmm(bias, rows, wt, out=out)
+        gx = _project(flat[:head], tail, weight, bias, flat.new_empty(plan.rows, weight.shape[0]))
         ctx.plan, ctx.layout, ctx.has_bias, ctx.packed = plan, layout, bias is not None, packed
         ctx.save_for_backward(flat, tail, weight)
         return gx
