@@ -141,3 +141,30 @@ def test_turn_projection_off_or_without_a_turn_is_not_taken(monkeypatch):
     monkeypatch.setattr(turn_input, "TURN_INPUT", False)
     assert turn_projection(cell, x, plan) is None
     assert sequence.turn_projection is turn_projection
+
+
+@needs_native
+@pytest.mark.parametrize("lens", [[5], [5, 5, 5], [1, 1], [7, 7, 1]])
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru_reset_before", "nas", "mut1"])
+def test_a_turn_with_no_rows_after_it_or_at_step_one(name, lens):
+    """Equal lengths short of T (the turn is the last step: no row is sorted, the tail is
+    empty), a single sequence, and a turn at step 1: the loops equal the reference loop in
+    training (outputs, final states, every gradient) and in inference."""
+    torch.manual_seed(6)
+    cell = CELLS[name](H if name == "mut1" else I, H).double()
+    lengths = torch.tensor(lens)
+    B = lengths.numel()
+    x = torch.randn(T, B, cell.input_size, dtype=torch.float64, requires_grad=True)
+    state = tuple(
+        torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
+    )
+    results = {}
+    for path in ("native", "reference"):
+        out, final = engine.run(cell, x, state, lengths, engine=path)
+        loss = (out * out.detach().sin()).sum() + sum((f * f.detach().cos()).sum() for f in final)
+        grads = torch.autograd.grad(loss, [x, *state, *cell.parameters()])
+        with torch.no_grad():
+            out2, final2 = engine.run(cell, x, state, lengths, engine=path)
+        results[path] = (out, *final, *grads, out2, *final2)
+    for a, b in zip(results["native"], results["reference"]):
+        assert (a - b).abs().max().item() <= 1e-10
