@@ -53,7 +53,15 @@ import time
 import numpy as np
 import torch
 from machine import add_allocator_flag, cpu_name
-from rnn_speed import MODELS, _input, build, interleaved, step_fns
+from rnn_speed import (
+    MODELS,
+    _input,
+    build,
+    interleaved,
+    interleaved_samples,
+    round_ratio,
+    step_fns,
+)
 from rnn_targets import TORCH_MODELS, table
 
 import rnnkit
@@ -178,7 +186,7 @@ def main() -> None:
             x = _input(T, B, H)
             pairs[(name, "full")] = step_fns(built[name], x)[1]
             pairs[(name, "lengths")] = step_fns(built[name], x, lengths)[1]
-        measured = interleaved(pairs, 3 * repeats)
+        measured = interleaved_samples(pairs, 3 * repeats)
         out = []
         for name in models:
             product = product_costs(built[name], rows, args.threads, repeats)
@@ -188,7 +196,7 @@ def main() -> None:
                     name,
                     f"{ratio_from_costs(rows, product, n, B):.3f}",
                     f"{ratio_from_costs(rows, costs, n, B):.3f}",
-                    f"{measured[(name, 'lengths')] / measured[(name, 'full')]:.3f}",
+                    f"{round_ratio(measured, (name, 'lengths'), (name, 'full')):.3f}",
                     f"{product[rows.index(B)] * 1e6:.0f} / {product[0] * 1e6:.0f}",
                 ]
             )
@@ -301,13 +309,13 @@ def layout_table(repeats: int, reused: bool) -> None:
             pairs[(name, "full")] = step_fns(model, x)[1]
             pairs[(name, "lengths")] = step_fns(model, x, lengths)[1]
             pairs[(name, "free")] = free_layout(pairs[(name, "lengths")])
-        measured = interleaved(pairs, 3 * repeats)
+        measured = interleaved_samples(pairs, 3 * repeats)
         rows = []
         for name, model in built.items():
             share = layout_share(model, B, H)
-            ratio = measured[(name, "lengths")] / measured[(name, "full")]
+            ratio = round_ratio(measured, (name, "lengths"), (name, "full"))
             without = ratio * (1 - share)
-            free = measured[(name, "free")] / measured[(name, "full")]
+            free = round_ratio(measured, (name, "free"), (name, "full"))
             rows.append(
                 [name, f"{ratio:.3f}", f"{100 * share:.1f} %", f"{without:.3f}", f"{free:.3f}"]
             )

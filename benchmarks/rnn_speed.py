@@ -13,7 +13,8 @@ median over repeats, so load from other processes falls on all of them alike.
 * GFLOP/s counts the matrix-product FLOPs (2 per multiply-add; a training step is 3x the
   forward's) and compares them with torch.mm on 2048^3 float32, measured in the same run.
 * lengths: drawn uniformly from [T/2, T]; the time of the batch with lengths over the time of
-  the same batch at full length (three times the repeats: a ratio of two short calls).
+  the same batch at full length, the two timed back to back in every round, the median of the
+  rounds' ratios (three times the repeats: a ratio of two short calls).
 * memory: peak resident memory of one training step, measured in a fresh process per model
   (Linux: VmHWM reset through /proc/self/clear_refs), minus the memory resident before it.
 * checkpoint: LSTM and NAS layers with ``layer.checkpoint = 50`` (activations recomputed in
@@ -176,6 +177,12 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
     Calls shorter than 20 ms are repeated within one sample and averaged; when every call is
     shorter than 0.1 s, the number of repeats is doubled (plus one); when one round takes under
     10 s, two more; over 20 s, one less (the run stays short)."""
+    return {name: statistics.median(s) for name, s in interleaved_samples(fns, repeats).items()}
+
+
+def interleaved_samples(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """:func:`interleaved`'s samples: seconds per call of each function in each round, the
+    rounds in order (sample k of every function comes from round k)."""
     number, first = {}, {}
     for name, fn in fns.items():
         start = time.perf_counter()
@@ -195,7 +202,14 @@ def interleaved(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, f
             for _ in range(number[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / number[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
+
+
+def round_ratio(samples: dict, num, den) -> float:
+    """The median over rounds of sample ``num`` over sample ``den`` of the same round
+    (:func:`interleaved_samples`): two calls timed back to back, so the machine's drift between
+    rounds cancels, which a ratio of two medians does not do."""
+    return statistics.median(a / b for a, b in zip(samples[num], samples[den]))
 
 
 def gemm_ceiling(repeats: int = 5) -> float:
@@ -322,10 +336,13 @@ def lengths_table(
             if name != "torch LSTM":
                 fns[(name, "lengths")] = step_fns(model, x, lengths)[1]
         # a ratio of two short calls: three times the repeats, or the scatter hides the 5 %
-        # that separate the results from the target
-        measured = interleaved(fns, 3 * repeats)
+        # that separate the results from the target; and the median of the rounds' own ratios
+        # (the two calls back to back in every round), not a ratio of two medians, which mixes
+        # calls from different moments of this machine's drift
+        samples = interleaved_samples(fns, 3 * repeats)
+        measured = {name: statistics.median(s) for name, s in samples.items()}
         len_ratio[(B, H)] = {
-            name: measured[(name, "lengths")] / measured[(name, "full")] for name in rnnkit_models
+            name: round_ratio(samples, (name, "lengths"), (name, "full")) for name in rnnkit_models
         }
         packed = _packed_lstm_time(H, x, lengths, repeats)
         len_ratio[(B, H)]["torch LSTM (packed, vs padded)"] = (
