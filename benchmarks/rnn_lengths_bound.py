@@ -365,13 +365,13 @@ class _Clock:
         return timed
 
 
-def _timed_parts(clock: _Clock, model: torch.nn.Module):
+def _timed_parts(clock: _Clock):
     """Install the wrappers; returns a function that removes them. The loops are the calls
     into the compiled library (``native.call``, by direction); the layout moves are the row
     copies between the padded and packed layouts and the zero fill of the padded outputs
     (``row_moves.take``, ``place``, ``native_memory.zero_rows``, and the same copies of
     ``engine.turn_input``) and the gathered h_{t-1} of the weight gradient (``PreviousOutputs``'
-    construction). The input projection's forward product is ``cell.project_input``, or with
+    construction). The input projection's forward product is ``sequence.project_rows``, or with
     lengths the two products of ``turn_input._project``."""
     kept = [
         (native, "call", native.call),
@@ -381,6 +381,7 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
         (turn_input, "take", turn_input.take),
         (turn_input, "place", turn_input.place),
         (turn_input, "_project", turn_input._project),
+        (sequence, "project_rows", sequence.project_rows),
         (weight_grad.PreviousOutputs, "__init__", weight_grad.PreviousOutputs.__init__),
         (weight_grad.PreviousOutputs, "weight_grad", weight_grad.PreviousOutputs.weight_grad),
     ]
@@ -400,15 +401,11 @@ def _timed_parts(clock: _Clock, model: torch.nn.Module):
     prev = weight_grad.PreviousOutputs
     prev.__init__ = clock.wrap(prev.__init__, "layout moves")
     prev.weight_grad = clock.wrap(prev.weight_grad, "W_hh gradient")
-    cells = [m for m in model.modules() if hasattr(m, "project_input")]
-    for cell in cells:
-        cell.project_input = clock.wrap(cell.project_input, "input projection (forward)")
+    sequence.project_rows = clock.wrap(sequence.project_rows, "input projection (forward)")
 
     def remove() -> None:
         for owner, name, value in kept:
             setattr(owner, name, value)
-        for cell in cells:
-            del cell.project_input
 
     return remove
 
@@ -436,7 +433,7 @@ def parts_table(repeats: int, reused: bool) -> None:
             samples: dict[str, list[dict[str, float]]] = {k: [] for k in calls}
             for fn in calls.values():
                 fn()  # warm-up
-            remove = _timed_parts(clock, model)
+            remove = _timed_parts(clock)
             try:
                 for _ in range(2 * repeats + 1):
                     for key, fn in calls.items():

@@ -51,6 +51,27 @@ def test_a_subclass_with_its_own_projection_is_not_affine():
     cell = _ScaledInputLSTM(I, H)
     assert cell.input_affine() is not None  # what it inherits says affine...
     assert input_affine(cell) is None  # ...but the engine does not trust it
+    plain = LSTMCell(I, H)
+    assert input_affine(plain) is not None
+    plain.project_input = lambda x: 2.0 * LSTMCell.project_input(plain, x)  # on the instance
+    assert input_affine(plain) is None
+
+
+@needs_native
+def test_a_projection_set_on_the_instance_is_the_one_that_runs():
+    """A cell whose ``project_input`` is replaced on the instance runs that projection with
+    lengths too (the turn's own products would bypass it): the outputs equal the reference
+    loop's, which calls it."""
+    torch.manual_seed(7)
+    cell = LSTMCell(I, H).double()
+    cell.project_input = lambda x: 2.0 * LSTMCell.project_input(cell, x)
+    lens = torch.tensor(LENGTHS)
+    x = torch.randn(T, lens.numel(), I, dtype=torch.float64)
+    state = tuple(torch.zeros(lens.numel(), *s, dtype=torch.float64) for s in cell.state_shapes())
+    with torch.no_grad():
+        got, _ = engine.run(cell, x, state, lens, engine="native")
+        want, _ = engine.run(cell, x, state, lens, engine="reference")
+    assert (got - want).abs().max().item() <= 1e-12
 
 
 def _setup(dtype=torch.float64, bias=True):

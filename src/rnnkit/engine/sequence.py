@@ -319,7 +319,7 @@ def run_native_packed(
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
     kernel, cfg = found
     if gx is None:
-        gx = cell.project_input(xp)  # (N, G): one product for all steps
+        gx = project_rows(cell, xp)  # (N, G): one product for all steps
     gx = gx.contiguous()
     states = tuple(s.contiguous() for s in states)
     params = kernel.params(cell)
@@ -334,6 +334,12 @@ def run_native_packed(
         y, finals, _ = kernel.forward(cfg, plan, gx, states, params, False, out=out)
         y = y if out is None else out
     return y, tuple(finals)
+
+
+def project_rows(cell: RecurrentCell, xp: Tensor) -> Tensor:
+    """``cell.project_input`` of the packed rows ``xp`` (a function of its own, which
+    ``benchmarks/rnn_lengths_bound.py --parts`` times)."""
+    return cell.project_input(xp)
 
 
 def run_autograd(

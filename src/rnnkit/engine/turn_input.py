@@ -36,7 +36,10 @@ TURN_INPUT = True
 
 def input_affine(cell: RecurrentCell) -> tuple[Tensor, Tensor | None] | None:
     """``cell.input_affine()``, trusted only when the class that says the projection is affine
-    also defines ``project_input`` (a subclass with a projection of its own gets None)."""
+    also defines ``project_input`` (a subclass with a projection of its own gets None), and the
+    cell has no ``project_input`` of its own set on the instance."""
+    if "project_input" in vars(cell):
+        return None
     cls = type(cell)
     for owner in cls.__mro__:
         if "input_affine" in vars(owner):
