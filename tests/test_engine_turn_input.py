@@ -13,9 +13,14 @@ from torch.nn.functional import linear
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import LSTMCell, MUT1Cell, MUT2Cell
-from rnnkit.engine import native, sequence, turn_input
+from rnnkit.engine import native, turn_input
 from rnnkit.engine.packing import make_plan, pack
-from rnnkit.engine.turn_input import _TurnProjection, input_affine, turn_projection
+from rnnkit.engine.turn_input import (
+    _TurnProjection,
+    input_affine,
+    turn_input_rows,
+    turn_projection,
+)
 
 needs_native = pytest.mark.skipif(not native.available(), reason="no compiled library here")
 
@@ -159,9 +164,14 @@ def test_turn_projection_off_or_without_a_turn_is_not_taken(monkeypatch):
     assert turn_projection(cell, x, plan) is not None
     assert turn_projection(cell, x, make_plan(T, lens.numel(), lens, True, turn=True)) is None
     assert turn_projection(cell, x, make_plan(T, lens.numel(), None, False, turn=True)) is None
+    # the rows the loops get: the padded input with its projection, or the packed rows alone
+    rows, gx = turn_input_rows(cell, x, plan)
+    assert rows.shape == (T * lens.numel(), I) and gx is not None
+    torch.testing.assert_close(gx, cell.project_input(pack(x, plan)), rtol=1e-6, atol=1e-6)
     monkeypatch.setattr(turn_input, "TURN_INPUT", False)
     assert turn_projection(cell, x, plan) is None
-    assert sequence.turn_projection is turn_projection
+    rows, gx = turn_input_rows(cell, x, plan)
+    assert gx is None and torch.equal(rows, pack(x, plan))
 
 
 @needs_native

@@ -221,14 +221,18 @@ def chunk_steps(cells: tuple[RecurrentCell, ...], x: Tensor, states: State = ())
     return -(-T // ((T * n) // CHUNK_ROWS))
 
 
+def _train_flag(cell: RecurrentCell) -> bool:
+    """torch's "train" argument (no dropout here: whether oneDNN keeps a workspace for a
+    backward pass): whether gradients are on; under torch.jit.trace the module's mode, as
+    torch.nn's layers pass it, so that the trace does not depend on the grad mode it was
+    recorded in."""
+    return cell.training if jit_tracing() else torch.is_grad_enabled()
+
+
 def _call(cell: RecurrentCell, x: Tensor, states: State) -> tuple[Tensor, State]:
     """One fused call: x (steps, n, I), states (1, n, ·) each -> (out, final states (1, n, ·)).
     A long training call runs as chunks of consecutive steps (:func:`chunk_steps`)."""
-    # torch's "train" flag (no dropout here: whether oneDNN keeps a workspace for a backward
-    # pass); under torch.jit.trace the module's mode, as torch.nn's layers pass it, so that the
-    # trace does not depend on the grad mode it was recorded in
-    train = cell.training if jit_tracing() else torch.is_grad_enabled()
-    args = (fused_weights(cell), cell.bias, 1, 0.0, train, False, False)
+    args = (fused_weights(cell), cell.bias, 1, 0.0, _train_flag(cell), False, False)
     steps = chunk_steps((cell,), x, states)
     if steps is None:
         return _op(cell, x, states, args)
@@ -338,8 +342,7 @@ def _packed(cell: RecurrentCell, xp: Tensor, states: State, plan: Plan) -> tuple
     """One call of the variable-length op on the packed rows (the plan's layout is torch's
     ``PackedSequence`` layout; reversed, each valid part is reversed in it, so the op steps
     forwards); returns (y (N, ·), sorted finals)."""
-    train = cell.training if jit_tracing() else torch.is_grad_enabled()  # (as in _call)
-    args = (fused_weights(cell), cell.bias, 1, 0.0, train, False)
+    args = (fused_weights(cell), cell.bias, 1, 0.0, _train_flag(cell), False)
     out, finals = _op(cell, xp, tuple(s.unsqueeze(0) for s in states), args, plan.n)
     return out, tuple(f[0] for f in finals)
 

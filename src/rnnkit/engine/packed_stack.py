@@ -42,7 +42,7 @@ from . import sequence
 from .packing import Plan, _indices, make_plan, pack, sort_rows, unpack, unsort_rows
 from .row_moves import gather_two, take
 from .sequence import native_supports, run_native_packed, run_native_rows
-from .turn_input import turn_projection
+from .turn_input import turn_input_rows, turn_projection
 
 # False: every layer runs on its own, through the padded layout (for measurements:
 # benchmarks/lengths_overheads.py --pieces "packed stack").
@@ -111,10 +111,8 @@ def run_packed_stack(
         # the first layer's residual sum needs the packed input rows: the one gather
         rows = pack(x, plan)
         gx = turn_projection(cells[0], rows, plan, packed=True)
-    else:  # the first layer's projection on the turn (its first steps' rows where they lie)
-        gx = turn_projection(cells[0], x, plan)
-        # (N, I): the one gather, or the padded input, from which the projection took its rows
-        rows = pack(x, plan) if gx is None else x.reshape(T * B, -1)
+    else:  # the one gather, or the first layer's projection on the turn and no gather
+        rows, gx = turn_input_rows(cells[0], x, plan)
     finals: list[State] = []
     padded = sequence.PADDED_OUTPUT and plan.packed  # (lengths all T: the layout is packed)
     for k, cell in enumerate(cells):

@@ -45,7 +45,7 @@ from .packing import (
     unpack,
     unsort_rows,
 )
-from .turn_input import turn_projection
+from .turn_input import turn_input_rows
 
 # The dtypes the compiled loops run.
 LOOP_DTYPES = (torch.float32, torch.float64)
@@ -274,10 +274,9 @@ def run_native(
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
     plan = make_plan(x.shape[0], x.shape[1], lengths, reverse, turn=True)
-    gx = turn_projection(cell, x, plan)
-    if gx is not None:  # the first steps' rows projected where they lie: no gather of them
-        return run_native_rows(cell, x.reshape(plan.T * plan.B, -1), state, plan, gx=gx)
-    return run_native_rows(cell, pack(x, plan), state, plan)
+    # with a turn, the first steps' rows projected where they lie: no gather of them
+    rows, gx = turn_input_rows(cell, x, plan)
+    return run_native_rows(cell, rows, state, plan, gx=gx)
 
 
 def run_native_rows(

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell
 from .head import head_layout
-from .packing import Plan, padded_index
+from .packing import Plan, pack, padded_index
 from .row_moves import place, take
 
 # A plan with a turn projects its first steps' rows from the padded input, for cells with an
@@ -71,6 +71,16 @@ def turn_projection(
     if flat.dim() != 2:
         return None
     return _TurnProjection.apply(flat, weight, bias, plan, packed)
+
+
+def turn_input_rows(cell: RecurrentCell, x: Tensor, plan: Plan) -> tuple[Tensor, Tensor | None]:
+    """The input rows of ``x`` (T, B, I) for the loops, and their projection where it is formed
+    here: (the padded input's (T·B, I) rows, the projection on the turn), or (the packed rows,
+    None) for the caller to project."""
+    gx = turn_projection(cell, x, plan)
+    if gx is None:
+        return pack(x, plan), None
+    return x.reshape(plan.T * plan.B, *x.shape[2:]), gx
 
 
 def _project(head: Tensor, tail: Tensor, weight: Tensor, bias: Tensor | None, gx: Tensor):

@@ -95,7 +95,7 @@ class PreviousOutputs:
         off = plan.off_list
         dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
         for s0, s1, n in self.segments:
-            if s0 > 0 and s0 == plan.turn:  # the previous rows in the batch's order: gathered
+            if plan.turn and s0 == plan.turn:  # the previous rows in the batch's order: gathered
                 rows = _previous(plan, y.device)[off[s0] - B : off[s0] - B + n]
                 dW.addmm_(dz[off[s0] : off[s0] + n].t(), take(y, rows))
             elif s0 > 0:  # the run's first step reads the first n rows of a larger block
