@@ -1,4 +1,4 @@
-"""What thirteen pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What fourteen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -43,6 +43,9 @@ median):
   all;
 * ``input on the turn`` (``engine.turn_input.TURN_INPUT``): the same layout with the first
   steps' rows projected where they lie, or gathered with the others first;
+* ``split on small layers`` (``engine.packing.SPLIT_MIN_ELEMENTS``): below 2^18 elements in
+  the first steps' rows, the input projection and the recurrent weight gradient gather every
+  row into one product; or they split off those rows on views whatever their size (0);
 * ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
@@ -269,6 +272,23 @@ CASES = (
             ("Elman", 32, 256, None),
             ("Elman", 128, 256, None),
             ("GRU", 128, 256, None),
+        ],
+    ),
+    (
+        "split on small layers",
+        packing,
+        "SPLIT_MIN_ELEMENTS",
+        packing.SPLIT_MIN_ELEMENTS,
+        0,
+        [
+            ("Elman", 32, 64, None),
+            ("GRU", 32, 64, None),
+            ("LSTM [native loop]", 32, 64, None),
+            ("MGU", 32, 64, None),
+            ("Elman", 32, 128, None),
+            ("GRU", 32, 128, None),
+            ("LSTM [native loop]", 32, 128, None),
+            ("Elman", 128, 64, None),
         ],
     ),
     (

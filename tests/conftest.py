@@ -25,6 +25,22 @@ def _fixed_seeds():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _split_paths_on_small_layers(monkeypatch):
+    """The suite's layers are tiny, and on a small layer the engine gathers every row into one
+    product (``packing.split_pays``). Run them on the split products that large layers take
+    (the first steps' rows read where they lie), so that every test covers those; the gather
+    paths are what ``turn_input.TURN_INPUT = False`` and ``weight_grad.HEAD_VIEWS = False``
+    select, tested as such, and ``test_engine_turn_input.py`` tests the threshold itself."""
+    try:
+        from rnnkit.engine import packing
+    except ImportError:  # the torch-free tests still run
+        yield
+        return
+    monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 0)
+    yield
+
+
 # `make test` sets RNNKIT_FULL_SUITE=1 after installing every extra: there a test that skips
 # because a dependency, espeak-ng, a compiler or a cached dataset is missing is a failure,
 # so a broken install cannot pass as a green suite. Only these skips are expected there:

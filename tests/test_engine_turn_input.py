@@ -13,7 +13,7 @@ from torch.nn.functional import linear
 from cell_zoo import CELLS
 from rnnkit import engine
 from rnnkit.cells import LSTMCell, MUT1Cell, MUT2Cell
-from rnnkit.engine import native, turn_input
+from rnnkit.engine import native, packing, turn_input, weight_grad
 from rnnkit.engine.packing import make_plan, pack
 from rnnkit.engine.turn_input import (
     _TurnProjection,
@@ -172,6 +172,56 @@ def test_turn_projection_off_or_without_a_turn_is_not_taken(monkeypatch):
     assert turn_projection(cell, x, plan) is None
     rows, gx = turn_input_rows(cell, x, plan)
     assert gx is None and torch.equal(rows, pack(x, plan))
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "gru"])
+def test_a_small_layer_gathers_every_row_and_gets_the_same_results(name, monkeypatch):
+    """The split products pay from ``SPLIT_MIN_ELEMENTS`` elements in the first steps' rows: at
+    exactly that many the turn projection and the weight gradient's views are taken, at one
+    more neither is (every row gathered into one product), and both give the reference loop's
+    outputs, final states and gradients."""
+    lens = torch.tensor(LENGTHS)
+    B = lens.numel()
+    plan = make_plan(T, B, lens, False, turn=True)
+    head_in, head_w = plan.turn * B * I, plan.off_list[plan.segments()[0][1]] * H
+    monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", head_in)
+    assert packing.split_pays(head_in, 1) and not packing.split_pays(head_in - 1, 1)
+    torch.manual_seed(7)
+    cell = CELLS[name](I, H).double()
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(B, *s, dtype=torch.float64) for s in cell.state_shapes())
+    views = []
+    real_init = weight_grad.PreviousOutputs.__init__
+
+    def spy_init(self, *args):
+        real_init(self, *args)
+        views.append(self.head)
+
+    monkeypatch.setattr(weight_grad.PreviousOutputs, "__init__", spy_init)
+    calls = []
+    real = turn_input._TurnProjection.apply
+
+    def spy(*args):
+        calls.append(args[-1])
+        return real(*args)
+
+    monkeypatch.setattr(turn_input._TurnProjection, "apply", spy)
+    results = {}
+    for least in (min(head_in, head_w), max(head_in, head_w) + 1, None):
+        if least is not None:
+            monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", least)
+        calls.clear(), views.clear()
+        out, final = engine.run(cell, x, state, lens, engine="native" if least else "reference")
+        loss = (out * out.detach().cos()).sum() + sum((f**2).sum() for f in final)
+        results[least] = (out, *final, *torch.autograd.grad(loss, [x, *cell.parameters()]))
+        if least is not None:
+            split = least <= min(head_in, head_w)
+            assert calls == ([False] if split else [])
+            assert views == [plan.off_list[plan.segments()[0][1]] if split else 0]
+    for least in (min(head_in, head_w), max(head_in, head_w) + 1):
+        for a, b in zip(results[least], results[None]):
+            assert (a - b).abs().max().item() <= 1e-10
 
 
 @needs_native

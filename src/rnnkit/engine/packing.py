@@ -190,6 +190,23 @@ def _lengths_key(lengths: Tensor) -> bytes:
 # for measurements: benchmarks/lengths_overheads.py --pieces "batch-order head").
 TURN = True
 
+# The fewest elements (rows times width) for which the rows of the first, full steps are read
+# where they lie, with a product of their own, rather than gathered with the others into one
+# product: the input projection on the turn (turn_input) and h_prev as views in the recurrent
+# weight gradient (weight_grad). A split spares a gather and a scatter of those rows but adds a
+# product call and its fixed costs: on a small layer the call costs more than the pass it
+# spares. Measured paired on the lengths step, each split alone: at B = 32 and H = 64 or 128
+# (about 10^5 to 2·10^5 elements) each cost 1-6 %, at B = 128, H = 64 (4·10^5) the input's
+# was even, and at B = 32, H = 256 (4·10^5) it gained up to 4.5 % for Elman (docs/engine.md;
+# python benchmarks/lengths_overheads.py --pieces "split on small layers"). 0: always split.
+SPLIT_MIN_ELEMENTS = 2**18
+
+
+def split_pays(rows: int, width: int) -> bool:
+    """Whether ``rows`` rows of ``width`` values are enough to take a product of their own on
+    views instead of being gathered with the other rows (``SPLIT_MIN_ELEMENTS``)."""
+    return rows * width >= SPLIT_MIN_ELEMENTS
+
 
 @lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
 def _packed_plan(T: int, B: int, key: bytes, reverse: bool, turn: bool = False) -> Plan:

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell
 from .head import head_layout
-from .packing import Plan, pack, padded_index
+from .packing import Plan, pack, padded_index, split_pays
 from .row_moves import place, take
 
 # A plan with a turn projects its first steps' rows from the padded input, for cells with an
@@ -56,20 +56,23 @@ def turn_projection(
 ) -> Tensor | None:
     """``cell.project_input`` of the packed rows of ``x`` (T, B, I) laid out by ``plan``, (N, G),
     with the first turn·B rows projected where they lie; None where that does not apply (no
-    turn, switched off, or a projection that is not affine): gather, then project.
+    turn, switched off, a layer too small for a second product to pay,
+    :func:`~rnnkit.engine.packing.split_pays`, or a projection that is not affine): gather,
+    then project.
 
     ``packed``: ``x`` is already the packed rows (N, I) (a later layer of a stack); the same
     two products then give the weight's gradient the same sums, so a stack packed from layer
     to layer gets the same bits as its layers run one by one."""
     if not (TURN_INPUT and plan.turn and plan.packed):
         return None
+    flat = x if packed else x.reshape(plan.T * plan.B, *x.shape[2:])
+    # a small layer gathers every row: one product costs less than two there (split_pays)
+    if flat.dim() != 2 or not split_pays(plan.turn * plan.B, flat.shape[1]):
+        return None
     found = input_affine(cell)
     if found is None:
         return None
     weight, bias = found
-    flat = x if packed else x.reshape(plan.T * plan.B, *x.shape[2:])
-    if flat.dim() != 2:
-        return None
     return _TurnProjection.apply(flat, weight, bias, plan, packed)
 
 

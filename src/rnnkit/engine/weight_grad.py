@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .packing import Plan
+from .packing import Plan, split_pays
 from .row_moves import take
 
 
@@ -55,8 +55,10 @@ class PreviousOutputs:
         if len(self.segments) > GATHER_SEGMENTS:
             assert plan.previous is not None
             B = plan.B
-            if HEAD_VIEWS:
-                self.head = plan.off_list[self.segments[0][1]]
+            head = plan.off_list[self.segments[0][1]]
+            # (a small layer gathers every row: one product costs less than two there)
+            if HEAD_VIEWS and split_pays(head, y.shape[1]):
+                self.head = head
                 # (N - head, H): the previous step's row of every later packed row
                 self.gathered = take(y, _previous(plan, y.device)[self.head - B :])
             else:
