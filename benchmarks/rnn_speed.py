@@ -23,6 +23,7 @@ median over repeats, so load from other processes falls on all of them alike.
     python benchmarks/rnn_speed.py            # the full run (a few minutes on 2 threads)
     python benchmarks/rnn_speed.py --quick    # a smaller grid and one repeat
     python benchmarks/rnn_speed.py --lengths-only   # only the variable-lengths ratios
+    python benchmarks/rnn_speed.py --lengths-only --lengths-shapes 32x64,128x64,32x128
     python benchmarks/rnn_speed.py --checkpoint-only   # only recomputation's time and memory
 """
 
@@ -392,6 +393,17 @@ def checkpoint_table(repeats: int) -> None:
     )
 
 
+def _shapes(parser: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
+    """"32x256,128x256" -> [(32, 256), (128, 256)]; a malformed entry is a usage error."""
+    shapes = []
+    for item in text.split(","):
+        parts = item.strip().lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            parser.error(f"--lengths-shapes: expected BxH entries such as 32x256, got {item!r}")
+        shapes.append((int(parts[0]), int(parts[1])))
+    return shapes
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small grid, one repeat")
@@ -411,6 +423,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--lengths-only", action="store_true", help="only the variable-lengths ratios"
+    )
+    parser.add_argument(
+        "--lengths-shapes",
+        default="32x256,128x256",
+        help="with --lengths-only: comma-separated BxH shapes (default: 32x256,128x256, the "
+        "target's; 32x64,128x64,32x128 for small layers)",
     )
     parser.add_argument(
         "--checkpoint-only",
@@ -470,7 +488,7 @@ def main() -> None:
     print(f"- GEMM ceiling (torch.mm {n}^3 float32): {ceiling:.0f} GFLOP/s")
     print(f"- float32, I = H, T = 100, {repeats} interleaved repeats, median\n", flush=True)
     if args.lengths_only:
-        lengths_table([(32, 256), (128, 256)], rnnkit_models, repeats)
+        lengths_table(_shapes(parser, args.lengths_shapes), rnnkit_models, repeats)
         return
     if args.checkpoint_only:
         checkpoint_table(repeats)
