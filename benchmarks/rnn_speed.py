@@ -394,7 +394,7 @@ def checkpoint_table(repeats: int) -> None:
 
 
 def _shapes(parser: argparse.ArgumentParser, text: str) -> list[tuple[int, int]]:
-    """"32x256,128x256" -> [(32, 256), (128, 256)]; a malformed entry is a usage error."""
+    """ "32x256,128x256" -> [(32, 256), (128, 256)]; a malformed entry is a usage error."""
     shapes = []
     for item in text.split(","):
         parts = item.strip().lower().split("x")
