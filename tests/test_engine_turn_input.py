@@ -125,11 +125,8 @@ def test_turn_projection_gradcheck_and_gradgradcheck(packed):
     assert torch.autograd.gradgradcheck(fn, (x, weight, b))
 
 
-@needs_native
-@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "mut1", "nas"])
-def test_native_takes_the_turn_projection_where_affine_and_equals_reference(name, monkeypatch):
-    """A layer's compiled loop with lengths projects on the turn for an affine projection (not
-    for MUT1's), and its outputs, final states and gradients equal the reference loop's."""
+def _projection_calls(monkeypatch) -> list:
+    """Records each call of the turn projection (its ``packed`` argument) from now on."""
     calls = []
     real = turn_input._TurnProjection.apply
 
@@ -138,6 +135,15 @@ def test_native_takes_the_turn_projection_where_affine_and_equals_reference(name
         return real(*args)
 
     monkeypatch.setattr(turn_input._TurnProjection, "apply", spy)
+    return calls
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "mut1", "nas"])
+def test_native_takes_the_turn_projection_where_affine_and_equals_reference(name, monkeypatch):
+    """A layer's compiled loop with lengths projects on the turn for an affine projection (not
+    for MUT1's), and its outputs, final states and gradients equal the reference loop's."""
+    calls = _projection_calls(monkeypatch)
     torch.manual_seed(5)
     cell = CELLS[name](H if name == "mut1" else I, H).double()
     lens = torch.tensor(LENGTHS)
@@ -177,9 +183,9 @@ def test_turn_projection_off_or_without_a_turn_is_not_taken(monkeypatch):
 @needs_native
 @pytest.mark.parametrize("name", ["elman_tanh", "gru"])
 def test_a_small_layer_gathers_every_row_and_gets_the_same_results(name, monkeypatch):
-    """The split products pay from ``SPLIT_MIN_ELEMENTS`` elements in the first steps' rows: at
-    exactly that many the turn projection and the weight gradient's views are taken, at one
-    more neither is (every row gathered into one product), and both give the reference loop's
+    """The split products pay from ``SPLIT_MIN_ELEMENTS`` values in the first steps' rows: with
+    the threshold at the fewer of the two splits' values both are taken, one above the larger
+    neither is (every row gathered into one product), and both give the reference loop's
     outputs, final states and gradients."""
     lens = torch.tensor(LENGTHS)
     B = lens.numel()
@@ -199,14 +205,7 @@ def test_a_small_layer_gathers_every_row_and_gets_the_same_results(name, monkeyp
         views.append(self.head)
 
     monkeypatch.setattr(weight_grad.PreviousOutputs, "__init__", spy_init)
-    calls = []
-    real = turn_input._TurnProjection.apply
-
-    def spy(*args):
-        calls.append(args[-1])
-        return real(*args)
-
-    monkeypatch.setattr(turn_input._TurnProjection, "apply", spy)
+    calls = _projection_calls(monkeypatch)
     results = {}
     for least in (min(head_in, head_w), max(head_in, head_w) + 1, None):
         if least is not None:
