@@ -56,7 +56,7 @@ class PreviousOutputs:
             assert plan.previous is not None
             B = plan.B
             head = plan.off_list[self.segments[0][1]]
-            # (a small layer gathers every row: one product costs less than two there)
+            # (a small layer gathers every row: one product costs less than three there)
             if HEAD_VIEWS and split_pays(head, y.shape[1]):
                 self.head = head
                 # (N - head, H): the previous step's row of every later packed row
