@@ -35,10 +35,22 @@ gathers and scatters of x, y and their gradients replaced by tensors of the righ
 unfilled (the values are wrong; the time is what no layout work would cost), which is what
 moving the layout work into the loops could reach at best.
 
+``--padded-floor`` asks the opposite question, for small layers where skipping finished rows
+may save less than it costs: what the least a route that keeps the padded work would cost.
+Such a route (masking: every step runs all B rows, the finished ones left unchanged) still has
+to validate the lengths and to pick each sequence's final state at its own last step; this
+mode times the full step plus exactly those two things (``check_lengths`` and one row pick of
+the outputs), next to the step with lengths, each over the full step in the same round. A
+masked loop would save the pointwise work of the finished rows on top (a few per cent of the
+step); nothing else would come cheaper than this. A fourth column times the full step again,
+last in each round: how far two identical steps read apart here (the machine's memory
+placement moves single steps by a few per cent).
+
     python benchmarks/rnn_lengths_bound.py             # B = 32 and 128, H = 256
     python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
     python benchmarks/rnn_lengths_bound.py --layout    # about 3 minutes
     python benchmarks/rnn_lengths_bound.py --parts     # about 4 minutes
+    python benchmarks/rnn_lengths_bound.py --padded-floor --reuse-freed-memory   # 4 minutes
     (add --reuse-freed-memory to time as `rnnkit train` runs: see rnn_speed.py)
 """
 
@@ -47,6 +59,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import statistics
 import sys
 import time
 
@@ -74,6 +87,7 @@ from rnnkit.engine import (
     turn_input,
     weight_grad,
 )
+from rnnkit.loop import check_lengths
 
 T = 100
 ROWS = {32: (1, 2, 4, 8, 12, 16, 20, 24, 28, 32), 128: (1, 4, 8, 16, 32, 48, 64, 80, 96, 112, 128)}
@@ -141,10 +155,19 @@ def main() -> None:
     parser.add_argument(
         "--parts", action="store_true", help="the time of each part of the step, both batches"
     )
+    parser.add_argument(
+        "--padded-floor",
+        action="store_true",
+        help="small layers: the step with lengths against the padded step plus the least "
+        "bookkeeping (checking the lengths, picking the final states)",
+    )
     add_allocator_flag(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     reused = args.reuse_freed_memory and rnnkit.engine.reuse_freed_memory()
+    if args.padded_floor:
+        padded_floor_table(args.repeats, reused)
+        return
     if args.layout:
         layout_table(args.repeats, reused)
         return
@@ -471,6 +494,78 @@ def parts_table(repeats: int, reused: bool) -> None:
             ),
             flush=True,
         )
+
+
+FLOOR_SHAPES = ((32, 64), (128, 64), (32, 128), (32, 256))
+FLOOR_MODELS = ("Elman", "GRU", "LSTM [native loop]")
+
+
+def padded_floor_step(model: torch.nn.Module, x: torch.Tensor, lengths: torch.Tensor):
+    """The full step plus the least a route that keeps the padded work must add: the lengths
+    checked (as ``rnnkit.Recurrent`` checks them) and each sequence's output at its last step
+    picked as its final state. The pick is not part of the graph; its cost is what counts."""
+    params = list(model.parameters())
+    T_, B = x.shape[0], x.shape[1]
+    with torch.no_grad():
+        out, _ = model(x)
+    dout = torch.randn_like(out)
+
+    def run() -> None:
+        checked = check_lengths(lengths, B, T_, x.device)
+        out, _ = model(x)
+        last = (checked - 1) * B + torch.arange(B)
+        out.detach().view(T_ * B, -1).index_select(0, last)
+        torch.autograd.grad(out, [x, *params], dout)
+
+    return run
+
+
+def padded_floor_table(repeats: int, reused: bool) -> None:
+    """Small layers: the step with lengths and the padded floor, each over the full step."""
+    print("## Lengths on small layers: the step with lengths against the padded floor\n")
+    print(f"- CPU: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
+    print(
+        f"- float32, I = H, T = {T}, lengths spread evenly over [{T // 2}, {T}]; each ratio is "
+        "the median over interleaved rounds of the step's time over the full step's in the "
+        "same round\n",
+        flush=True,
+    )
+    rows = []
+    for B, H in FLOOR_SHAPES:
+        lengths = evenly_spread_lengths(B)
+        for name in FLOOR_MODELS:
+            model = build(name, H)
+            x = _input(T, B, H)
+            fns = {
+                "full": step_fns(model, x)[1],
+                "lengths": step_fns(model, x, lengths)[1],
+                "floor": padded_floor_step(model, x, lengths),
+                "control": step_fns(model, x)[1],  # the full step again, last in each round
+            }
+            samples = interleaved_samples(fns, 3 * repeats)
+            full_ms = statistics.median(samples["full"]) * 1e3
+            rows.append(
+                [
+                    f"B={B} H={H}",
+                    name,
+                    f"{full_ms:.2f}",
+                    f"{round_ratio(samples, 'lengths', 'full'):.3f}",
+                    f"{round_ratio(samples, 'floor', 'full'):.3f}",
+                    f"{round_ratio(samples, 'control', 'full'):.3f}",
+                ]
+            )
+            print("| " + " | ".join(rows[-1]) + " |", flush=True)
+    print()
+    print(
+        table(
+            "time over the full step's: the step with lengths, and the padded step plus "
+            "the check of the lengths and the pick of the final states",
+            ["shape", "model", "full step ms", "with lengths", "padded floor", "control"],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -322,9 +322,12 @@ def test_where_a_layer_takes_one_call(stack_calls):
     assert not _takes_one_call(summed, x, stack_calls)
     assert not _takes_one_call(rnnkit.LSTM(I, H, peephole=True), x, stack_calls)
     lengths = torch.full((B,), T)
+    lengths[1] = T - 1  # lengths that differ: on the CPU, one call per segment or the loop
     assert not _takes_one_call(rnnkit.LSTM(I, H), x, stack_calls, lengths=lengths)
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths)
+    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
     assert not _takes_one_call(rnnkit.LSTM(I, H), packed, stack_calls)
+    # lengths that are all T: the batch without lengths
+    assert _takes_one_call(rnnkit.LSTM(I, H), x, stack_calls, lengths=torch.full((B,), T))
     checkpointed = rnnkit.LSTM(I, H)
     checkpointed.checkpoint = 4
     assert not _takes_one_call(checkpointed, x, stack_calls)

@@ -97,8 +97,9 @@ def test_stack_equals_layer_by_layer_and_the_reference(name, calls, monkeypatch)
         assert got[0][n:, b].abs().max().item() == 0.0 if n < T else True
 
 
-def test_every_length_t_and_native_engine(calls):
+def test_every_length_t_and_native_engine(calls, monkeypatch):
     """Lengths that are all T (no packing) under engine="native" take the stack too."""
+    monkeypatch.setattr(recurrent_module, "UNIFORM_LENGTHS", False)  # (else: no lengths at all)
     layer = _layer("gru")
     layer.engine = "native"
     x, h0 = _inputs(layer)
@@ -109,6 +110,13 @@ def test_every_length_t_and_native_engine(calls):
     assert len(calls) == 1
     assert (got[0] - without[0]).abs().max().item() <= TOL
     assert _max_err(got[2], without[2]) <= TOL
+    # with the uniform-length rule on, the same lengths run the batch without lengths: the
+    # very same call, so the same bits, and no stack
+    monkeypatch.setattr(recurrent_module, "UNIFORM_LENGTHS", True)
+    again = _run(layer, x, h0, full)
+    assert len(calls) == 1
+    assert torch.equal(again[0], without[0])
+    assert all(torch.equal(a, b) for a, b in zip(again[2], without[2]))
 
 
 def test_batch_first_and_packed_sequence_input(calls):

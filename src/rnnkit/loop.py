@@ -16,6 +16,13 @@ from .engine.packing import lengths_values
 
 def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.device) -> Tensor:
     """Validate ``lengths`` (B,) of integers in [1, T] and return it as int64 on ``device``."""
+    return checked_lengths(lengths, batch_size, max_len, device)[0]
+
+
+def checked_lengths(
+    lengths: object, batch_size: int, max_len: int, device: torch.device
+) -> tuple[Tensor, int, int]:
+    """:func:`check_lengths`, and the shortest and longest length (read once, on the host)."""
     if not isinstance(lengths, Tensor):
         if isinstance(lengths, (list, tuple)) and all(
             isinstance(v, int) and not isinstance(v, bool) for v in lengths
@@ -37,7 +44,7 @@ def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.
     lo, hi = int(values.min()), int(values.max())
     if lo < 1 or hi > max_len:
         raise ValueError(f"lengths must lie in [1, T={max_len}], got values from {lo} to {hi}")
-    return lengths.to(device=device, dtype=torch.int64)
+    return lengths.to(device=device, dtype=torch.int64), lo, hi
 
 
 def valid_steps(T: int, lengths: Tensor) -> Tensor:

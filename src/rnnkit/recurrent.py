@@ -24,6 +24,8 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
+from .engine._tracing import jit_tracing
+from .engine.fused import fused_kind
 from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
 from .engine.packed_stack import (
     packed_stack_runs,
@@ -31,12 +33,26 @@ from .engine.packed_stack import (
     run_packed_stack,
     shared_gather_runs,
 )
-from .loop import check_lengths, step_input_shape
+from .loop import checked_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 StateArg = Tensor | tuple[Tensor, ...] | None
+
+# A batch whose sequences all have the same length L runs as the batch without lengths over
+# its first L steps, its outputs padded with zeros to T: the same values as the sorted,
+# shrinking-batch path, without its layout work, which on a small layer cost more than the
+# steps it skips (Elman, one sequence of 75 steps, H = 64: 1.48 times the 100-step batch's
+# training step before, 1.20 with the slice; docs/benchmarks.md, "Run 20"). False: every batch
+# with lengths takes the sorted path (for measurements and tests).
+UNIFORM_LENGTHS = True
+
+
+def _traced() -> bool:
+    """Whether a tracer records this call: the slice would enter ``torch.jit.trace``'s graph,
+    or ``torch.compile``'s guards, as a constant drawn from the lengths' values."""
+    return jit_tracing() or torch.compiler.is_compiling()
 
 
 CellFactory = Callable[[int, int], RecurrentCell]
@@ -221,21 +237,55 @@ class Recurrent(nn.Module):
                 f"got {x.shape[-1]}"
             )
         T, B = x.shape[0], x.shape[1]
+        if lengths is None:
+            output, h_n = self._run(x, h_0, None, unbatched)
+            return self._finish(output, h_n, unbatched, packed)
+        lengths, shortest, longest = checked_lengths(lengths, B, T, x.device)
+        if shortest == longest and self._drops_lengths(x, shortest):
+            # one length for the whole batch: the batch without lengths over its first steps,
+            # exactly what the sorted path would compute, without its layout work
+            output, h_n = self._run(x[:shortest], h_0, None, unbatched)
+            if shortest < T:  # zero past the length (cat: one pass; its backward takes views)
+                tail = output.new_zeros(T - shortest, *output.shape[1:])
+                output = torch.cat([output, tail])
+        else:
+            output, h_n = self._run(x, h_0, lengths, unbatched)
+        return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
+
+    def _drops_lengths(self, x: Tensor, length: int) -> bool:
+        """Whether a batch whose sequences are all ``length`` steps long runs without lengths
+        over its first steps (``UNIFORM_LENGTHS``). Not for a plain LSTM on the CPU under
+        "auto" (unless the length is T): without lengths it runs on oneDNN, with them in the
+        compiled loop, and neither is the faster everywhere (the slice over the sorted path,
+        training step, L = 75 of T = 100: 0.95 at B = 1 and at B = 32, H = 64; 1.04-1.09 at
+        B = 8 and at B = 128, H = 64)."""
+        if not UNIFORM_LENGTHS or _traced():
+            return False
+        if length == x.shape[0]:
+            return True
+        if not x.is_cpu or (self.engine or _engine.get_default()) != "auto":
+            return True
+        cells = self._modules["cells"]._modules.values()
+        return not any(fused_kind(cell) == "lstm" for cell in cells)  # type: ignore[arg-type]
+
+    def _run(
+        self, x: Tensor, h_0: StateArg, lengths: Tensor | None, unbatched: bool
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The layers over ``x`` (T, B, I) with ``lengths`` (checked) -> (output (T, B, ·),
+        h_n (D·L, B, ·) each)."""
+        B = x.shape[1]
         # (indexing a ModuleList, even reading self.cells, costs microseconds a call)
         cells = tuple(self._modules["cells"]._modules.values())
-        if lengths is not None:
-            lengths = check_lengths(lengths, B, T, x.device)
         if self._one_call(cells, x, lengths):
             hx = self._stacked_states(h_0, B, x, unbatched)
             L, bi = self.num_layers, self.bidirectional
-            output, h_n = run_fused_stack(cells, x, hx, L, bi, lengths)
-            return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
+            return run_fused_stack(cells, x, hx, L, bi, lengths)
         states = self._initial_states(h_0, B, x, unbatched)
         if lengths is not None and self._packed_stack(cells, x, lengths):
             p = self.dropout if self.training else 0.0
             output, finals = run_packed_stack(cells, x, states, lengths, p, self.residual)
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
-            return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
+            return output, h_n
 
         finals: list[State] = []
         layer_input = x
@@ -278,7 +328,7 @@ class Recurrent(nn.Module):
             h_n = tuple(f.unsqueeze(0) for f in finals[0])
         else:
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
-        return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
+        return output, h_n
 
     def _one_call(
         self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
