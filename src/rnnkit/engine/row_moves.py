@@ -159,7 +159,10 @@ def compiled_rows(*tensors: Tensor) -> bool:
     (and ``NATIVE_ROWS``)."""
     if not NATIVE_ROWS or torch.compiler.is_compiling() or under_functorch() or jit_tracing():
         return False
-    return all(t.is_cpu and t.is_contiguous() for t in tensors) and native.available()
+    for t in tensors:  # (a loop, not all() over a generator: this runs a few times a step)
+        if not (t.is_cpu and t.is_contiguous()):
+            return False
+    return native.load() is not None  # (is_compiling is ruled out: no need for available())
 
 
 def take(flat: Tensor, index: Tensor, out: Tensor | None = None) -> Tensor:
