@@ -487,6 +487,21 @@ def test_native_row_moves_equal_torch_ops(dtype, width, threads):
         assert torch.equal(placed, rows.index_select(0, source).index_fill_(0, padding, 0.0))
         zeroed = native_memory.zero_rows(flat.clone(), padding)
         assert torch.equal(zeroed, flat.clone().index_fill_(0, padding, 0.0))
+        # the engine's trusted calls skip the checks and must give the same rows, also when
+        # the scatter has no rows to place (every position is padding: all zeroed)
+        out = torch.full((plan.rows, width), 9.0, dtype=dtype)
+        assert torch.equal(native_memory.take_rows(flat, index, out, trusted=True), taken)
+        trusted = native_memory.place_rows(
+            rows, source, padding, torch.full_like(flat, 9.0), trusted=True
+        )
+        assert torch.equal(trusted, placed)
+        every = torch.arange(flat.shape[0])
+        none = native_memory.place_rows(
+            rows[:0], every, every, torch.full_like(flat, 9.0), trusted=True
+        )
+        assert torch.equal(none, torch.zeros_like(flat))
+        again = native_memory.zero_rows(flat.clone(), padding, trusted=True)
+        assert torch.equal(again, zeroed)
     finally:
         torch.set_num_threads(kept)
 

@@ -41,8 +41,9 @@ def _out_rows(out: Tensor, src: Tensor, bytes_: int, count: int) -> None:
 
 
 def _trusted_bytes(t: Tensor) -> int:
-    """Bytes of one row of ``t``, contiguous (the caller's promise; no check)."""
-    return t.numel() // t.shape[0] * t.element_size() if t.shape[0] else 0
+    """Bytes of one row of ``t``, contiguous (the caller's promise; no check), also when ``t``
+    has no rows (a scatter of no rows still zeroes its padding)."""
+    return math.prod(t.shape[1:]) * t.element_size()
 
 
 @run_eagerly  # torch.compile: a ctypes call, run eagerly
