@@ -1,4 +1,4 @@
-"""What fourteen pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What fifteen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -50,6 +50,11 @@ median):
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
 
+* ``one length`` (``recurrent.UNIFORM_LENGTHS``): a batch whose sequences all have the same
+  length ("distinct lengths" 1: every sequence 50 steps of T = 100) runs as the batch without
+  lengths over its first steps, outputs zero-padded to T; or through the sorted path like any
+  other batch with lengths.
+
 The last column, "now / earlier", times the two forms of the step with lengths back to back in
 pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
 steadily on a noisy machine than the two ratios to the full batch.
@@ -70,6 +75,7 @@ from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
+from rnnkit import recurrent
 from rnnkit.engine import (
     fused,
     native,
@@ -305,6 +311,29 @@ CASES = (
             ("GRU", 16, 128, None),
             ("GRU", 32, 256, None),
             ("LSTM", 32, 256, None),
+        ],
+    ),
+)
+
+
+CASES += (
+    (
+        "one length",
+        recurrent,
+        "UNIFORM_LENGTHS",
+        True,
+        False,
+        [
+            ("Elman", 1, 64, 1),
+            ("GRU", 1, 64, 1),
+            ("Elman", 8, 64, 1),
+            ("LSTM [native loop]", 8, 64, 1),
+            ("Elman", 32, 64, 1),
+            ("GRU", 32, 64, 1),
+            ("Elman", 32, 256, 1),
+            ("GRU", 32, 256, 1),
+            ("LSTM [native loop]", 32, 256, 1),
+            ("Elman", 128, 64, 1),
         ],
     ),
 )
