@@ -50,7 +50,7 @@ placement moves single steps by a few per cent).
     python benchmarks/rnn_lengths_bound.py --quick     # B = 32 only, four models, fewer repeats
     python benchmarks/rnn_lengths_bound.py --layout    # about 3 minutes
     python benchmarks/rnn_lengths_bound.py --parts     # about 4 minutes
-    python benchmarks/rnn_lengths_bound.py --padded-floor --reuse-freed-memory   # 4 minutes
+    python benchmarks/rnn_lengths_bound.py --padded-floor --reuse-freed-memory   # about 1 minute
     (add --reuse-freed-memory to time as `rnnkit train` runs: see rnn_speed.py)
 """
 
@@ -496,7 +496,7 @@ def parts_table(repeats: int, reused: bool) -> None:
         )
 
 
-FLOOR_SHAPES = ((32, 64), (128, 64), (32, 128), (32, 256))
+FLOOR_SHAPES = ((2, 64), (8, 64), (32, 64), (128, 64), (32, 128), (32, 256))
 FLOOR_MODELS = ("Elman", "GRU", "LSTM [native loop]")
 
 

@@ -43,9 +43,10 @@ StateArg = Tensor | tuple[Tensor, ...] | None
 # A batch whose sequences all have the same length L runs as the batch without lengths over
 # its first L steps, its outputs padded with zeros to T: the same values as the sorted,
 # shrinking-batch path, without its layout work, which on a small layer cost more than the
-# steps it skips (Elman, one sequence of 75 steps, H = 64: 1.48 times the 100-step batch's
-# training step before, 1.20 with the slice; docs/benchmarks.md, "Run 20"). False: every batch
-# with lengths takes the sorted path (for measurements and tests).
+# steps it skips (Elman, one sequence of 50 steps, H = 64: 1.35 times the 100-step batch's
+# training step before, 1.14 with the slice; python benchmarks/lengths_overheads.py --pieces
+# "one length"; docs/engine.md). False: every batch with lengths takes the sorted path (for
+# measurements and tests).
 UNIFORM_LENGTHS = True
 
 
@@ -257,8 +258,8 @@ class Recurrent(nn.Module):
         over its first steps (``UNIFORM_LENGTHS``). Not for a plain LSTM on the CPU under
         "auto" (unless the length is T): without lengths it runs on oneDNN, with them in the
         compiled loop, and neither is the faster everywhere (the slice over the sorted path,
-        training step, L = 75 of T = 100: 0.95 at B = 1 and at B = 32, H = 64; 1.04-1.09 at
-        B = 8 and at B = 128, H = 64)."""
+        training step, L = 75 of T = 100, scratch paired timings: 0.95 at B = 1 and at B = 32,
+        H = 64; 1.04-1.09 at B = 8 and at B = 128, H = 64)."""
         if not UNIFORM_LENGTHS or _traced():
             return False
         if length == x.shape[0]:
