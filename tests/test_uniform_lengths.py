@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import rnnkit.recurrent as recurrent_module
 from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
+from rnnkit.engine import packing
 
 TOL = 1e-10
 I, H, T, B = 3, 4, 7, 5
@@ -51,6 +52,13 @@ def _inputs(layer: Recurrent, L: int):
 
 def _close(a, b) -> bool:
     return all((p - q).abs().max().item() <= TOL for p, q in zip(a, b))
+
+
+@pytest.fixture(autouse=True)
+def small_layers(monkeypatch):
+    """The rule as for a small layer: the suite's conftest makes every layer split off its
+    first steps' rows (as large layers do), where a uniform batch keeps the sorted path."""
+    monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 2**18)
 
 
 @pytest.fixture
@@ -116,6 +124,19 @@ def test_a_plain_lstm_on_the_cpu_keeps_the_compiled_loop_unless_every_length_is_
     layer.engine = "native"
     layer(x, lengths=torch.full((B,), 4))
     assert runs == [(T, True), (T, False), (4, False)]
+
+
+def test_a_large_layer_on_the_cpu_keeps_the_sorted_path_unless_every_length_is_t(runs, monkeypatch):
+    """Where the sorted path reads a uniform batch's rows where they lie (split_pays), it does
+    no layout work that the slice would spare, and writes its output in place: it stays."""
+    monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 4 * B * I)  # 4 steps' rows pay
+    layer = _layer("gru")
+    x, h0 = _inputs(layer, 4)
+    x = x.detach().nan_to_num(0.0)
+    layer(x, lengths=torch.full((B,), 3))  # 3·B·I values: below the line, sliced
+    layer(x, lengths=torch.full((B,), 4))  # 4·B·I: sorted
+    layer(x, lengths=torch.full((B,), T))
+    assert runs == [(3, False), (T, True), (T, False)]
 
 
 def test_lengths_that_differ_keep_the_sorted_path(runs):

@@ -8,6 +8,7 @@ D directions, L layers).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -33,6 +34,7 @@ from .engine.packed_stack import (
     run_packed_stack,
     shared_gather_runs,
 )
+from .engine.packing import split_pays
 from .loop import checked_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
@@ -43,9 +45,10 @@ StateArg = Tensor | tuple[Tensor, ...] | None
 # A batch whose sequences all have the same length L runs as the batch without lengths over
 # its first L steps, its outputs padded with zeros to T: the same values as the sorted,
 # shrinking-batch path, without its layout work, which on a small layer cost more than the
-# steps it skips (Elman, one sequence of 50 steps, H = 64: 1.35 times the 100-step batch's
-# training step before, 1.14 with the slice; python benchmarks/lengths_overheads.py --pieces
-# "one length"; docs/engine.md). False: every batch with lengths takes the sorted path (for
+# steps it skips (Elman, one sequence of 50 steps, H = 64: 1.33 times the 100-step batch's
+# training step before, 1.08 with the slice; python benchmarks/lengths_overheads.py --pieces
+# "one length"; docs/engine.md). Larger layers on the CPU keep the sorted path
+# (Recurrent._drops_lengths). False: every batch with lengths takes the sorted path (for
 # measurements and tests).
 UNIFORM_LENGTHS = True
 
@@ -255,16 +258,25 @@ class Recurrent(nn.Module):
 
     def _drops_lengths(self, x: Tensor, length: int) -> bool:
         """Whether a batch whose sequences are all ``length`` steps long runs without lengths
-        over its first steps (``UNIFORM_LENGTHS``). Not for a plain LSTM on the CPU under
-        "auto" (unless the length is T): without lengths it runs on oneDNN, with them in the
-        compiled loop, and neither is the faster everywhere (the slice over the sorted path,
-        training step, L = 75 of T = 100, scratch paired timings: 0.95 at B = 1 and at B = 32,
-        H = 64; 1.04-1.09 at B = 8 and at B = 128, H = 64)."""
+        over its first steps (``UNIFORM_LENGTHS``); always when the length is T. On the CPU,
+        with a length short of T, not where the sorted path does no layout work for such a
+        batch: a layer whose first steps' rows are enough to be read where they lie
+        (``packing.split_pays``, where every row of a uniform batch is), which writes its
+        padded output in place, where the slice copies it once more (B = 32, H = 256 and
+        B = 128, H = 64: the slice at 0.99-1.03 of the sorted path). Nor for a plain LSTM
+        under "auto": without lengths it runs on oneDNN, with them in the compiled loop, and
+        neither is the faster everywhere (the slice over the sorted path, training step,
+        L = 75 of T = 100, scratch paired timings: 0.95 at B = 1 and at B = 32, H = 64;
+        1.04-1.09 at B = 8 and at B = 128, H = 64)."""
         if not UNIFORM_LENGTHS or _traced():
             return False
         if length == x.shape[0]:
             return True
-        if not x.is_cpu or (self.engine or _engine.get_default()) != "auto":
+        if not x.is_cpu:
+            return True
+        if split_pays(length * x.shape[1], math.prod(x.shape[2:])):
+            return False
+        if (self.engine or _engine.get_default()) != "auto":
             return True
         cells = self._modules["cells"]._modules.values()
         return not any(fused_kind(cell) == "lstm" for cell in cells)  # type: ignore[arg-type]
