@@ -318,11 +318,20 @@ def free_layout(fn):
     return run
 
 
-def layout_table(repeats: int, reused: bool) -> None:
-    print("## Lengths: what the layout work weighs\n")
+def _report_head(title: str, reused: bool, *lines: str) -> None:
+    """A mode's heading: ``title``, the CPU, threads and torch version, the allocator, today's
+    date, then ``lines`` as items of the same list (the last one ends the list)."""
+    print(f"## {title}\n")
     print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
-    print(f"- date: {datetime.date.today().isoformat()}, {repeats} interleaved repeats\n")
+    print(f"- date: {datetime.date.today().isoformat()}")
+    for line in lines:
+        print(f"- {line}")
+    print(flush=True)
+
+
+def layout_table(repeats: int, reused: bool) -> None:
+    _report_head("Lengths: what the layout work weighs", reused, f"{repeats} interleaved repeats")
     for B, H in ((32, 256), (128, 256)):
         lengths = evenly_spread_lengths(B)
         built = {name: build(name, H) for name in LAYOUT_MODELS}
@@ -434,16 +443,13 @@ def _timed_parts(clock: _Clock):
 
 
 def parts_table(repeats: int, reused: bool) -> None:
-    print("## Lengths: where the time goes\n")
-    print(f"- CPU: {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
-    print(
-        f"- date: {datetime.date.today().isoformat()}, {2 * repeats + 1} alternating calls, median"
-    )
-    print(
-        "- each part: ms of one training step at full length / with lengths spread evenly over "
+    _report_head(
+        "Lengths: where the time goes",
+        reused,
+        f"{2 * repeats + 1} alternating calls, median",
+        "each part: ms of one training step at full length / with lengths spread evenly over "
         "[T/2, T], and their ratio; the part's share of the full step in brackets (the layout "
-        "moves: ms with lengths, and their share of that step)\n"
+        "moves: ms with lengths, and their share of that step)",
     )
     for B, H in ((32, 256), (128, 256)):
         lengths = evenly_spread_lengths(B)
@@ -522,15 +528,12 @@ def padded_floor_step(model: torch.nn.Module, x: torch.Tensor, lengths: torch.Te
 
 def padded_floor_table(repeats: int, reused: bool) -> None:
     """Small layers: the step with lengths and the padded floor, each over the full step."""
-    print("## Lengths on small layers: the step with lengths against the padded floor\n")
-    print(f"- CPU: {cpu_name()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"- date: {datetime.date.today().isoformat()}")
-    print(f"- allocator: {'reuse_freed_memory()' if reused else 'glibc defaults'}")
-    print(
-        f"- float32, I = H, T = {T}, lengths spread evenly over [{T // 2}, {T}]; each ratio is "
+    _report_head(
+        "Lengths on small layers: the step with lengths against the padded floor",
+        reused,
+        f"float32, I = H, T = {T}, lengths spread evenly over [{T // 2}, {T}]; each ratio is "
         "the median over interleaved rounds of the step's time over the full step's in the "
-        "same round\n",
-        flush=True,
+        "same round",
     )
     rows = []
     for B, H in FLOOR_SHAPES:
