@@ -1,4 +1,4 @@
-"""What fifteen pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What sixteen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -54,6 +54,9 @@ median):
   length ("distinct lengths" 1: every sequence 50 steps of T = 100) runs as the batch without
   lengths over its first steps, outputs zero-padded to T; or through the sorted path like any
   other batch with lengths.
+* ``small gathers`` (``engine.row_moves.NATIVE_GATHER_MAX``): a padded input of fewer than
+  2^16 elements is gathered into the packed rows by torch's ``index_select`` (a C++ autograd
+  node), or by the engine's autograd functions whatever its size (0).
 
 The last column, "now / earlier", times the two forms of the step with lengths back to back in
 pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
@@ -338,6 +341,24 @@ CASES += (
     ),
 )
 
+CASES += (
+    (
+        "small gathers",
+        row_moves,
+        "NATIVE_GATHER_MAX",
+        row_moves.NATIVE_GATHER_MAX,
+        0,
+        [
+            ("Elman", 2, 64, None),
+            ("GRU", 2, 64, None),
+            ("Elman", 8, 64, None),
+            ("GRU", 8, 64, None),
+            ("LSTM [native loop]", 8, 64, None),
+            ("MUT1", 8, 64, None),
+            ("Elman", 32, 64, None),
+        ],
+    ),
+)
 
 # Stacks for the "packed stack" piece: model name -> (layer class, layers)
 STACKS = {

@@ -31,13 +31,17 @@ def _split_paths_on_small_layers(monkeypatch):
     product (``packing.split_pays``). Run them on the split products that large layers take
     (the first steps' rows read where they lie), so that every test covers those; the gather
     paths are what ``turn_input.TURN_INPUT = False`` and ``weight_grad.HEAD_VIEWS = False``
-    select, tested as such, and ``test_engine_turn_input.py`` tests the threshold itself."""
+    select, tested as such, and ``test_engine_turn_input.py`` tests the threshold itself.
+    Likewise the gather of the padded input goes through the engine's own autograd functions,
+    as on large layers, not torch's ``index_select`` that tiny inputs take
+    (``row_moves.NATIVE_GATHER_MAX``, tested in ``test_engine.py``)."""
     try:
-        from rnnkit.engine import packing
+        from rnnkit.engine import packing, row_moves
     except ImportError:  # the torch-free tests still run
         yield
         return
     monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 0)
+    monkeypatch.setattr(row_moves, "NATIVE_GATHER_MAX", 0)
     yield
 
 

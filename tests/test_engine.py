@@ -67,6 +67,51 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("name", ["elman_tanh", "gru", "lstm_peephole"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_a_tiny_input_gathered_by_index_select_gives_the_same_values(name, reverse, monkeypatch):
+    """Below NATIVE_GATHER_MAX elements the padded input goes to the packed rows through
+    torch's index_select (the suite's conftest switches that off): the same outputs, final
+    states, gradients and second derivatives as the engine's own gather, on every path."""
+    # as on a real small layer: every row gathered into one product (the conftest splits)
+    monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 2**18)
+    cell = CELLS[name](I, H).double()
+    B = len(LENGTHS)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    state = tuple(
+        torch.randn(B, *s, dtype=torch.float64, requires_grad=True) for s in cell.state_shapes()
+    )
+    lens = torch.tensor(LENGTHS)
+    gathers = []
+    own = row_moves._GatherEager.apply
+
+    def spy(*args):
+        gathers.append(args[0].shape)
+        return own(*args)
+
+    monkeypatch.setattr(row_moves._GatherEager, "apply", spy)
+    for path in _paths(cell, x):
+        monkeypatch.setattr(row_moves, "NATIVE_GATHER_MAX", 0)
+        want = _run_with_grads(cell, x, state, lens, reverse, path)
+        of_x = gathers.count((T * B, I))
+        monkeypatch.setattr(row_moves, "NATIVE_GATHER_MAX", x.numel() + 1)
+        got = _run_with_grads(cell, x, state, lens, reverse, path)
+        # the input's gather no longer took the function (the larger ones still do)
+        assert gathers.count((T * B, I)) == of_x, path
+        assert (got[0] - want[0]).abs().max().item() <= TOL, path
+        assert _max_err(got[1], want[1]) <= TOL and _max_err(got[2], want[2]) <= TOL, path
+    assert (T * B, I) in gathers, "the engine's own gather of x never ran: the spy sees nothing"
+    # second order through the index_select gather: a gradient penalty's gradient
+    out, _ = engine.run(cell, x, state, lens, reverse=reverse, engine="native")
+    (gx,) = torch.autograd.grad(out.square().sum(), [x], create_graph=True)
+    (ggx,) = torch.autograd.grad(gx.square().sum(), [x])
+    monkeypatch.setattr(row_moves, "NATIVE_GATHER_MAX", 0)
+    out, _ = engine.run(cell, x, state, lens, reverse=reverse, engine="native")
+    (gx0,) = torch.autograd.grad(out.square().sum(), [x], create_graph=True)
+    (ggx0,) = torch.autograd.grad(gx0.square().sum(), [x])
+    assert (gx - gx0).abs().max().item() <= TOL and (ggx - ggx0).abs().max().item() <= TOL
+
+
 @pytest.mark.parametrize("name,lengths,reverse", CASES)
 def test_every_path_equals_reference(name, lengths, reverse):
     cell = CELLS[name](I, H).double()

@@ -198,8 +198,19 @@ def _transforms_active() -> bool:
     return not EAGER_TWINS or under_functorch() or getattr(fwAD, "_current_level", -1) >= 0
 
 
+# A padded input of fewer elements than this is gathered by torch's index_select, whose
+# autograd node is C++: on a tiny layer the Python forward and backward of the autograd
+# functions above cost more than the extra pass of index_select's backward (a zero fill, then
+# an index_add). Training step with lengths, native over the functions, paired: Elman B = 2,
+# H = 64 (12 800 elements) 0.955, B = 8 0.985, GRU B = 8 0.987; Elman B = 32, H = 64 (204 800)
+# 1.01 (python benchmarks/lengths_overheads.py --pieces "small gathers"). 0: never.
+NATIVE_GATHER_MAX = 2**16
+
+
 def gather_rows(flat: Tensor, index: Tensor, source: Tensor, padding: Tensor) -> Tensor:
     """(T·B, ...) -> packed rows (N, ...), differentiable (twice, and by every transform)."""
+    if flat.numel() < NATIVE_GATHER_MAX:
+        return flat.index_select(0, index)
     fn = _Gather if _transforms_active() else _GatherEager
     return fn.apply(flat, index, source, padding)
 
