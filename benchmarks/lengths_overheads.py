@@ -50,7 +50,7 @@ median):
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
 
-* ``one length`` (``recurrent.UNIFORM_LENGTHS``): a batch whose sequences all have the same
+* ``one length`` (``layer_routes.UNIFORM_LENGTHS``): a batch whose sequences all have the same
   length ("distinct lengths" 1: every sequence 50 steps of T = 100) runs as the batch without
   lengths over its first steps, outputs zero-padded to T; or through the sorted path like any
   other batch with lengths.
@@ -78,7 +78,7 @@ from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit import recurrent
+from rnnkit import layer_routes
 from rnnkit.engine import (
     fused,
     native,
@@ -322,7 +322,7 @@ CASES = (
 CASES += (
     (
         "one length",
-        recurrent,
+        layer_routes,
         "UNIFORM_LENGTHS",
         True,
         False,

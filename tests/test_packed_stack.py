@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit.recurrent as recurrent_module
 from cell_zoo import CELLS
-from rnnkit import Recurrent, engine
+from rnnkit import Recurrent, engine, layer_routes
 from rnnkit.engine import packed_stack
 from rnnkit.engine.kernels import kernel_for
 
@@ -99,7 +99,7 @@ def test_stack_equals_layer_by_layer_and_the_reference(name, calls, monkeypatch)
 
 def test_every_length_t_and_native_engine(calls, monkeypatch):
     """Lengths that are all T (no packing) under engine="native" take the stack too."""
-    monkeypatch.setattr(recurrent_module, "UNIFORM_LENGTHS", False)  # (else: no lengths at all)
+    monkeypatch.setattr(layer_routes, "UNIFORM_LENGTHS", False)  # (else: no lengths at all)
     layer = _layer("gru")
     layer.engine = "native"
     x, h0 = _inputs(layer)
@@ -112,7 +112,7 @@ def test_every_length_t_and_native_engine(calls, monkeypatch):
     assert _max_err(got[2], without[2]) <= TOL
     # with the uniform-length rule on, the same lengths run the batch without lengths: the
     # very same call, so the same bits, and no stack
-    monkeypatch.setattr(recurrent_module, "UNIFORM_LENGTHS", True)
+    monkeypatch.setattr(layer_routes, "UNIFORM_LENGTHS", True)
     again = _run(layer, x, h0, full)
     assert len(calls) == 1
     assert torch.equal(again[0], without[0])

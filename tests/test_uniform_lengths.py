@@ -1,5 +1,5 @@
 """A batch whose sequences all have one length L runs as the batch without lengths over its
-first L steps (``rnnkit.recurrent.UNIFORM_LENGTHS``): the same outputs, final states and
+first L steps (``rnnkit.layer_routes.UNIFORM_LENGTHS``): the same outputs, final states and
 gradients as the sorted path and as the reference loop, zero past L, and the padding never
 read."""
 
@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit.recurrent as recurrent_module
 from cell_zoo import CELLS
-from rnnkit import Recurrent, engine
+from rnnkit import Recurrent, engine, layer_routes
 from rnnkit.engine import packing
 
 TOL = 1e-10
@@ -103,7 +103,7 @@ def test_one_length_runs_without_lengths_and_matches_both_paths(name, kw, L, run
     assert _close([out, *h_n], [ref_out, *ref_h])
     assert _close(grads[1:], ref_grads[1:]) and _close(grads[:1], ref_grads[:1])
     # the sorted, shrinking-batch path (the rule switched off): the same values
-    monkeypatch.setattr(recurrent_module, "UNIFORM_LENGTHS", False)
+    monkeypatch.setattr(layer_routes, "UNIFORM_LENGTHS", False)
     layer.engine = None
     runs.clear()
     sorted_out, sorted_h, sorted_grads = _run(layer, x, h0, lengths)

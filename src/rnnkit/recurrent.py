@@ -1,6 +1,7 @@
 """One runner for every cell: layers, directions, lengths, streaming (the plain time loop
 and its checks are in :mod:`rnnkit.loop`, the torch.nn state_dict names in
-:mod:`rnnkit.torch_names`).
+:mod:`rnnkit.torch_names`, the rules for which path a whole layer takes in
+:mod:`rnnkit.layer_routes`).
 
 Shapes use the glossary of :mod:`rnnkit.cells.base` (B batch, T time, I input, H hidden,
 D directions, L layers).
@@ -8,7 +9,6 @@ D directions, L layers).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import torch
@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from . import engine as _engine
+from . import layer_routes as routes
 from .cells.base import (
     RecurrentCell,
     State,
@@ -25,39 +26,14 @@ from .cells.base import (
     check_positive_int,
     under_cpu_autocast,
 )
-from .engine._tracing import jit_tracing
-from .engine.fused import fused_kind
-from .engine.fused_stack import flatten_for_cudnn, run_fused_stack, stack_supported
-from .engine.packed_stack import (
-    packed_stack_runs,
-    run_bidirectional_layer,
-    run_packed_stack,
-    shared_gather_runs,
-)
-from .engine.packing import split_pays
+from .engine.fused_stack import flatten_for_cudnn, run_fused_stack
+from .engine.packed_stack import run_bidirectional_layer, run_packed_stack
 from .loop import checked_lengths, step_input_shape
 from .torch_names import from_torch_keys, to_torch_keys
 
 MERGE_MODES = ("concat", "sum", "mul", "ave")
 
 StateArg = Tensor | tuple[Tensor, ...] | None
-
-# A batch whose sequences all have the same length L runs as the batch without lengths over
-# its first L steps, its outputs padded with zeros to T: the same values as the sorted,
-# shrinking-batch path, without its layout work, which on a small layer cost more than the
-# steps it skips (Elman, one sequence of 50 steps, H = 64: 1.33 times the 100-step batch's
-# training step before, 1.08 with the slice; python benchmarks/lengths_overheads.py --pieces
-# "one length"; docs/engine.md). Larger layers on the CPU keep the sorted path
-# (Recurrent._drops_lengths). False: every batch with lengths takes the sorted path (for
-# measurements and tests).
-UNIFORM_LENGTHS = True
-
-
-def _traced() -> bool:
-    """Whether a tracer records this call: the slice would enter ``torch.jit.trace``'s graph,
-    or ``torch.compile``'s guards, as a constant drawn from the lengths' values."""
-    return jit_tracing() or torch.compiler.is_compiling()
-
 
 CellFactory = Callable[[int, int], RecurrentCell]
 
@@ -245,7 +221,7 @@ class Recurrent(nn.Module):
             output, h_n = self._run(x, h_0, None, unbatched)
             return self._finish(output, h_n, unbatched, packed)
         lengths, shortest, longest = checked_lengths(lengths, B, T, x.device)
-        if shortest == longest and self._drops_lengths(x, shortest):
+        if shortest == longest and routes.drops_lengths(self, x, shortest):
             # one length for the whole batch: the batch without lengths over its first steps,
             # exactly what the sorted path would compute, without its layout work
             output, h_n = self._run(x[:shortest], h_0, None, unbatched)
@@ -256,31 +232,6 @@ class Recurrent(nn.Module):
             output, h_n = self._run(x, h_0, lengths, unbatched)
         return self._finish(output, h_n, unbatched, packed, lengths, sorted_idx, unsorted_idx)
 
-    def _drops_lengths(self, x: Tensor, length: int) -> bool:
-        """Whether a batch whose sequences are all ``length`` steps long runs without lengths
-        over its first steps (``UNIFORM_LENGTHS``); always when the length is T. On the CPU,
-        with a length short of T, not where the sorted path does no layout work for such a
-        batch: a layer whose first steps' rows are enough to be read where they lie
-        (``packing.split_pays``, where every row of a uniform batch is), which writes its
-        padded output in place, where the slice copies it once more (B = 32, H = 256 and
-        B = 128, H = 64: the slice at 0.99-1.03 of the sorted path). Nor for a plain LSTM
-        under "auto": without lengths it runs on oneDNN, with them in the compiled loop, and
-        neither is the faster everywhere (the slice over the sorted path, training step,
-        L = 75 of T = 100, scratch paired timings: 0.95 at B = 1 and at B = 32, H = 64;
-        1.04-1.09 at B = 8 and at B = 128, H = 64)."""
-        if not UNIFORM_LENGTHS or _traced():
-            return False
-        if length == x.shape[0]:
-            return True
-        if not x.is_cpu:
-            return True
-        if split_pays(length * x.shape[1], math.prod(x.shape[2:])):
-            return False
-        if (self.engine or _engine.get_default()) != "auto":
-            return True
-        cells = self._modules["cells"]._modules.values()
-        return not any(fused_kind(cell) == "lstm" for cell in cells)  # type: ignore[arg-type]
-
     def _run(
         self, x: Tensor, h_0: StateArg, lengths: Tensor | None, unbatched: bool
     ) -> tuple[Tensor, tuple[Tensor, ...]]:
@@ -289,12 +240,12 @@ class Recurrent(nn.Module):
         B = x.shape[1]
         # (indexing a ModuleList, even reading self.cells, costs microseconds a call)
         cells = tuple(self._modules["cells"]._modules.values())
-        if self._one_call(cells, x, lengths):
+        if routes.one_call(self, cells, x, lengths):
             hx = self._stacked_states(h_0, B, x, unbatched)
             L, bi = self.num_layers, self.bidirectional
             return run_fused_stack(cells, x, hx, L, bi, lengths)
         states = self._initial_states(h_0, B, x, unbatched)
-        if lengths is not None and self._packed_stack(cells, x, lengths):
+        if lengths is not None and routes.packed_stack(self, cells, x, lengths):
             p = self.dropout if self.training else 0.0
             output, finals = run_packed_stack(cells, x, states, lengths, p, self.residual)
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
@@ -305,7 +256,11 @@ class Recurrent(nn.Module):
         for layer in range(self.num_layers):
             outs = []
             pair = cells[2 * layer : 2 * layer + 2] if self.num_directions == 2 else ()
-            if pair and lengths is not None and self._shared_gather(pair, layer_input, lengths):
+            if (
+                pair
+                and lengths is not None
+                and routes.shared_gather(self, pair, layer_input, lengths)
+            ):
                 outs, found = run_bidirectional_layer(
                     pair,  # type: ignore[arg-type]
                     layer_input,
@@ -342,43 +297,6 @@ class Recurrent(nn.Module):
         else:
             h_n = tuple(torch.stack([f[i] for f in finals]) for i in range(len(self.state_shapes)))
         return output, h_n
-
-    def _one_call(
-        self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
-    ) -> bool:
-        """Whether the whole stack runs as one call of torch's fused op (a plain LSTM, say):
-        only where each layer-direction would run on that op in one call (with lengths: off
-        the CPU, its variable-length mode), and the stack adds nothing torch's op lacks."""
-        if self.checkpoint is not None or self.residual:
-            return False
-        if self.num_directions == 2 and self.merge_mode != "concat":
-            return False
-        if self.dropout and self.training and self.num_layers > 1:
-            return False  # rnnkit's own dropout between layers (its random stream)
-        engine = _engine._check(self.engine or _engine.get_default())
-        return stack_supported(cells, x, engine, lengths)
-
-    def _packed_stack(
-        self, cells: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor | None
-    ) -> bool:
-        """Whether the layers hand their packed rows on to each other
-        (:mod:`rnnkit.engine.packed_stack`): one direction, several layers, lengths, no
-        ``checkpoint``, every cell on the compiled loops."""
-        if lengths is None or self.num_layers < 2 or self.num_directions != 1:
-            return False
-        if self.checkpoint is not None:
-            return False
-        engine = _engine._check(self.engine or _engine.get_default())
-        return packed_stack_runs(cells, x, lengths, engine)
-
-    def _shared_gather(self, pair: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor) -> bool:
-        """Whether a bidirectional layer's two directions share one gather of their input
-        (:func:`rnnkit.engine.packed_stack.run_bidirectional_layer`): lengths, no
-        ``checkpoint``, both cells on the compiled loops."""
-        if self.checkpoint is not None:
-            return False
-        engine = _engine._check(self.engine or _engine.get_default())
-        return shared_gather_runs(pair, x, lengths, engine)
 
     def _finish(
         self,

@@ -17,10 +17,16 @@ from ._tracing import run_eagerly
 from .native import dtype_suffix, loaded, threads
 
 
+def _trusted_bytes(t: Tensor) -> int:
+    """Bytes of one row of ``t``, contiguous (the caller's promise; no check), also when ``t``
+    has no rows (a scatter of no rows still zeroes its padding)."""
+    return math.prod(t.shape[1:]) * t.element_size()
+
+
 def _row_bytes(t: Tensor, what: str) -> int:
     if t.is_cuda or not t.is_contiguous() or t.dim() == 0:
         raise ValueError(f"{what} must be a contiguous tensor on the CPU with rows along dim 0")
-    return math.prod(t.shape[1:]) * t.element_size()
+    return _trusted_bytes(t)
 
 
 def _row_index(index: Tensor, what: str, rows: int | None = None) -> Tensor:
@@ -38,12 +44,6 @@ def _row_index(index: Tensor, what: str, rows: int | None = None) -> Tensor:
 def _out_rows(out: Tensor, src: Tensor, bytes_: int, count: int) -> None:
     if out.dtype != src.dtype or _row_bytes(out, "out") != bytes_ or out.shape[0] != count:
         raise ValueError(f"out must hold {count} rows like src's, got {tuple(out.shape)}")
-
-
-def _trusted_bytes(t: Tensor) -> int:
-    """Bytes of one row of ``t``, contiguous (the caller's promise; no check), also when ``t``
-    has no rows (a scatter of no rows still zeroes its padding)."""
-    return math.prod(t.shape[1:]) * t.element_size()
 
 
 @run_eagerly  # torch.compile: a ctypes call, run eagerly
