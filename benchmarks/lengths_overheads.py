@@ -1,4 +1,4 @@
-"""What sixteen pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What seventeen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -57,6 +57,9 @@ median):
 * ``small gathers`` (``engine.row_moves.NATIVE_GATHER_MAX``): a padded input of fewer than
   2^16 elements is gathered into the packed rows by torch's ``index_select`` (a C++ autograd
   node), or by the engine's autograd functions whatever its size (0).
+* ``lengths as a list`` (``engine.packing.LIST_READ_MAX``): the lengths of a batch of up to
+  256 rows are read on the host as a Python list (their check, their shortest and longest, the
+  plan's cache key), or through NumPy whatever the batch (0).
 
 The last column, "now / earlier", times the two forms of the step with lengths back to back in
 pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
@@ -356,6 +359,29 @@ CASES += (
             ("LSTM [native loop]", 8, 64, None),
             ("MUT1", 8, 64, None),
             ("Elman", 32, 64, None),
+        ],
+    ),
+)
+
+CASES += (
+    (
+        "lengths as a list",
+        packing,
+        "LIST_READ_MAX",
+        packing.LIST_READ_MAX,
+        0,
+        [
+            ("Elman", 2, 64, None),
+            ("GRU", 2, 64, None),
+            ("LSTM [native loop]", 2, 64, None),
+            ("Elman", 8, 64, None),
+            ("GRU", 8, 64, None),
+            ("LSTM [native loop]", 8, 64, None),
+            ("MUT1", 8, 64, None),
+            ("Elman", 32, 64, None),
+            ("GRU", 32, 64, None),
+            ("Elman", 32, 256, None),
+            ("GRU", 128, 256, None),
         ],
     ),
 )

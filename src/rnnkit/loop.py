@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .cells.base import RecurrentCell, State
-from .engine.packing import lengths_values
+from .engine.packing import lengths_values, listed_lengths
 
 
 def check_lengths(lengths: object, batch_size: int, max_len: int, device: torch.device) -> Tensor:
@@ -40,10 +40,16 @@ def checked_lengths(
             f"lengths must have shape ({batch_size},) (one length per sequence), "
             f"got {tuple(lengths.shape)}"
         )
-    values, _ = lengths_values(lengths)  # inside vmap: every mapped sample's lengths
-    lo, hi = int(values.min()), int(values.max())
+    listed = listed_lengths(lengths)  # a small batch: a list, cheaper than NumPy here
+    if listed is not None:
+        lo, hi = min(listed), max(listed)
+    else:
+        values, _ = lengths_values(lengths)  # inside vmap: every mapped sample's lengths
+        lo, hi = int(values.min()), int(values.max())
     if lo < 1 or hi > max_len:
         raise ValueError(f"lengths must lie in [1, T={max_len}], got values from {lo} to {hi}")
+    if lengths.dtype is torch.int64 and lengths.device == device:
+        return lengths, lo, hi
     return lengths.to(device=device, dtype=torch.int64), lo, hi
 
 

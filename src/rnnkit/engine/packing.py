@@ -158,6 +158,29 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool, turn: bool 
     return _packed_plan(T, B, key, reverse, TURN and turn and not reverse)
 
 
+# A batch of at most this many lengths in a plain CPU tensor is read as a Python list
+# (Tensor.tolist) instead of through NumPy: inside a training step NumPy's reductions run cold
+# and cost 10-40 µs each, a tenth of a small layer's step; the list costs about 1 µs
+# (``python benchmarks/lengths_overheads.py --pieces "lengths as a list"``). 0: always NumPy.
+LIST_READ_MAX = 256
+
+
+def listed_lengths(lengths: Tensor) -> list[int] | None:
+    """The values of ``lengths`` as a list of ints when it is a plain 1-D CPU tensor of at most
+    ``LIST_READ_MAX`` elements read outside every ``torch.func`` transform; else None (read it
+    with :func:`lengths_values`)."""
+    if (
+        type(lengths) is not Tensor
+        or not lengths.is_cpu
+        or lengths.dim() != 1
+        or not 0 < lengths.shape[0] <= LIST_READ_MAX
+        or under_functorch()
+        or torch._C._functorch.is_functorch_wrapped_tensor(lengths)
+    ):
+        return None
+    return lengths.tolist()
+
+
 @run_eagerly  # NumPy on the host, and functorch's C++ helpers, which Dynamo cannot trace
 def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
     """The values of ``lengths`` as an int64 NumPy array (on the host), read under any
@@ -174,9 +197,13 @@ def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
         return lengths.to(device="cpu", dtype=torch.int64).numpy().copy(), batched
 
 
-def _lengths_key(lengths: Tensor) -> bytes:
-    """The bytes of ``lengths`` as int64, the plan cache's key. Lengths batched by ``vmap`` (a
-    different length per mapped sample) cannot share one plan."""
+def _lengths_key(lengths: Tensor) -> tuple[int, ...] | bytes:
+    """The plan cache's key: the lengths as a tuple of ints (a small batch,
+    :func:`listed_lengths`), or their bytes as int64. Lengths batched by ``vmap`` (a different
+    length per mapped sample) cannot share one plan."""
+    listed = listed_lengths(lengths)
+    if listed is not None:
+        return tuple(listed)
     values, batched = lengths_values(lengths)
     if batched:
         raise ValueError(
@@ -209,10 +236,15 @@ def split_pays(rows: int, width: int) -> bool:
 
 
 @lru_cache(maxsize=8)  # a plan holds a few (T·B,) index arrays
-def _packed_plan(T: int, B: int, key: bytes, reverse: bool, turn: bool = False) -> Plan:
-    """:func:`make_plan` for lengths given as the bytes of an int64 array (NumPy: a few small
-    arrays, where torch's per-op overhead would dominate)."""
-    lengths = np.frombuffer(key, dtype=np.int64)
+def _packed_plan(
+    T: int, B: int, key: tuple[int, ...] | bytes, reverse: bool, turn: bool = False
+) -> Plan:
+    """:func:`make_plan` for lengths given as :func:`_lengths_key` gives them (NumPy: a few
+    small arrays, where torch's per-op overhead would dominate)."""
+    if isinstance(key, bytes):
+        lengths = np.frombuffer(key, dtype=np.int64)
+    else:
+        lengths = np.array(key, dtype=np.int64)
     if (lengths == T).all():
         return _unpacked_plan(T, B, reverse)
     perm = np.argsort(-lengths, kind="stable")
