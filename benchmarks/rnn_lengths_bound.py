@@ -41,8 +41,9 @@ Such a route (masking: every step runs all B rows, the finished ones left unchan
 to validate the lengths and to pick each sequence's final state at its own last step; this
 mode times the full step plus exactly those two things (``check_lengths`` and one row pick of
 the outputs), next to the step with lengths, each over the full step in the same round. A
-masked loop would save the pointwise work of the finished rows on top (a few per cent of the
-step); nothing else would come cheaper than this. A fourth column times the full step again,
+masked route built from torch ops pays at least this; a masked compiled loop could keep each
+row's final state itself and spare the pick, and save the finished rows' pointwise work on
+top (a few per cent of the step). A fourth column times the full step again,
 last in each round: how far two identical steps read apart here (the machine's memory
 placement moves single steps by a few per cent).
 
