@@ -1,4 +1,4 @@
-"""What seventeen pieces of the lengths machinery cost: each switched back to its earlier form.
+"""What eighteen pieces of the lengths machinery cost: each switched back to its earlier form.
 
 A training step (forward, then the gradients with respect to the input and every parameter) on
 a batch with lengths, T = 100, over the same layer's step at full length; each piece timed in
@@ -60,6 +60,9 @@ median):
 * ``lengths as a list`` (``engine.packing.LIST_READ_MAX``): the lengths of a batch of up to
   256 rows are read on the host as a Python list (their check, their shortest and longest, the
   plan's cache key), or through NumPy whatever the batch (0).
+* ``masked small layers`` (``engine.packing.MASKED_MAX``): a layer up to its kernel's
+  ``masked_max`` (B·H) runs a batch whose longest sequence is T masked, every row in place and
+  frozen past its length in the compiled loops, or sorted and packed like larger layers (0).
 
 The last column, "now / earlier", times the two forms of the step with lengths back to back in
 pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
@@ -382,6 +385,29 @@ CASES += (
             ("GRU", 32, 64, None),
             ("Elman", 32, 256, None),
             ("GRU", 128, 256, None),
+        ],
+    ),
+)
+
+CASES += (
+    (
+        "masked small layers",
+        packing,
+        "MASKED_MAX",
+        packing.MASKED_MAX,
+        0,
+        [
+            ("Elman", 2, 64, None),
+            ("Elman", 8, 64, None),
+            ("Elman", 32, 64, None),
+            ("Elman", 8, 128, None),
+            ("GRU", 2, 64, None),
+            ("GRU reset before", 2, 64, None),
+            ("LSTM [native loop]", 2, 64, None),
+            ("LayerNorm LSTM", 2, 64, None),
+            ("MGU", 2, 64, None),
+            ("MGU", 4, 64, None),
+            ("MUT1", 2, 128, None),
         ],
     ),
 )

@@ -39,6 +39,14 @@
 // step m is the previous step's block not row for row that of the step: the forward and
 // backward loops read it gathered through perm (Geo::prior), and the backward loop moves its
 // running state gradients back to the batch's order after step m (Geo::unturn).
+// turn = -1 marks a masked call instead (a small layer with lengths, forwards): every step runs
+// all B rows in the batch's order (n[s] = B, off[s] = s·B) and geo ends with lens[B], each
+// row's length. A row is frozen from its length on: the forward loop writes zeros as its
+// outputs and leaves its state where it is (an LSTM's c carried into the step's saved block),
+// and the backward loop writes zeros as its input-projection gradient and passes its state
+// gradients through unchanged (Geo::frozen, Geo::hold, Geo::release). So the outputs need no
+// scatter and the inputs no gather, and the final states are the outputs at each row's
+// last step.
 // rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
 // outputs in the padded (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b
 // there. The forward loop then also writes each output row at map[r] of out (the caller zeroes
@@ -505,12 +513,21 @@ struct Geo {
     // each sorted row's batch row.
     i64 turn;
     const i64* perm;
+    // A masked call's lengths (turn = -1 in geo), else null; first: the shortest of them.
+    const i64* lens = nullptr;
+    i64 first = 0;
     mutable std::vector<char> turned[2];
 
     Geo(const i64* g, void* const* rows)
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 11), off(g + 11 + g[0]),
-          ldy(g[2]), turn(g[10]), perm(g[10] ? g + 11 + 2 * g[0] : nullptr) {
+          ldy(g[2]), turn(g[10] > 0 ? g[10] : 0),
+          perm(g[10] > 0 ? g + 11 + 2 * g[0] : nullptr) {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
+        if (g[10] < 0) {
+            lens = g + 11 + 2 * g[0];
+            first = steps;
+            for (i64 r = 0; r < B; ++r) first = std::min(first, lens[r]);
+        }
         t_threads = int(threads);
         begin_call(steps, B);
         if (rows) {
@@ -550,6 +567,27 @@ struct Geo {
         std::memcpy(rows, d, size_t(B * width) * sizeof(T));
         for (i64 r = 0; r < B; ++r)
             std::memcpy(d + perm[r] * width, rows + r * width, size_t(width) * sizeof(T));
+    }
+    // Masked calls: whether row r is past its length at step s.
+    bool frozen(i64 s, i64 r) const { return lens && s >= lens[r]; }
+    // Around a backward product that writes the running state gradient d (B rows of `width`):
+    // the frozen rows' rows are kept aside before it and put back after it, so that they pass
+    // through the step unchanged (their rows of the product's input are zero).
+    template <typename T>
+    void hold(const T* d, i64 s, i64 width) const {
+        if (!lens || s < first) return;
+        std::vector<char>& buf = turned[0];
+        buf.resize(size_t(B * width) * sizeof(T));
+        T* kept = reinterpret_cast<T*>(buf.data());
+        for (i64 r = 0; r < B; ++r)
+            if (s >= lens[r]) std::memcpy(kept + r * width, d + r * width, size_t(width) * sizeof(T));
+    }
+    template <typename T>
+    void release(T* d, i64 s, i64 width) const {
+        if (!lens || s < first) return;
+        const T* kept = reinterpret_cast<const T*>(turned[0].data());
+        for (i64 r = 0; r < B; ++r)
+            if (s >= lens[r]) std::memcpy(d + r * width, kept + r * width, size_t(width) * sizeof(T));
     }
     // Forward: output row h of packed row r is also written at its padded position.
     template <typename T>
@@ -625,6 +663,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
+            if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
@@ -639,10 +678,13 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         for_rows(g, n, H, [&](i64 r, int) {
+            if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * H, 0, size_t(H) * sizeof(T));
             elman_bwd_row<T, RELU>(H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                                    dgx + (o + r) * H);
         });
+        g.hold(dh, s, H);
         mm_nn<T>(n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H);  // dh_prev = dpre · W_hh
+        g.release(dh, s, H);
         g.unturn(dh, s, H);
     }
 }
@@ -740,6 +782,11 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {  // zero output, c carried
+                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
+                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
+                return;
+            }
             lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
                                   act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
@@ -757,11 +804,14 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int t) {
+            if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
             lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
                                   wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
                                   dgx + (o + r) * G, acc + t * 3 * H);
         });
+        g.hold(dh, s, H);
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+        g.release(dh, s, H);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }
@@ -838,6 +888,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
                            hn + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
@@ -856,6 +907,12 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {  // no gradient from this step; dh passes (the product adds 0)
+                std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
+                std::memset(dz + r * G, 0, size_t(G) * sizeof(T));
+                std::memset(dzn + (o + r) * H, 0, size_t(H) * sizeof(T));
+                return;
+            }
             gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
                            dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
         });
@@ -977,12 +1034,14 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
             }
         }
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) return (void)std::memset(rh + (so + r) * H, 0, size_t(H) * sizeof(T));
             rb_fwd_row1<T, FRESH, SHARED, UREC>(H, k.cu, k.cr, gx + (o + r) * G, z + r * G, b,
                                                 hp + r * H, act + (so + r) * G,
                                                 rh + (so + r) * H);
         });
         mm_nt<T>(n, H, H, rh + so * H, H, Whh + k.wn * H, H, T(0), z + k.cn, G);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             rb_fwd_row2<T, FRESH>(H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
                                   act + (so + r) * G, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
@@ -1002,6 +1061,11 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         const T* dgo = dgx + o * G;
         // 1. through the mix and the candidate's tanh
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {  // zero gradient rows: every product below adds 0 to dh
+                std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
+                if (SHARED) std::memset(du + r * H, 0, size_t(H) * sizeof(T));
+                return;
+            }
             rb_bwd_row1<T, FRESH, SHARED>(H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
                                           g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G,
                                           du + r * H);
@@ -1009,6 +1073,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         // 2. d(r·h_prev) = dpre_n · W_n, then through r
         mm_nn<T>(n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) return;
             rb_bwd_row2<T, SHARED>(H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
                                    du + r * H, dh + r * H, dgx + (o + r) * G);
         });
@@ -1153,6 +1218,11 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {  // zero output, c carried
+                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
+                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
+                return;
+            }
             nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
                            cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
@@ -1172,11 +1242,19 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {
+                std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
+                std::memset(dz + r * G, 0, size_t(G) * sizeof(T));
+                std::memset(dm3 + (o + r) * H, 0, size_t(H) * sizeof(T));
+                return;
+            }
             nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
                            m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });
+        g.hold(dh, s, H);
         mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
+        g.release(dh, s, H);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }
@@ -1320,6 +1398,11 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, voi
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
+            if (g.frozen(s, r)) {  // zero output, c carried
+                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
+                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
+                return;
+            }
             T* zr = z + r * G;
             T* xr = xh + (so + r) * G;
             T* rr = rs + (so + r) * 5;
@@ -1348,6 +1431,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
         for_rows(g, n, G, [&](i64 r, int t) {
+            if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
             const T* xr = xh + (o + r) * G;
             T *a = work + t * 10 * H, *dx = a + G, *t12 = a + 2 * G;
             lnlstm_gates_row<T>(H, xr, gam, bet, a);
@@ -1363,7 +1447,9 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
                 ln_backward_row<T>(H, rr[k], S[k] / T(H), S[4 + k] / T(H), xr + k * H,
                                    dx + k * H, d + k * H);
         });
+        g.hold(dh, s, H);
         mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
+        g.release(dh, s, H);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }
@@ -1438,6 +1524,29 @@ static void add_rows(const T* src, const i64* at, T* dst, i64 count, i64 width, 
             for (i64 j = 0; j < width; ++j) d[j] += s[j];
         }
     });
+}
+
+// Whether rows at[0..count) of src (rows of `width` values) hold finite values only: a masked
+// loop's input projection may then read the padding as it is (its weight's gradient meets the
+// padding only multiplied by zero).
+template <typename T>
+static int rows_finite(const T* src, const i64* at, i64 count, i64 width) {
+    for (i64 p = 0; p < count; ++p) {
+        const T* r = src + at[p] * width;
+        T sum = 0;  // 0·x is NaN for x infinite or NaN: one pass, no branch per value
+#pragma omp simd reduction(+ : sum)
+        for (i64 j = 0; j < width; ++j) sum += T(0) * r[j];
+        if (sum != sum) return 0;
+    }
+    return 1;
+}
+
+extern "C" int rnnkit_rows_finite_f32(const float* src, const i64* at, i64 count, i64 width) {
+    return rows_finite(src, at, count, width);
+}
+
+extern "C" int rnnkit_rows_finite_f64(const double* src, const i64* at, i64 count, i64 width) {
+    return rows_finite(src, at, count, width);
 }
 
 extern "C" void rnnkit_add_rows_f32(const float* src, const i64* at, float* dst, i64 count,

@@ -38,15 +38,19 @@ Params = tuple[Tensor | None, ...]
 
 def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> Tensor:
     """The int64 block the loops read: header, then n[steps] and off[steps], and for a plan with
-    a turn (:attr:`~rnnkit.engine.packing.Plan.turn`) each sorted row's batch row."""
+    a turn (:attr:`~rnnkit.engine.packing.Plan.turn`) each sorted row's batch row, for a masked
+    plan (turn -1 in the header) each row's length."""
     v = list(variant) + [0] * (5 - len(variant))
-    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v, plan.turn)
+    turn = -1 if plan.masked else plan.turn  # -1: a masked plan, its lengths at the end
+    head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v, turn)
     block = plan.memo.get(head)
     if block is None:
         parts = [torch.tensor(head, dtype=torch.int64), plan.n, plan.off]
         if plan.turn:
             assert plan.perm is not None
             parts.append(plan.perm)
+        elif plan.lengths is not None:
+            parts.append(plan.lengths)
         block = torch.cat(parts)
         plan.memo[head] = block
     return block
@@ -87,6 +91,11 @@ class Kernel:
     n_states: int
     # whether backward writes over the saved buffers (a second backward pass must rerun forward)
     in_place: bool = True
+    # The largest layer (B·H) that runs a batch with lengths masked rather than sorted
+    # (packing.MASKED_MAX): where the masked loop was faster in paired timings at T = 100,
+    # lengths over [T/2, T] (python benchmarks/lengths_overheads.py --pieces "masked small
+    # layers"). The cheaper a row's step, the larger the layer it pays on.
+    masked_max: int = 0
 
     def params(self, cell: RecurrentCell) -> Params:
         raise NotImplementedError

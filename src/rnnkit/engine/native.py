@@ -183,6 +183,9 @@ def load() -> ctypes.CDLL | None:
         grad = getattr(lib, f"rnnkit_block_grad_{suffix}")
         grad.argtypes = [nthreads, ptr, i64, ptr, i64, ptr, i64, i64, nthreads]
         fill.restype = grad.restype = None
+        finite = getattr(lib, f"rnnkit_rows_finite_{suffix}")
+        finite.argtypes = [ptr, ptr, i64, i64]
+        finite.restype = ctypes.c_int
     for kernel in KERNELS:
         for direction in ("forward", "backward"):
             for suffix in ("f32", "f64"):

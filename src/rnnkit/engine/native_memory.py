@@ -1,7 +1,8 @@
 """The compiled library's memory routines, called through ctypes like its loops
 (:mod:`rnnkit.engine.native`): the row copies between the padded (T·B) layout and the packed
 rows (:func:`take_rows`, :func:`place_rows`, :func:`zero_rows`, :func:`add_rows`;
-``row_moves.py`` and ``packing.py`` use them) and the elementwise column blocks of an input
+``row_moves.py`` and ``packing.py`` use them), the check that padded rows are finite
+(:func:`rows_finite`, for the masked loops' input) and the elementwise column blocks of an input
 projection (:func:`block_fill`, :func:`block_grad`; ``projection.py``). Each checks its
 arguments and names the one that is wrong.
 """
@@ -128,6 +129,15 @@ def add_rows(src: Tensor, at: Tensor, out: Tensor, trusted: bool = False) -> Ten
         threads(),
     )
     return out
+
+
+def rows_finite(src: Tensor, at: Tensor) -> bool:
+    """Whether rows ``at`` of ``src`` (contiguous, float32 or float64, on the CPU) hold no
+    infinite or NaN value. For the engine's own tensors: nothing is checked."""
+    suffix = "f32" if src.dtype == torch.float32 else "f64"
+    fn = getattr(loaded(), f"rnnkit_rows_finite_{suffix}")
+    width = math.prod(src.shape[1:])
+    return bool(fn(src.data_ptr(), at.data_ptr(), len(at), width))
 
 
 # The elementwise blocks block_fill and block_grad compute.

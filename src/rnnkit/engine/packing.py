@@ -52,6 +52,7 @@ class Plan:
             (T, B) layout as they are, and sorts only the rows of the later steps. The initial
             states then enter in the batch's order (:func:`sort_rows`), and the loops gather the
             previous step's rows into the sorted order once, at step ``turn``.
+        lengths: a masked plan's lengths (B,) int64 (:func:`make_masked_plan`), else None.
         memo: values derived from the plan (the loops' geometry blocks), kept with it.
     """
 
@@ -73,7 +74,14 @@ class Plan:
     previous: Tensor | None
     reverse: bool
     turn: int = 0
+    lengths: Tensor | None = None
     memo: dict = field(default_factory=dict, repr=False)  # per-plan values the kernels reuse
+
+    @property
+    def masked(self) -> bool:
+        """True for a masked plan: every step runs the whole batch in its own order, each row
+        frozen from its length on (:func:`make_masked_plan`)."""
+        return self.lengths is not None
 
     @property
     def packed(self) -> bool:
@@ -94,6 +102,8 @@ class Plan:
         when every step is kept (``full``), else its row in the two alternating blocks."""
         if full:
             return self.last
+        if self.masked:  # a frozen row's state is carried into every later step's block
+            return ((self.steps - 1) % 2) * self.B + torch.arange(self.B)
         saved = (self.last_step % 2) * self.B + torch.arange(self.B)
         if self.turn and self.perm is not None:  # ending before the turn: the third block
             saved = torch.where(self.last_step < self.turn, 2 * self.B + self.perm, saved)
@@ -298,6 +308,107 @@ def _packed_plan(
         reverse=reverse,
         turn=m,
     )
+
+
+# A batch with lengths whose longest sequence is T runs masked (forwards, on the compiled loops)
+# when its layer is small: B·H at most its kernel's ``masked_max`` (kernel_base.Kernel), or at
+# most this, when set (0: never; for measurements and tests). On such layers a step costs about
+# the same whatever its rows, so sorting and gathering cost more than the rows they skip.
+MASKED_MAX: int | None = None
+
+
+@run_eagerly  # host-side bookkeeping (NumPy, a cache): nothing to trace
+def make_masked_plan(T: int, B: int, lengths: Tensor) -> Plan | None:
+    """The masked layout for a (T, B) batch with ``lengths`` (validated): all T steps of the
+    whole batch in its own order, ``n`` = B and ``off`` = t·B at every step, as without
+    lengths, plus the lengths themselves, from which the compiled loops freeze each row (its
+    outputs zero, its state kept; ``_loops.cpp``). None when no sequence runs all T steps (the
+    sorted plan stops at the longest)."""
+    return _masked_plan(int(T), int(B), _lengths_key(lengths))
+
+
+@lru_cache(maxsize=8)
+def _masked_plan(T: int, B: int, key: tuple[int, ...] | bytes) -> Plan | None:
+    if isinstance(key, bytes):
+        lengths = np.frombuffer(key, dtype=np.int64).copy()
+    else:
+        lengths = np.array(key, dtype=np.int64)
+    if int(lengths.max()) != T:
+        return None
+    off = torch.arange(T, dtype=torch.int64) * B
+    last_step = torch.from_numpy(lengths - 1)
+    return Plan(
+        T=T,
+        B=B,
+        steps=T,
+        rows=T * B,
+        n=torch.full((T,), B, dtype=torch.int64),
+        off=off,
+        n_list=(B,) * T,
+        off_list=tuple(off.tolist()),
+        index=None,
+        perm=None,
+        unperm=None,
+        last=last_step * B + torch.arange(B),
+        last_step=last_step,
+        padding=torch.from_numpy(np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :])),
+        source=None,
+        previous=None,
+        reverse=False,
+        lengths=torch.from_numpy(lengths),
+    )
+
+
+def masked_input(x: Tensor, plan: Plan) -> Tensor:
+    """The (T·B, I) rows of ``x`` (T, B, I) for a masked plan, with finite padding: the input
+    projection runs on every row, and its weight's gradient Σ dgxᵀ·x must not meet an infinite
+    or NaN value in the padding (0·NaN is NaN), though every padded row's dgx is zero. Finite
+    padding is read as it is; otherwise a copy with the padding zeroed."""
+    flat = x.reshape(plan.T * plan.B, *x.shape[2:])
+    assert plan.padding is not None
+    if plan.padding.numel() == 0:
+        return flat
+    # finite padding (zeros, as padding usually is) meets the weight's gradient as 0·x = 0:
+    # the rows as they are, checked in one pass over the padding (no copy, no autograd node)
+    if compiled_rows(flat) and native_memory.rows_finite(flat, _padding(plan, flat.device)):
+        return flat
+    return _ZeroPadding.apply(flat, plan)
+
+
+class _ZeroPadding(torch.autograd.Function):
+    """(flat (T·B, I), masked plan) -> a copy of ``flat`` with the plan's padding rows zero, in
+    one pass (torch's ``masked_fill`` with a row mask took six times as long: 176 µs against
+    29 µs at T = 100, B = 32, I = 64).
+
+    Backward, the gradient passes as it is: it comes from the input projection of a masked
+    loop, whose every padded row has a zero dgx, so its padded rows are zero already (the
+    projection maps rows to rows); ``tests/test_masked_loops.py`` checks them."""
+
+    @staticmethod
+    def forward(ctx, flat: Tensor, plan: Plan) -> Tensor:
+        key = ("rows", flat.device)
+        rows = plan.memo.get(key)
+        if rows is None:
+            rows = plan.memo[key] = torch.arange(plan.T * plan.B, device=flat.device)
+        padding = _padding(plan, flat.device)
+        out = flat.new_empty(flat.shape)
+        if compiled_rows(flat):
+            return native_memory.place_rows(flat, rows, padding, out, trusted=True)
+        return out.copy_(flat).index_fill_(0, padding, 0.0)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad, None
+
+
+def _padding(plan: Plan, device: torch.device) -> Tensor:
+    """``plan.padding`` on ``device``, moved once per plan and device."""
+    key = ("padding", device)
+    found = plan.memo.get(key)
+    if found is None:
+        assert plan.padding is not None
+        found = plan.memo[key] = plan.padding.to(device)
+    return found
 
 
 def tail_plan(plan: Plan, s1: int) -> Plan:

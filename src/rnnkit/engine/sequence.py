@@ -32,12 +32,14 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
-from . import native
+from . import native, packing
 from ._tracing import jit_tracing, run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
 from .packing import (
     Plan,
+    make_masked_plan,
     make_plan,
+    masked_input,
     pack,
     padded_index,
     padded_output,
@@ -273,10 +275,27 @@ def run_native(
     cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None, reverse: bool
 ) -> tuple[Tensor, State]:
     """The compiled loop: ``x`` (T, B, I), ``state`` tuple of (B, ·) -> ((T, B, H), finals)."""
+    if lengths is not None and not reverse and runs_masked(cell, x):
+        masked = make_masked_plan(x.shape[0], x.shape[1], lengths)
+        if masked is not None:  # every row in place, frozen past its length: no layout work
+            return run_native_rows(cell, masked_input(x, masked), state, masked)
     plan = make_plan(x.shape[0], x.shape[1], lengths, reverse, turn=True)
     # with a turn, the first steps' rows projected where they lie: no gather of them
     rows, gx = turn_input_rows(cell, x, plan)
     return run_native_rows(cell, rows, state, plan, gx=gx)
+
+
+def runs_masked(cell: RecurrentCell, x: Tensor) -> bool:
+    """Whether a batch with lengths of ``x`` (T, B, I) is small enough to run masked rather
+    than sorted: B·H at most the kernel's ``masked_max``
+    (:data:`~rnnkit.engine.packing.MASKED_MAX` overrides it)."""
+    if torch.compiler.is_compiling() or jit_tracing():  # (the plan would enter as constants)
+        return False
+    limit = packing.MASKED_MAX
+    if limit is None:
+        found = kernel_for(cell)
+        limit = 0 if found is None else found[0].masked_max
+    return x.shape[1] * cell.hidden_size <= limit
 
 
 def run_native_rows(
@@ -358,6 +377,8 @@ def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tupl
     ``state`` (B, ·) in the order of the plan's first step (:func:`sort_rows`) -> (y (N, H)
     packed, final states (B, ·) sorted)."""
     B = plan.B
+    if plan.masked:
+        return _masked_step_loop(cell, gx, state, plan)
     # split, never slicing in a loop: a slice's backward writes a full-size gradient (O(T^2))
     if plan.packed:
         blocks = gx.split(list(plan.n_list))
@@ -384,3 +405,22 @@ def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tupl
     if plan.reverse and not plan.packed:
         outputs = outputs[::-1]
     return torch.cat(outputs), finals  # y (N, H) in packed row order
+
+
+def _masked_step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan):
+    """:func:`step_loop` for a masked plan: every step on the whole batch, each row's state
+    kept and its output zero from its length on, as the compiled loops do."""
+    assert plan.lengths is not None
+    lengths = plan.lengths.to(gx.device)
+    outputs = []
+    for s, gx_s in enumerate(gx.split(plan.B)):
+        h, new = cell.step(gx_s, state)
+        running = lengths > s
+        state = tuple(torch.where(_rows(running, n), n, o) for n, o in zip(new, state))
+        outputs.append(torch.where(_rows(running, h), h, torch.zeros_like(h)))
+    return torch.cat(outputs), state
+
+
+def _rows(mask: Tensor, like: Tensor) -> Tensor:
+    """``mask`` (B,) shaped to broadcast over ``like`` (B, ...)."""
+    return mask.view(-1, *([1] * (like.dim() - 1)))

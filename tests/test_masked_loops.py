@@ -1,0 +1,241 @@
+"""Small layers with lengths run masked (``packing.MASKED_MAX``): every step runs the whole
+batch in its own order and the compiled loops freeze each row from its length on. Outputs,
+final states and every gradient must equal the masked reference loop's (``loop.run_cell``)
+and the sorted path's, whatever the input padding holds, in training, inference, second-order
+and repeated backward passes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnkit.engine.sequence as sequence_module
+from cell_zoo import CELLS
+from rnnkit import Recurrent
+from rnnkit.engine import native, native_memory, packing
+from rnnkit.loop import run_cell
+
+needs_native = pytest.mark.skipif(not native.available(), reason="no compiled loop for this cell")
+
+KERNEL_CELLS = [name for name in CELLS if name != "lstm_proj"]  # (no compiled loop for it)
+I, H, T = 3, 4, 7
+LENGTHS = [7, 3, 1, 7, 5, 2]  # the longest is T: the masked layout applies
+B = len(LENGTHS)
+TOL = 1e-10
+
+
+@pytest.fixture
+def masked(monkeypatch):
+    """Small layers run masked (the suite's conftest switches it off), and a record of the
+    plans the engine made: True for a masked one, False where the lengths did not qualify."""
+    monkeypatch.setattr(packing, "MASKED_MAX", 10**6)
+    made = []
+    make = sequence_module.make_masked_plan
+
+    def spy(*args):
+        plan = make(*args)
+        made.append(plan is not None)
+        return plan
+
+    monkeypatch.setattr(sequence_module, "make_masked_plan", spy)
+    return made
+
+
+def _layer(name: str, dtype=torch.float64, **kw) -> Recurrent:
+    torch.manual_seed(0)
+    return Recurrent(CELLS[name], I, H, **kw).to(dtype)
+
+
+def _inputs(layer: Recurrent, lengths, padding: float, dtype=torch.float64):
+    """x (T, B, I) holding ``padding`` past each length, and initial states (one layer)."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, I, dtype=dtype, generator=g)
+    for b, n in enumerate(lengths.tolist()):
+        x[n:, b] = padding
+    x.requires_grad_(True)
+    rows = layer.num_directions
+    h0 = tuple(
+        torch.randn(rows, B, *shape, dtype=dtype, generator=g).requires_grad_(True)
+        for shape in layer.cell_at(0).state_shapes()
+    )
+    return x, h0
+
+
+def _step(layer: Recurrent, x, h0, lengths):
+    """Outputs, final states, and the gradients of x, h_0 and every parameter of a loss that
+    weighs every output and final state."""
+    out, h_n = layer(x, h0 if len(h0) > 1 else h0[0], lengths=lengths)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    g = torch.Generator().manual_seed(2)
+    dout = torch.randn(out.shape, dtype=out.dtype, generator=g)
+    dh = [torch.randn(h.shape, dtype=h.dtype, generator=g) for h in h_n]
+    loss = (out * dout).sum() + sum((h * d).sum() for h, d in zip(h_n, dh))
+    grads = torch.autograd.grad(loss, [x, *h0, *layer.parameters()])
+    return out.detach(), [h.detach() for h in h_n], grads, (dout, dh)
+
+
+def _reference(layer: Recurrent, x, h0, lengths, weights):
+    """The same step through the masked reference loop, on the input with its padding zeroed
+    (the reference reads every step's input)."""
+    valid = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+    xr = x.detach().where(valid, 0.0).requires_grad_(True)
+    state = tuple(s[0].detach().requires_grad_(True) for s in h0)
+    out, finals = run_cell(layer.cell_at(0), xr, state, lengths)
+    dout, dh = weights
+    loss = (out * dout).sum() + sum((f * d[0]).sum() for f, d in zip(finals, dh))
+    dx, *rest = torch.autograd.grad(loss, [xr, *state, *layer.parameters()])
+    n = len(state)
+    grads = [dx, *(d.unsqueeze(0) for d in rest[:n]), *rest[n:]]
+    return out.detach(), [f.detach().unsqueeze(0) for f in finals], grads
+
+
+def _assert_close(got, want, tol=TOL):
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        assert (a - b).abs().max().item() <= tol
+
+
+@needs_native
+@pytest.mark.parametrize("padding", [0.0, float("nan")], ids=["zeros", "nan"])
+@pytest.mark.parametrize("name", KERNEL_CELLS)
+def test_masked_loop_equals_reference_and_sorted_path(name, padding, masked, monkeypatch):
+    """Every cell with a compiled loop: values and gradients against the reference loop and
+    the sorted path; the padding, zero (read as it is) or NaN (zeroed in a copy), never shows,
+    and the input's gradient is exactly zero there."""
+    layer = _layer(name)
+    lengths = torch.tensor(LENGTHS)
+    x, h0 = _inputs(layer, lengths, padding)
+    out, finals, grads, weights = _step(layer, x, h0, lengths)
+    assert masked == [True]
+    ref_out, ref_finals, ref_grads = _reference(layer, x, h0, lengths, weights)
+    _assert_close([out, *finals], [ref_out, *ref_finals])
+    _assert_close(grads, ref_grads)
+    assert all(not g.isnan().any() for g in grads)
+    valid = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)
+    assert (grads[0][~valid] == 0).all() and (out[~valid] == 0).all()
+
+    monkeypatch.setattr(packing, "MASKED_MAX", 0)  # the sorted path, on the same batch
+    s_out, s_finals, s_grads, _ = _step(layer, x, h0, lengths)
+    _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm_peephole", "layernorm_lstm", "nas", "mgu"])
+def test_masked_inference_keeps_each_final_state(name, masked):
+    """Without gradients the loops keep two alternating blocks of saved states; a frozen
+    row's cell state must be carried into them, so that the final states are each row's own,
+    as in training and in the reference."""
+    layer = _layer(name)
+    lengths = torch.tensor(LENGTHS)
+    x, h0 = _inputs(layer, lengths, 0.0)
+    with torch.no_grad():
+        out, h_n = layer(x, h0 if len(h0) > 1 else h0[0], lengths=lengths)
+        state = tuple(s[0] for s in h0)
+        ref_out, ref_finals = run_cell(layer.cell_at(0), x, state, lengths)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    assert masked == [True]
+    _assert_close([out, *h_n], [ref_out, *(f.unsqueeze(0) for f in ref_finals)])
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "gru", "lstm", "mut3"])
+def test_masked_loop_in_float32(name, masked):
+    layer = _layer(name, torch.float32)
+    lengths = torch.tensor(LENGTHS)
+    x, h0 = _inputs(layer, lengths, float("inf"), torch.float32)
+    out, finals, grads, weights = _step(layer, x, h0, lengths)
+    assert masked == [True]
+    double = _layer(name)
+    ref = _reference(double, x.double(), [s.double() for s in h0], lengths, weights)
+    _assert_close([out, *finals], [r.float() for r in [ref[0], *ref[1]]], 1e-5)
+    _assert_close(grads, [g.float() for g in ref[2]], 1e-4)
+
+
+@needs_native
+def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(masked):
+    """The masked layout runs all T steps, so a batch whose longest sequence is shorter takes
+    the sorted path (which stops there); so does a bidirectional layer, whose two directions
+    share one gather of the input (and whose backward direction's sequences start at different
+    steps). The results equal the reference's and the sorted path's."""
+    layer = _layer("gru")
+    short = torch.tensor([6, 3, 1, 6, 5, 2])
+    x, h0 = _inputs(layer, short, float("nan"))
+    out, finals, grads, weights = _step(layer, x, h0, short)
+    assert masked == [False]
+    ref_out, ref_finals, ref_grads = _reference(layer, x, h0, short, weights)
+    _assert_close([out, *finals, *grads], [ref_out, *ref_finals, *ref_grads])
+
+    masked.clear()
+    both = _layer("gru", bidirectional=True)
+    lengths = torch.tensor(LENGTHS)
+    x, h0 = _inputs(both, lengths, float("nan"))
+    out, finals, grads, _ = _step(both, x, h0, lengths)
+    assert masked == []
+    packing.MASKED_MAX = 0
+    s_out, s_finals, s_grads, _ = _step(both, x, h0, lengths)
+    _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
+
+
+@needs_native
+def test_only_small_layers_run_masked(masked, monkeypatch):
+    """``MASKED_MAX`` bounds B·H: a layer one value over it takes the sorted path."""
+    monkeypatch.setattr(packing, "MASKED_MAX", B * H)
+    layer = _layer("elman_tanh")
+    lengths = torch.tensor(LENGTHS)
+    x, _ = _inputs(layer, lengths, 0.0)
+    layer(x, lengths=lengths)
+    assert masked == [True]
+    masked.clear()
+    monkeypatch.setattr(packing, "MASKED_MAX", B * H - 1)
+    layer(x, lengths=lengths)
+    assert masked == []
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm_peephole", "gru_reset_before"])
+def test_masked_loop_second_order_and_a_second_backward(name, masked):
+    """gradcheck and gradgradcheck through the masked layout (the second order recomputes the
+    masked steps with torch ops), and a second backward pass through the same graph
+    (``retain_graph``: the loop runs forwards again) gives the first one's gradients."""
+    layer = _layer(name)
+    lengths = torch.tensor([4, 2, 4])
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 3, I, dtype=torch.float64, generator=g, requires_grad=True)
+    params = list(layer.parameters())
+
+    def f(x, *ps):
+        out, h_n = torch.func.functional_call(
+            layer,
+            dict(zip([n for n, _ in layer.named_parameters()], ps)),
+            (x,),
+            {"lengths": lengths},
+        )
+        h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+        return (out, *h_n)
+
+    assert torch.autograd.gradcheck(f, (x, *params))
+    assert torch.autograd.gradgradcheck(f, (x, *params))
+    assert masked and all(masked)
+
+    out, _ = layer(x, lengths=lengths)
+    w = torch.randn(out.shape, dtype=out.dtype, generator=g)
+    first = torch.autograd.grad(out, [x, *params], w, retain_graph=True)
+    second = torch.autograd.grad(out, [x, *params], w)
+    _assert_close(first, second, 0.0)
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rows_finite_against_isfinite(dtype):
+    g = torch.Generator().manual_seed(4)
+    src = torch.randn(40, 3, 5, dtype=dtype, generator=g)
+    at = torch.tensor([1, 7, 8, 30, 39])
+    assert native_memory.rows_finite(src, at)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        for row, where in ((7, (0, 0)), (39, (2, 4)), (5, (1, 1))):
+            x = src.clone()
+            x[row][where] = bad
+            want = bool(torch.isfinite(x[at]).all())
+            assert native_memory.rows_finite(x, at) == want
+            assert want == (row not in at.tolist())
+    assert native_memory.rows_finite(src, at[:0])
