@@ -178,17 +178,24 @@ def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(mask
 
 @needs_native
 def test_only_small_layers_run_masked(masked, monkeypatch):
-    """``MASKED_MAX`` bounds B·H: a layer one value over it takes the sorted path."""
-    monkeypatch.setattr(packing, "MASKED_MAX", B * H)
+    """``MASKED_MAX`` bounds B·numel(W_hh), one step's multiply-adds: a layer one over it
+    takes the sorted path. By default each kernel sets its own bound."""
     layer = _layer("elman_tanh")
+    macs = B * layer.cell_at(0).weight_hh.numel()
+    monkeypatch.setattr(packing, "MASKED_MAX", macs)
     lengths = torch.tensor(LENGTHS)
     x, _ = _inputs(layer, lengths, 0.0)
     layer(x, lengths=lengths)
     assert masked == [True]
     masked.clear()
-    monkeypatch.setattr(packing, "MASKED_MAX", B * H - 1)
+    monkeypatch.setattr(packing, "MASKED_MAX", macs - 1)
     layer(x, lengths=lengths)
     assert masked == []
+    monkeypatch.setattr(packing, "MASKED_MAX", None)  # the kernels' own bounds
+    for name, runs in (("elman_tanh", True), ("nas", False)):
+        masked.clear()
+        _layer(name)(x, lengths=lengths)
+        assert masked == ([True] if runs else [])
 
 
 @needs_native

@@ -91,10 +91,11 @@ class Kernel:
     n_states: int
     # whether backward writes over the saved buffers (a second backward pass must rerun forward)
     in_place: bool = True
-    # The largest layer (B·H) that runs a batch with lengths masked rather than sorted
-    # (packing.MASKED_MAX): where the masked loop was faster in paired timings at T = 100,
-    # lengths over [T/2, T] (python benchmarks/lengths_overheads.py --pieces "masked small
-    # layers"). The cheaper a row's step, the larger the layer it pays on.
+    # The largest step, in multiply-adds of its recurrent product (B·numel(W_hh)), that runs
+    # a batch with lengths masked rather than sorted (packing.MASKED_MAX): up to where the
+    # masked loop was as fast or faster in paired timings at T = 100, lengths over [T/2, T]
+    # (python benchmarks/lengths_overheads.py --pieces "masked small layers"). The cheaper a
+    # row's pointwise work and the dearer the sorted layout, the larger the step it pays on.
     masked_max: int = 0
 
     def params(self, cell: RecurrentCell) -> Params:

@@ -31,7 +31,7 @@ __all__ = ["Kernel", "kernel_for"]
 class ElmanKernel(Kernel):
     name, n_states = "elman", 1
     in_place = False  # it saves only its outputs, which the backward pass reads as they are
-    masked_max = 2048  # B = 32 at H = 64, B = 8 at H = 128
+    masked_max = 2**17  # B = 32 at H = 64, B = 8 at H = 128
 
     def params(self, cell: ElmanCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -73,7 +73,7 @@ class LSTMKernel(Kernel):
     """LSTM with or without peepholes (no projection)."""
 
     name, n_states = "lstm", 2
-    masked_max = 128  # B = 2 at H = 64
+    masked_max = 2**16  # B = 4 at H = 64
 
     def params(self, cell: LSTMCell) -> Params:
         return (cell.weight_hh, cell.bias_hh, cell.weight_ci, cell.weight_cf, cell.weight_co)
@@ -132,7 +132,7 @@ class GRUKernel(Kernel):
     """GRU with the reset gate applied after the product (torch's form)."""
 
     name, n_states = "gru", 1
-    masked_max = 128  # B = 2 at H = 64
+    masked_max = 2**16  # B = 5 at H = 64
 
     def params(self, cell: GRUCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -177,7 +177,7 @@ class ResetBeforeKernel(Kernel):
     where each gate sits (see ``_loops.cpp``)."""
 
     name, n_states = "rb", 1
-    masked_max = 256  # B = 2 at H = 128, B = 4 at H = 64
+    masked_max = 2**16  # MGU, MUT1: B = 8 at H = 64; GRU, MUT2, MUT3: B = 5
 
     def params(self, cell: RecurrentCell) -> Params:
         bias = getattr(cell, "bias_hh", None)

@@ -311,9 +311,10 @@ def _packed_plan(
 
 
 # A batch with lengths whose longest sequence is T runs masked (forwards, on the compiled loops)
-# when its layer is small: B·H at most its kernel's ``masked_max`` (kernel_base.Kernel), or at
-# most this, when set (0: never; for measurements and tests). On such layers a step costs about
-# the same whatever its rows, so sorting and gathering cost more than the rows they skip.
+# when its layer is small: one step's recurrent product, B·numel(W_hh) multiply-adds, at most
+# its kernel's ``masked_max`` (kernel_base.Kernel), or at most this, when set (0: never; for
+# measurements and tests). On such layers a step costs about the same whatever its rows, so
+# sorting and gathering cost more than the rows they skip.
 MASKED_MAX: int | None = None
 
 

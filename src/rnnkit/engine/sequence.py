@@ -287,15 +287,17 @@ def run_native(
 
 def runs_masked(cell: RecurrentCell, x: Tensor) -> bool:
     """Whether a batch with lengths of ``x`` (T, B, I) is small enough to run masked rather
-    than sorted: B·H at most the kernel's ``masked_max``
-    (:data:`~rnnkit.engine.packing.MASKED_MAX` overrides it)."""
+    than sorted: the multiply-adds of one step's recurrent product, B·numel(W_hh), at most the
+    kernel's ``masked_max`` (:data:`~rnnkit.engine.packing.MASKED_MAX` overrides it)."""
     if torch.compiler.is_compiling() or jit_tracing():  # (the plan would enter as constants)
+        return False
+    found = kernel_for(cell)
+    if found is None:
         return False
     limit = packing.MASKED_MAX
     if limit is None:
-        found = kernel_for(cell)
-        limit = 0 if found is None else found[0].masked_max
-    return x.shape[1] * cell.hidden_size <= limit
+        limit = found[0].masked_max
+    return x.shape[1] * cell.weight_hh.numel() <= limit
 
 
 def run_native_rows(
