@@ -246,3 +246,20 @@ def test_rows_finite_against_isfinite(dtype):
             assert native_memory.rows_finite(x, at) == want
             assert want == (row not in at.tolist())
     assert native_memory.rows_finite(src, at[:0])
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm_peephole", "mut3"])
+def test_masked_segments_of_a_checkpointed_layer(name, masked, monkeypatch):
+    """``checkpoint=K`` runs each time segment with the lengths clipped to it; every segment
+    whose longest clipped length is K runs masked, and the results equal the sorted path's."""
+    layer = _layer(name)
+    layer.checkpoint = 3
+    lengths = torch.tensor(LENGTHS)
+    x, h0 = _inputs(layer, lengths, float("nan"))
+    out, finals, grads, _ = _step(layer, x, h0, lengths)
+    assert len(masked) >= 2 and all(masked)
+    monkeypatch.setattr(packing, "MASKED_MAX", 0)
+    s_out, s_finals, s_grads, _ = _step(layer, x, h0, lengths)
+    _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
+    assert all(not g.isnan().any() for g in grads)
