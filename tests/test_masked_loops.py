@@ -11,6 +11,7 @@ import torch
 
 import rnnkit.engine.sequence as sequence_module
 from cell_zoo import CELLS
+from layer_steps import training_step
 from rnnkit import Recurrent
 from rnnkit.engine import native, native_memory, packing
 from rnnkit.loop import run_cell
@@ -61,19 +62,6 @@ def _inputs(layer: Recurrent, lengths, padding: float, dtype=torch.float64):
     return x, h0
 
 
-def _step(layer: Recurrent, x, h0, lengths):
-    """Outputs, final states, and the gradients of x, h_0 and every parameter of a loss that
-    weighs every output and final state."""
-    out, h_n = layer(x, h0 if len(h0) > 1 else h0[0], lengths=lengths)
-    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
-    g = torch.Generator().manual_seed(2)
-    dout = torch.randn(out.shape, dtype=out.dtype, generator=g)
-    dh = [torch.randn(h.shape, dtype=h.dtype, generator=g) for h in h_n]
-    loss = (out * dout).sum() + sum((h * d).sum() for h, d in zip(h_n, dh))
-    grads = torch.autograd.grad(loss, [x, *h0, *layer.parameters()])
-    return out.detach(), [h.detach() for h in h_n], grads, (dout, dh)
-
-
 def _reference(layer: Recurrent, x, h0, lengths, weights):
     """The same step through the masked reference loop, on the input with its padding zeroed
     (the reference reads every step's input)."""
@@ -105,7 +93,7 @@ def test_masked_loop_equals_reference_and_sorted_path(name, padding, masked, mon
     layer = _layer(name)
     lengths = torch.tensor(LENGTHS)
     x, h0 = _inputs(layer, lengths, padding)
-    out, finals, grads, weights = _step(layer, x, h0, lengths)
+    out, finals, grads, weights = training_step(layer, x, h0, lengths)
     assert masked == [True]
     ref_out, ref_finals, ref_grads = _reference(layer, x, h0, lengths, weights)
     _assert_close([out, *finals], [ref_out, *ref_finals])
@@ -115,7 +103,7 @@ def test_masked_loop_equals_reference_and_sorted_path(name, padding, masked, mon
     assert (grads[0][~valid] == 0).all() and (out[~valid] == 0).all()
 
     monkeypatch.setattr(packing, "MASKED_MAX", 0)  # the sorted path, on the same batch
-    s_out, s_finals, s_grads, _ = _step(layer, x, h0, lengths)
+    s_out, s_finals, s_grads, _ = training_step(layer, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
 
 
@@ -143,7 +131,7 @@ def test_masked_loop_in_float32(name, masked):
     layer = _layer(name, torch.float32)
     lengths = torch.tensor(LENGTHS)
     x, h0 = _inputs(layer, lengths, float("inf"), torch.float32)
-    out, finals, grads, weights = _step(layer, x, h0, lengths)
+    out, finals, grads, weights = training_step(layer, x, h0, lengths)
     assert masked == [True]
     double = _layer(name)
     ref = _reference(double, x.double(), [s.double() for s in h0], lengths, weights)
@@ -160,7 +148,7 @@ def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(mask
     layer = _layer("gru")
     short = torch.tensor([6, 3, 1, 6, 5, 2])
     x, h0 = _inputs(layer, short, float("nan"))
-    out, finals, grads, weights = _step(layer, x, h0, short)
+    out, finals, grads, weights = training_step(layer, x, h0, short)
     assert masked == [False]
     ref_out, ref_finals, ref_grads = _reference(layer, x, h0, short, weights)
     _assert_close([out, *finals, *grads], [ref_out, *ref_finals, *ref_grads])
@@ -169,10 +157,10 @@ def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(mask
     both = _layer("gru", bidirectional=True)
     lengths = torch.tensor(LENGTHS)
     x, h0 = _inputs(both, lengths, float("nan"))
-    out, finals, grads, _ = _step(both, x, h0, lengths)
+    out, finals, grads, _ = training_step(both, x, h0, lengths)
     assert masked == []
     packing.MASKED_MAX = 0
-    s_out, s_finals, s_grads, _ = _step(both, x, h0, lengths)
+    s_out, s_finals, s_grads, _ = training_step(both, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
 
 
@@ -257,9 +245,9 @@ def test_masked_segments_of_a_checkpointed_layer(name, masked, monkeypatch):
     layer.checkpoint = 3
     lengths = torch.tensor(LENGTHS)
     x, h0 = _inputs(layer, lengths, float("nan"))
-    out, finals, grads, _ = _step(layer, x, h0, lengths)
+    out, finals, grads, _ = training_step(layer, x, h0, lengths)
     assert len(masked) >= 2 and all(masked)
     monkeypatch.setattr(packing, "MASKED_MAX", 0)
-    s_out, s_finals, s_grads, _ = _step(layer, x, h0, lengths)
+    s_out, s_finals, s_grads, _ = training_step(layer, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
     assert all(not g.isnan().any() for g in grads)

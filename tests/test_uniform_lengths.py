@@ -11,6 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import rnnkit.recurrent as recurrent_module
 from cell_zoo import CELLS
+from layer_steps import training_step
 from rnnkit import Recurrent, engine, layer_routes
 from rnnkit.engine import packing
 
@@ -25,14 +26,7 @@ def _layer(name: str, **kw) -> Recurrent:
 
 def _run(layer: Recurrent, x, h0, lengths):
     """Outputs, final states and the gradients of x, h_0 and every parameter."""
-    out, h_n = layer(x, h0 if len(h0) > 1 else h0[0], lengths=lengths)
-    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
-    g = torch.Generator().manual_seed(2)
-    dout = torch.randn(out.shape, dtype=out.dtype, generator=g)
-    dh = [torch.randn(h.shape, dtype=h.dtype, generator=g) for h in h_n]
-    loss = (out * dout).sum() + sum((h * d).sum() for h, d in zip(h_n, dh))
-    grads = torch.autograd.grad(loss, [x, *h0, *layer.parameters()])
-    return out.detach(), [h.detach() for h in h_n], grads
+    return training_step(layer, x, h0, lengths)[:3]
 
 
 def _inputs(layer: Recurrent, L: int):

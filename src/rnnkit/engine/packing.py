@@ -11,7 +11,7 @@ backward direction simply visits its blocks from the last to the first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -82,6 +82,17 @@ class Plan:
         """True for a masked plan: every step runs the whole batch in its own order, each row
         frozen from its length on (:func:`make_masked_plan`)."""
         return self.lengths is not None
+
+    def moved(self, name: str, device: torch.device) -> Tensor:
+        """The plan's tensor ``name`` (an index array such as "previous" or "padding") on
+        ``device``, moved once per plan and device."""
+        key = (name, device)
+        found = self.memo.get(key)
+        if found is None:
+            found = getattr(self, name)
+            assert found is not None
+            found = self.memo[key] = found.to(device)
+        return found
 
     @property
     def packed(self) -> bool:
@@ -336,27 +347,15 @@ def _masked_plan(T: int, B: int, key: tuple[int, ...] | bytes) -> Plan | None:
         lengths = np.array(key, dtype=np.int64)
     if int(lengths.max()) != T:
         return None
-    off = torch.arange(T, dtype=torch.int64) * B
     last_step = torch.from_numpy(lengths - 1)
-    return Plan(
-        T=T,
-        B=B,
-        steps=T,
-        rows=T * B,
-        n=torch.full((T,), B, dtype=torch.int64),
-        off=off,
-        n_list=(B,) * T,
-        off_list=tuple(off.tolist()),
-        index=None,
-        perm=None,
-        unperm=None,
+    # the layout without lengths, forwards, and where each row ends (a memo of its own)
+    return replace(
+        _unpacked_plan(T, B, False),
         last=last_step * B + torch.arange(B),
         last_step=last_step,
         padding=torch.from_numpy(np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :])),
-        source=None,
-        previous=None,
-        reverse=False,
         lengths=torch.from_numpy(lengths),
+        memo={},
     )
 
 
@@ -371,7 +370,7 @@ def masked_input(x: Tensor, plan: Plan) -> Tensor:
         return flat
     # finite padding (zeros, as padding usually is) meets the weight's gradient as 0·x = 0:
     # the rows as they are, checked in one pass over the padding (no copy, no autograd node)
-    if compiled_rows(flat) and native_memory.rows_finite(flat, _padding(plan, flat.device)):
+    if compiled_rows(flat) and native_memory.rows_finite(flat, plan.moved("padding", flat.device)):
         return flat
     return _ZeroPadding.apply(flat, plan)
 
@@ -391,7 +390,7 @@ class _ZeroPadding(torch.autograd.Function):
         rows = plan.memo.get(key)
         if rows is None:
             rows = plan.memo[key] = torch.arange(plan.T * plan.B, device=flat.device)
-        padding = _padding(plan, flat.device)
+        padding = plan.moved("padding", flat.device)
         out = flat.new_empty(flat.shape)
         if compiled_rows(flat):
             return native_memory.place_rows(flat, rows, padding, out, trusted=True)
@@ -400,16 +399,6 @@ class _ZeroPadding(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         return grad, None
-
-
-def _padding(plan: Plan, device: torch.device) -> Tensor:
-    """``plan.padding`` on ``device``, moved once per plan and device."""
-    key = ("padding", device)
-    found = plan.memo.get(key)
-    if found is None:
-        assert plan.padding is not None
-        found = plan.memo[key] = plan.padding.to(device)
-    return found
 
 
 def tail_plan(plan: Plan, s1: int) -> Plan:

@@ -14,17 +14,6 @@ from torch import Tensor
 from .packing import Plan, split_pays
 from .row_moves import take
 
-
-def _previous(plan: Plan, device: torch.device) -> Tensor:
-    """``plan.previous`` on ``device``, moved once per plan and device."""
-    key = ("previous", device)
-    found = plan.memo.get(key)
-    if found is None:
-        assert plan.previous is not None
-        found = plan.memo[key] = plan.previous.to(device)
-    return found
-
-
 # Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
 # product; else two products per run, on views. With 8 runs the gathered product was faster or
 # even everywhere measured (GRU B=32 H=64: 1.02 -> 0.94 of the full batch's step; python
@@ -60,13 +49,13 @@ class PreviousOutputs:
             if HEAD_VIEWS and split_pays(head, y.shape[1]):
                 self.head = head
                 # (N - head, H): the previous step's row of every later packed row
-                self.gathered = take(y, _previous(plan, y.device)[self.head - B :])
+                self.gathered = take(y, plan.moved("previous", y.device)[self.head - B :])
             else:
                 # (N, H): h0 for step 0, then the gathered rows (in place, not concatenated:
                 # one pass over N·H instead of two)
                 gathered = y.new_empty(plan.rows, *y.shape[1:])
                 gathered[:B].copy_(h0)
-                take(y, _previous(plan, y.device), out=gathered[B:])
+                take(y, plan.moved("previous", y.device), out=gathered[B:])
                 self.gathered = gathered
 
     def weight_grad(self, dz: Tensor, out: Tensor | None = None) -> Tensor:
@@ -98,7 +87,7 @@ class PreviousOutputs:
         dW = torch.mm(dz[:B].t(), h0, out=out)  # step 0 holds every row
         for s0, s1, n in self.segments:
             if plan.turn and s0 == plan.turn:  # the previous rows in the batch's order: gathered
-                rows = _previous(plan, y.device)[off[s0] - B : off[s0] - B + n]
+                rows = plan.moved("previous", y.device)[off[s0] - B : off[s0] - B + n]
                 dW.addmm_(dz[off[s0] : off[s0] + n].t(), take(y, rows))
             elif s0 > 0:  # the run's first step reads the first n rows of a larger block
                 dW.addmm_(dz[off[s0] : off[s0] + n].t(), y[off[s0 - 1] : off[s0 - 1] + n])
