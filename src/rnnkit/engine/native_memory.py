@@ -10,6 +10,7 @@ arguments and names the one that is wrong.
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import torch
 from torch import Tensor
@@ -132,12 +133,16 @@ def add_rows(src: Tensor, at: Tensor, out: Tensor, trusted: bool = False) -> Ten
 
 
 def rows_finite(src: Tensor, at: Tensor) -> bool:
-    """Whether rows ``at`` of ``src`` (contiguous, float32 or float64, on the CPU) hold no
-    infinite or NaN value. For the engine's own tensors: nothing is checked."""
-    suffix = "f32" if src.dtype == torch.float32 else "f64"
-    fn = getattr(loaded(), f"rnnkit_rows_finite_{suffix}")
-    width = math.prod(src.shape[1:])
-    return bool(fn(src.data_ptr(), at.data_ptr(), len(at), width))
+    """Whether rows ``at`` of ``src`` (a contiguous (N, W) float32 or float64 matrix on the
+    CPU) hold no infinite or NaN value. For the engine's own tensors: nothing is checked (a
+    small layer calls this once a step, where each Python-level call counts)."""
+    fn = _finite(src.dtype)
+    return bool(fn(src.data_ptr(), at.data_ptr(), at.shape[0], src.shape[1]))
+
+
+@cache
+def _finite(dtype: torch.dtype):
+    return getattr(loaded(), f"rnnkit_rows_finite_{dtype_suffix(dtype, 'rows_finite')}")
 
 
 # The elementwise blocks block_fill and block_grad compute.

@@ -369,9 +369,11 @@ def masked_input(x: Tensor, plan: Plan) -> Tensor:
     if plan.padding.numel() == 0:
         return flat
     # finite padding (zeros, as padding usually is) meets the weight's gradient as 0·x = 0:
-    # the rows as they are, checked in one pass over the padding (no copy, no autograd node)
-    if compiled_rows(flat) and native_memory.rows_finite(flat, plan.moved("padding", flat.device)):
-        return flat
+    # the rows as they are, checked in one pass over the padding (no copy, no autograd node;
+    # the compiled loops run this layer, so a contiguous matrix is all the check needs)
+    if flat.dim() == 2 and flat.is_contiguous():
+        if native_memory.rows_finite(flat, plan.moved("padding", flat.device)):
+            return flat
     return _ZeroPadding.apply(flat, plan)
 
 
