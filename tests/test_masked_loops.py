@@ -14,7 +14,7 @@ from cell_zoo import CELLS
 from layer_steps import training_step
 from rnnkit import Recurrent
 from rnnkit.engine import native, native_memory, packing
-from rnnkit.loop import run_cell
+from rnnkit.loop import reverse_padded, run_cell
 
 needs_native = pytest.mark.skipif(not native.available(), reason="no compiled loop for this cell")
 
@@ -63,18 +63,28 @@ def _inputs(layer: Recurrent, lengths, padding: float, dtype=torch.float64):
 
 
 def _reference(layer: Recurrent, x, h0, lengths, weights):
-    """The same step through the masked reference loop, on the input with its padding zeroed
-    (the reference reads every step's input)."""
+    """The same step through the masked reference loop (each direction; the backward one on
+    each sequence reversed within its length), on the input with its padding zeroed (the
+    reference reads every step's input)."""
     valid = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
     xr = x.detach().where(valid, 0.0).requires_grad_(True)
-    state = tuple(s[0].detach().requires_grad_(True) for s in h0)
-    out, finals = run_cell(layer.cell_at(0), xr, state, lengths)
+    states = [s.detach().requires_grad_(True) for s in h0]  # (D, B, ·) each
+    outs, finals = [], []
+    for d in range(layer.num_directions):
+        state = tuple(s[d] for s in states)
+        if d == 0:
+            out, final = run_cell(layer.cell_at(0), xr, state, lengths)
+        else:
+            out, final = run_cell(layer.cell_at(0, 1), reverse_padded(xr, lengths), state, lengths)
+            out = reverse_padded(out, lengths)
+        outs.append(out)
+        finals.append(final)
+    out = torch.cat(outs, -1)
+    finals = [torch.stack([f[k] for f in finals]) for k in range(len(states))]
     dout, dh = weights
-    loss = (out * dout).sum() + sum((f * d[0]).sum() for f, d in zip(finals, dh))
-    dx, *rest = torch.autograd.grad(loss, [xr, *state, *layer.parameters()])
-    n = len(state)
-    grads = [dx, *(d.unsqueeze(0) for d in rest[:n]), *rest[n:]]
-    return out.detach(), [f.detach().unsqueeze(0) for f in finals], grads
+    loss = (out * dout).sum() + sum((f * d).sum() for f, d in zip(finals, dh))
+    grads = torch.autograd.grad(loss, [xr, *states, *layer.parameters()])
+    return out.detach(), [f.detach() for f in finals], grads
 
 
 def _assert_close(got, want, tol=TOL):
@@ -84,17 +94,22 @@ def _assert_close(got, want, tol=TOL):
 
 
 @needs_native
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("padding", [0.0, float("nan")], ids=["zeros", "nan"])
 @pytest.mark.parametrize("name", KERNEL_CELLS)
-def test_masked_loop_equals_reference_and_sorted_path(name, padding, masked, monkeypatch):
-    """Every cell with a compiled loop: values and gradients against the reference loop and
-    the sorted path; the padding, zero (read as it is) or NaN (zeroed in a copy), never shows,
-    and the input's gradient is exactly zero there."""
-    layer = _layer(name)
+def test_masked_loop_equals_reference_and_sorted_path(
+    name, padding, bidirectional, masked, monkeypatch
+):
+    """Every cell with a compiled loop, one direction or two: values and gradients against the
+    reference loop and the sorted path (a bidirectional layer's shared gather), from random
+    initial states (the backward direction starts each shorter sequence from its own); the
+    padding, zero (read as it is) or NaN (zeroed in a copy), never shows, and the input's
+    gradient is exactly zero there."""
+    layer = _layer(name, bidirectional=bidirectional)
     lengths = torch.tensor(LENGTHS)
     x, h0 = _inputs(layer, lengths, padding)
     out, finals, grads, weights = training_step(layer, x, h0, lengths)
-    assert masked == [True]
+    assert masked == [True] * layer.num_directions
     ref_out, ref_finals, ref_grads = _reference(layer, x, h0, lengths, weights)
     _assert_close([out, *finals], [ref_out, *ref_finals])
     _assert_close(grads, ref_grads)
@@ -140,11 +155,10 @@ def test_masked_loop_in_float32(name, masked):
 
 
 @needs_native
-def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(masked):
+def test_lengths_short_of_T_take_the_sorted_path(masked):
     """The masked layout runs all T steps, so a batch whose longest sequence is shorter takes
-    the sorted path (which stops there); so does a bidirectional layer, whose two directions
-    share one gather of the input (and whose backward direction's sequences start at different
-    steps). The results equal the reference's and the sorted path's."""
+    the sorted path (which stops there), in both directions of a bidirectional layer (its
+    shared gather). The results equal the reference's."""
     layer = _layer("gru")
     short = torch.tensor([6, 3, 1, 6, 5, 2])
     x, h0 = _inputs(layer, short, float("nan"))
@@ -155,13 +169,11 @@ def test_lengths_short_of_T_and_the_backward_direction_take_the_sorted_path(mask
 
     masked.clear()
     both = _layer("gru", bidirectional=True)
-    lengths = torch.tensor(LENGTHS)
-    x, h0 = _inputs(both, lengths, float("nan"))
-    out, finals, grads, _ = training_step(both, x, h0, lengths)
+    x, h0 = _inputs(both, short, float("nan"))
+    out, finals, grads, weights = training_step(both, x, h0, short)
     assert masked == []
-    packing.MASKED_MAX = 0
-    s_out, s_finals, s_grads, _ = training_step(both, x, h0, lengths)
-    _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
+    ref_out, ref_finals, ref_grads = _reference(both, x, h0, short, weights)
+    _assert_close([out, *finals, *grads], [ref_out, *ref_finals, *ref_grads])
 
 
 @needs_native
@@ -184,6 +196,16 @@ def test_only_small_layers_run_masked(masked, monkeypatch):
         masked.clear()
         _layer(name)(x, lengths=lengths)
         assert masked == ([True] if runs else [])
+    # two directions share one gather when sorted: masked up to a quarter of the bound
+    both = _layer("elman_tanh", bidirectional=True)
+    monkeypatch.setattr(packing, "MASKED_MAX", 4 * macs)
+    masked.clear()
+    both(x, lengths=lengths)
+    assert masked == [True, True]
+    monkeypatch.setattr(packing, "MASKED_MAX", 4 * macs - 1)
+    masked.clear()
+    both(x, lengths=lengths)
+    assert masked == []
 
 
 @needs_native

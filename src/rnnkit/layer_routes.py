@@ -21,7 +21,8 @@ from .engine._tracing import jit_tracing
 from .engine.fused import fused_kind
 from .engine.fused_stack import stack_supported
 from .engine.packed_stack import packed_stack_runs, shared_gather_runs
-from .engine.packing import split_pays
+from .engine.packing import make_masked_plan, split_pays
+from .engine.sequence import runs_masked
 
 if TYPE_CHECKING:
     from .recurrent import Recurrent
@@ -108,4 +109,6 @@ def shared_gather(
     both cells on the compiled loops."""
     if layer.checkpoint is not None:
         return False
+    if all(runs_masked(cell, x, 4) for cell in pair) and make_masked_plan(*x.shape[:2], lengths):
+        return False  # a small layer: each direction masked, no layout work to share
     return shared_gather_runs(pair, x, lengths, engine_name(layer))

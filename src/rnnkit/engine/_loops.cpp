@@ -39,14 +39,15 @@
 // step m is the previous step's block not row for row that of the step: the forward and
 // backward loops read it gathered through perm (Geo::prior), and the backward loop moves its
 // running state gradients back to the batch's order after step m (Geo::unturn).
-// turn = -1 marks a masked call instead (a small layer with lengths, forwards): every step runs
-// all B rows in the batch's order (n[s] = B, off[s] = s·B) and geo ends with lens[B], each
-// row's length. A row is frozen from its length on: the forward loop writes zeros as its
-// outputs and leaves its state where it is (an LSTM's c carried into the step's saved block),
-// and the backward loop writes zeros as its input-projection gradient and passes its state
-// gradients through unchanged (Geo::frozen, Geo::hold, Geo::release). So the outputs need no
-// scatter and the inputs no gather, and the final states are the outputs at each row's
-// last step.
+// turn = -1 marks a masked call instead (a small layer with lengths), -2 one of the backward
+// direction: every step runs all B rows in the batch's order (n[s] = B, off[s] = t·B) and geo
+// ends with lens[B], each row's length. Forwards, a row is frozen from its length on: the
+// forward loop writes zeros as its outputs and leaves its state where it is (an LSTM's c
+// carried into the step's saved block), and the backward loop writes zeros as its
+// input-projection gradient and passes its state gradients through unchanged (Geo::frozen,
+// Geo::hold, Geo::release). Backwards (t = T-1-s), a row is frozen until its last valid
+// step t = lens[r] - 1, where it starts from its initial state (Geo::prior puts h0/c0 in its
+// row of the previous block). So the outputs need no scatter and the inputs no gather.
 // rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
 // outputs in the padded (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b
 // there. The forward loop then also writes each output row at map[r] of out (the caller zeroes
@@ -513,10 +514,12 @@ struct Geo {
     // each sorted row's batch row.
     i64 turn;
     const i64* perm;
-    // A masked call's lengths (turn = -1 in geo), else null; first: the shortest of them.
+    // A masked call's lengths (turn = -1 or -2 in geo), else null; first: the shortest of
+    // them; rev: the backward direction.
     const i64* lens = nullptr;
     i64 first = 0;
-    mutable std::vector<char> turned[2];
+    bool rev = false;
+    mutable std::vector<char> turned[2], held;
 
     Geo(const i64* g, void* const* rows)
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 11), off(g + 11 + g[0]),
@@ -525,6 +528,7 @@ struct Geo {
         for (int k = 0; k < 5; ++k) v[k] = g[5 + k];
         if (g[10] < 0) {
             lens = g + 11 + 2 * g[0];
+            rev = g[10] == -2;
             first = steps;
             for (i64 r = 0; r < B; ++r) first = std::min(first, lens[r]);
         }
@@ -536,6 +540,9 @@ struct Geo {
             if (ld > 0) ldy = ld;
         }
     }
+    // Masked calls: whether row r is frozen at step s, and whether any row is.
+    bool frozen(i64 s, i64 r) const { return lens && (rev ? s < steps - lens[r] : s >= lens[r]); }
+    bool any_frozen(i64 s) const { return lens && (rev ? s < steps - first : s >= first); }
     // first row of step s in a saved-activation buffer: its packed rows (full), or one of two
     // alternating blocks of B rows, and with a turn a third for the step before it (see
     // Plan.saved_rows in packing.py)
@@ -544,10 +551,12 @@ struct Geo {
         return (turn && s == turn - 1 ? 2 : (s & 1)) * B;
     }
     // The previous step's block of rows `block` (width values a row) as step s reads it: as it
-    // is, except at the turn, where its rows are gathered into the sorted order (into scratch
-    // `slot`, one per state the step reads).
+    // is, except at the turn, where its rows are gathered into the sorted order, and in a
+    // masked call of the backward direction, where the rows that start at step s read their
+    // initial state `init` (into scratch `slot`, one per state the step reads).
     template <typename T>
-    const T* prior(const T* block, i64 s, i64 width, int slot) const {
+    const T* prior(const T* block, i64 s, i64 width, int slot, const T* init) const {
+        if (rev && s > 0) return starting(block, s, width, slot, init);
         if (s != turn || !turn) return block;
         std::vector<char>& buf = turned[slot];
         buf.resize(size_t(n[s] * width) * sizeof(T));
@@ -568,26 +577,37 @@ struct Geo {
         for (i64 r = 0; r < B; ++r)
             std::memcpy(d + perm[r] * width, rows + r * width, size_t(width) * sizeof(T));
     }
-    // Masked calls: whether row r is past its length at step s.
-    bool frozen(i64 s, i64 r) const { return lens && s >= lens[r]; }
+    template <typename T>
+    const T* starting(const T* block, i64 s, i64 width, int slot, const T* init) const {
+        bool any = false;
+        for (i64 r = 0; r < B && !any; ++r) any = steps - lens[r] == s;
+        if (!any) return block;
+        std::vector<char>& buf = turned[slot];
+        buf.resize(size_t(B * width) * sizeof(T));
+        T* rows = reinterpret_cast<T*>(buf.data());
+        for (i64 r = 0; r < B; ++r)
+            std::memcpy(rows + r * width, (steps - lens[r] == s ? init : block) + r * width,
+                        size_t(width) * sizeof(T));
+        return rows;
+    }
     // Around a backward product that writes the running state gradient d (B rows of `width`):
     // the frozen rows' rows are kept aside before it and put back after it, so that they pass
     // through the step unchanged (their rows of the product's input are zero).
     template <typename T>
     void hold(const T* d, i64 s, i64 width) const {
-        if (!lens || s < first) return;
-        std::vector<char>& buf = turned[0];
+        if (!any_frozen(s)) return;
+        std::vector<char>& buf = held;
         buf.resize(size_t(B * width) * sizeof(T));
         T* kept = reinterpret_cast<T*>(buf.data());
         for (i64 r = 0; r < B; ++r)
-            if (s >= lens[r]) std::memcpy(kept + r * width, d + r * width, size_t(width) * sizeof(T));
+            if (frozen(s, r)) std::memcpy(kept + r * width, d + r * width, size_t(width) * sizeof(T));
     }
     template <typename T>
     void release(T* d, i64 s, i64 width) const {
-        if (!lens || s < first) return;
-        const T* kept = reinterpret_cast<const T*>(turned[0].data());
+        if (!any_frozen(s)) return;
+        const T* kept = reinterpret_cast<const T*>(held.data());
         for (i64 r = 0; r < B; ++r)
-            if (s >= lens[r]) std::memcpy(d + r * width, kept + r * width, size_t(width) * sizeof(T));
+            if (frozen(s, r)) std::memcpy(d + r * width, kept + r * width, size_t(width) * sizeof(T));
     }
     // Forward: output row h of packed row r is also written at its padded position.
     template <typename T>
@@ -660,7 +680,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     T *y = W<T>(p, 4), *z = W<T>(p, 5);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
@@ -778,8 +798,8 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
     T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
-        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
@@ -802,7 +822,7 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
     T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
         for_rows(g, n, G, [&](i64 r, int t) {
             if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
             lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
@@ -885,7 +905,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
@@ -905,7 +925,7 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
     T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // no gradient from this step; dh passes (the product adds 0)
                 std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
@@ -1020,7 +1040,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *rh = W<T>(p, 6), *th = W<T>(p, 7), *z = W<T>(p, 8);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         if (k.merged) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
             mm_nt<T>(n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
@@ -1057,7 +1077,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9), *du = W<T>(p, 10);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         const T* dgo = dgx + o * G;
         // 1. through the mix and the candidate's tanh
         for_rows(g, n, G, [&](i64 r, int) {
@@ -1214,8 +1234,8 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
     T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
-        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
@@ -1240,7 +1260,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
     T* dz = W<T>(p, 12);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {
                 std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
@@ -1394,8 +1414,8 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, voi
     T *cs = W<T>(p, 12), *ch = W<T>(p, 13), *z = W<T>(p, 14);
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0);
-        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1);
+        const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
+        const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
@@ -1429,7 +1449,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
     T* work = W<T>(p, 15);
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
-        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1);
+        const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
         for_rows(g, n, G, [&](i64 r, int t) {
             if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
             const T* xr = xh + (o + r) * G;

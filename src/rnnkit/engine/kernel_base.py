@@ -41,7 +41,8 @@ def geometry(plan: Plan, H: int, full: bool, variant: tuple[int, ...] = ()) -> T
     a turn (:attr:`~rnnkit.engine.packing.Plan.turn`) each sorted row's batch row, for a masked
     plan (turn -1 in the header) each row's length."""
     v = list(variant) + [0] * (5 - len(variant))
-    turn = -1 if plan.masked else plan.turn  # -1: a masked plan, its lengths at the end
+    # -1, -2: a masked plan (forwards, backwards), its lengths at the end
+    turn = -(1 + int(plan.reverse)) if plan.masked else plan.turn
     head = (plan.steps, plan.B, H, int(full), torch.get_num_threads(), *v, turn)
     block = plan.memo.get(head)
     if block is None:

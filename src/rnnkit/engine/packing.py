@@ -330,33 +330,54 @@ MASKED_MAX: int | None = None
 
 
 @run_eagerly  # host-side bookkeeping (NumPy, a cache): nothing to trace
-def make_masked_plan(T: int, B: int, lengths: Tensor) -> Plan | None:
+def make_masked_plan(T: int, B: int, lengths: Tensor, reverse: bool = False) -> Plan | None:
     """The masked layout for a (T, B) batch with ``lengths`` (validated): all T steps of the
     whole batch in its own order, ``n`` = B and ``off`` = t·B at every step, as without
-    lengths, plus the lengths themselves, from which the compiled loops freeze each row (its
-    outputs zero, its state kept; ``_loops.cpp``). None when no sequence runs all T steps (the
-    sorted plan stops at the longest)."""
-    return _masked_plan(int(T), int(B), _lengths_key(lengths))
+    lengths, plus the lengths themselves, from which the compiled loops freeze each row
+    (``_loops.cpp``): forwards from its length on (its outputs zero, its state kept),
+    backwards (``reverse``) until its last valid step, where it starts from its initial state.
+    None when no sequence runs all T steps (the sorted plan stops at the longest)."""
+    return _masked_plan(int(T), int(B), _lengths_key(lengths), bool(reverse))
 
 
 @lru_cache(maxsize=8)
-def _masked_plan(T: int, B: int, key: tuple[int, ...] | bytes) -> Plan | None:
+def _masked_plan(T: int, B: int, key: tuple[int, ...] | bytes, reverse: bool) -> Plan | None:
     if isinstance(key, bytes):
         lengths = np.frombuffer(key, dtype=np.int64).copy()
     else:
         lengths = np.array(key, dtype=np.int64)
     if int(lengths.max()) != T:
         return None
+    padding = torch.from_numpy(np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :]))
+    unpacked = _unpacked_plan(T, B, reverse)
+    if reverse:  # every row ends at t = 0, as without lengths
+        return replace(unpacked, padding=padding, lengths=torch.from_numpy(lengths), memo={})
     last_step = torch.from_numpy(lengths - 1)
-    # the layout without lengths, forwards, and where each row ends (a memo of its own)
+    # the layout without lengths, and where each row ends (a memo of its own)
     return replace(
-        _unpacked_plan(T, B, False),
+        unpacked,
         last=last_step * B + torch.arange(B),
         last_step=last_step,
-        padding=torch.from_numpy(np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :])),
+        padding=padding,
         lengths=torch.from_numpy(lengths),
         memo={},
     )
+
+
+def masked_starts(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor] | None:
+    """A masked plan of the backward direction: (the padded row t·B + b of each sequence's
+    first step, t = length - 1, and its batch row b) for the sequences shorter than T, whose
+    previous state is the initial one rather than the row before them in the outputs; None
+    when there are none."""
+    key = ("starts", device)
+    if key not in plan.memo:
+        assert plan.lengths is not None and plan.reverse
+        rows = (plan.lengths < plan.T).nonzero().squeeze(1)
+        found = None
+        if rows.numel():
+            found = ((plan.lengths[rows] - 1) * plan.B + rows).to(device), rows.to(device)
+        plan.memo[key] = found
+    return plan.memo[key]
 
 
 def masked_input(x: Tensor, plan: Plan) -> Tensor:

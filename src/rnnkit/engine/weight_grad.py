@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .packing import Plan, split_pays
+from .packing import Plan, masked_starts, split_pays
 from .row_moves import take
 
 # Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
@@ -74,7 +74,12 @@ class PreviousOutputs:
         if not plan.packed:
             first, rest = (dz[N - B :], dz[: N - B]) if plan.reverse else (dz[:B], dz[B:])
             dW = torch.mm(first.t(), h0, out=out)  # the initial state's rows
-            return dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
+            dW.addmm_(rest.t(), y[B:] if plan.reverse else y[: N - B])
+            starts = masked_starts(plan, dz.device) if plan.masked and plan.reverse else None
+            if starts is not None:  # (backwards, a shorter sequence starts from h0, not y's 0)
+                at, rows = starts
+                dW.addmm_(dz.index_select(0, at).t(), h0.index_select(0, rows))
+            return dW
         if self.gathered is not None:
             head = self.head
             if head == 0:
