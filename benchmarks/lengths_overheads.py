@@ -79,13 +79,15 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
 import rnnkit
-from rnnkit import layer_routes
+from rnnkit import Recurrent, layer_routes
+from rnnkit.cells import MGUCell
 from rnnkit.engine import (
     fused,
     native,
@@ -411,6 +413,9 @@ CASES += (
             ("MGU", 2, 64, None),
             ("MGU", 8, 64, None),
             ("MUT1", 2, 128, None),
+            ("Elman, bidirectional", 2, 64, None),
+            ("Elman, bidirectional", 8, 64, None),
+            ("MGU, bidirectional", 2, 64, None),
         ],
     ),
 )
@@ -426,6 +431,7 @@ STACKS = {
     "Elman, bidirectional": (rnnkit.RNN, dict(bidirectional=True)),
     "GRU, bidirectional": (rnnkit.GRU, dict(bidirectional=True)),
     "LSTM, bidirectional": (rnnkit.LSTM, dict(bidirectional=True)),
+    "MGU, bidirectional": (partial(Recurrent, MGUCell), dict(bidirectional=True)),
 }
 
 
