@@ -60,7 +60,7 @@ median):
 * ``lengths as a list`` (``engine.packing.LIST_READ_MAX``): the lengths of a batch of up to
   256 rows are read on the host as a Python list (their check, their shortest and longest, the
   plan's cache key), or through NumPy whatever the batch (0).
-* ``masked small layers`` (``engine.packing.MASKED_MAX``): a layer up to its kernel's
+* ``masked small layers`` (``engine.masked.MASKED_MAX``): a layer up to its kernel's
   ``masked_max`` (B·numel(W_hh)) runs a batch whose longest sequence is T masked, every row
   in place and frozen past its length in the compiled loops, or sorted and packed like
   larger layers (0).
@@ -90,6 +90,7 @@ from rnnkit import Recurrent, layer_routes
 from rnnkit.cells import MGUCell
 from rnnkit.engine import (
     fused,
+    masked,
     native,
     packed_stack,
     packing,
@@ -395,9 +396,9 @@ CASES += (
 CASES += (
     (
         "masked small layers",
-        packing,
+        masked,
         "MASKED_MAX",
-        packing.MASKED_MAX,
+        masked.MASKED_MAX,
         0,
         [
             ("Elman", 2, 64, None),

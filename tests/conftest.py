@@ -35,16 +35,16 @@ def _split_paths_on_small_layers(monkeypatch):
     Likewise the gather of the padded input goes through the engine's own autograd functions,
     as on large layers, not torch's ``index_select`` that tiny inputs take
     (``row_moves.NATIVE_GATHER_MAX``, tested in ``test_engine.py``), and a batch with lengths
-    takes the sorted layout, not the masked loop of small layers (``packing.MASKED_MAX``,
+    takes the sorted layout, not the masked loop of small layers (``masked.MASKED_MAX``,
     tested in ``test_masked_loops.py``)."""
     try:
-        from rnnkit.engine import packing, row_moves
+        from rnnkit.engine import masked, packing, row_moves
     except ImportError:  # the torch-free tests still run
         yield
         return
     monkeypatch.setattr(packing, "SPLIT_MIN_ELEMENTS", 0)
     monkeypatch.setattr(row_moves, "NATIVE_GATHER_MAX", 0)
-    monkeypatch.setattr(packing, "MASKED_MAX", 0)
+    monkeypatch.setattr(masked, "MASKED_MAX", 0)
     yield
 
 

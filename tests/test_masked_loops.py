@@ -1,4 +1,4 @@
-"""Small layers with lengths run masked (``packing.MASKED_MAX``): every step runs the whole
+"""Small layers with lengths run masked (``masked.MASKED_MAX``): every step runs the whole
 batch in its own order and the compiled loops freeze each row from its length on. Outputs,
 final states and every gradient must equal the masked reference loop's (``loop.run_cell``)
 and the sorted path's, whatever the input padding holds, in training, inference, second-order
@@ -13,7 +13,8 @@ import rnnkit.engine.sequence as sequence_module
 from cell_zoo import CELLS
 from layer_steps import training_step
 from rnnkit import Recurrent
-from rnnkit.engine import native, native_memory, packing
+from rnnkit.engine import masked as masked_layout
+from rnnkit.engine import native, native_memory
 from rnnkit.loop import reverse_padded, run_cell
 
 needs_native = pytest.mark.skipif(not native.available(), reason="no compiled loop for this cell")
@@ -29,7 +30,7 @@ TOL = 1e-10
 def masked(monkeypatch):
     """Small layers run masked (the suite's conftest switches it off), and a record of the
     plans the engine made: True for a masked one, False where the lengths did not qualify."""
-    monkeypatch.setattr(packing, "MASKED_MAX", 10**6)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 10**6)
     made = []
     make = sequence_module.make_masked_plan
 
@@ -117,7 +118,7 @@ def test_masked_loop_equals_reference_and_sorted_path(
     valid = torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)
     assert (grads[0][~valid] == 0).all() and (out[~valid] == 0).all()
 
-    monkeypatch.setattr(packing, "MASKED_MAX", 0)  # the sorted path, on the same batch
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 0)  # the sorted path, on the same batch
     s_out, s_finals, s_grads, _ = training_step(layer, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
 
@@ -182,27 +183,27 @@ def test_only_small_layers_run_masked(masked, monkeypatch):
     takes the sorted path. By default each kernel sets its own bound."""
     layer = _layer("elman_tanh")
     macs = B * layer.cell_at(0).weight_hh.numel()
-    monkeypatch.setattr(packing, "MASKED_MAX", macs)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", macs)
     lengths = torch.tensor(LENGTHS)
     x, _ = _inputs(layer, lengths, 0.0)
     layer(x, lengths=lengths)
     assert masked == [True]
     masked.clear()
-    monkeypatch.setattr(packing, "MASKED_MAX", macs - 1)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", macs - 1)
     layer(x, lengths=lengths)
     assert masked == []
-    monkeypatch.setattr(packing, "MASKED_MAX", None)  # the kernels' own bounds
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", None)  # the kernels' own bounds
     for name, runs in (("elman_tanh", True), ("nas", False)):
         masked.clear()
         _layer(name)(x, lengths=lengths)
         assert masked == ([True] if runs else [])
     # two directions share one gather when sorted: masked up to a quarter of the bound
     both = _layer("elman_tanh", bidirectional=True)
-    monkeypatch.setattr(packing, "MASKED_MAX", 4 * macs)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 4 * macs)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == [True, True]
-    monkeypatch.setattr(packing, "MASKED_MAX", 4 * macs - 1)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 4 * macs - 1)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == []
@@ -269,7 +270,7 @@ def test_masked_segments_of_a_checkpointed_layer(name, masked, monkeypatch):
     x, h0 = _inputs(layer, lengths, float("nan"))
     out, finals, grads, _ = training_step(layer, x, h0, lengths)
     assert len(masked) >= 2 and all(masked)
-    monkeypatch.setattr(packing, "MASKED_MAX", 0)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 0)
     s_out, s_finals, s_grads, _ = training_step(layer, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
     assert all(not g.isnan().any() for g in grads)

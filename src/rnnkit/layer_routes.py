@@ -20,8 +20,9 @@ from .cells.base import RecurrentCell
 from .engine._tracing import jit_tracing
 from .engine.fused import fused_kind
 from .engine.fused_stack import stack_supported
+from .engine.masked import make_masked_plan
 from .engine.packed_stack import packed_stack_runs, shared_gather_runs
-from .engine.packing import make_masked_plan, split_pays
+from .engine.packing import split_pays
 from .engine.sequence import runs_masked
 
 if TYPE_CHECKING:

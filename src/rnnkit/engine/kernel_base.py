@@ -93,7 +93,7 @@ class Kernel:
     # whether backward writes over the saved buffers (a second backward pass must rerun forward)
     in_place: bool = True
     # The largest step, in multiply-adds of its recurrent product (B·numel(W_hh)), that runs
-    # a batch with lengths masked rather than sorted (packing.MASKED_MAX): up to where the
+    # a batch with lengths masked rather than sorted (masked.MASKED_MAX): up to where the
     # masked loop was as fast or faster in paired timings at T = 100, lengths over [T/2, T]
     # (python benchmarks/lengths_overheads.py --pieces "masked small layers"). The cheaper a
     # row's pointwise work and the dearer the sorted layout, the larger the step it pays on.

@@ -11,7 +11,7 @@ backward direction simply visits its blocks from the last to the first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -52,7 +52,8 @@ class Plan:
             (T, B) layout as they are, and sorts only the rows of the later steps. The initial
             states then enter in the batch's order (:func:`sort_rows`), and the loops gather the
             previous step's rows into the sorted order once, at step ``turn``.
-        lengths: a masked plan's lengths (B,) int64 (:func:`make_masked_plan`), else None.
+        lengths: a masked plan's lengths (B,) int64
+            (:func:`~rnnkit.engine.masked.make_masked_plan`), else None.
         memo: values derived from the plan (the loops' geometry blocks), kept with it.
     """
 
@@ -80,7 +81,7 @@ class Plan:
     @property
     def masked(self) -> bool:
         """True for a masked plan: every step runs the whole batch in its own order, each row
-        frozen from its length on (:func:`make_masked_plan`)."""
+        frozen from its length on (:func:`~rnnkit.engine.masked.make_masked_plan`)."""
         return self.lengths is not None
 
     def moved(self, name: str, device: torch.device) -> Tensor:
@@ -136,7 +137,7 @@ class Plan:
 
 
 @lru_cache(maxsize=64)
-def _unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
+def unpacked_plan(T: int, B: int, reverse: bool) -> Plan:
     t = torch.arange(T, dtype=torch.int64)
     off = (T - 1 - t if reverse else t) * B
     last_step = torch.full((B,), T - 1, dtype=torch.int64)
@@ -174,8 +175,8 @@ def make_plan(T: int, B: int, lengths: Tensor | None, reverse: bool, turn: bool 
     """
     T, B = int(T), int(B)  # (under torch.jit.trace, sizes come as tensors)
     if lengths is None:
-        return _unpacked_plan(T, B, reverse)
-    key = _lengths_key(lengths)
+        return unpacked_plan(T, B, reverse)
+    key = lengths_key(lengths)
     return _packed_plan(T, B, key, reverse, TURN and turn and not reverse)
 
 
@@ -218,7 +219,14 @@ def lengths_values(lengths: Tensor) -> tuple[np.ndarray, bool]:
         return lengths.to(device="cpu", dtype=torch.int64).numpy().copy(), batched
 
 
-def _lengths_key(lengths: Tensor) -> tuple[int, ...] | bytes:
+def key_values(key: tuple[int, ...] | bytes) -> np.ndarray:
+    """The lengths of a plan cache key (:func:`lengths_key`) as a new int64 array."""
+    if isinstance(key, bytes):
+        return np.frombuffer(key, dtype=np.int64).copy()
+    return np.array(key, dtype=np.int64)
+
+
+def lengths_key(lengths: Tensor) -> tuple[int, ...] | bytes:
     """The plan cache's key: the lengths as a tuple of ints (a small batch,
     :func:`listed_lengths`), or their bytes as int64. Lengths batched by ``vmap`` (a different
     length per mapped sample) cannot share one plan."""
@@ -260,14 +268,11 @@ def split_pays(rows: int, width: int) -> bool:
 def _packed_plan(
     T: int, B: int, key: tuple[int, ...] | bytes, reverse: bool, turn: bool = False
 ) -> Plan:
-    """:func:`make_plan` for lengths given as :func:`_lengths_key` gives them (NumPy: a few
+    """:func:`make_plan` for lengths given as :func:`lengths_key` gives them (NumPy: a few
     small arrays, where torch's per-op overhead would dominate)."""
-    if isinstance(key, bytes):
-        lengths = np.frombuffer(key, dtype=np.int64)
-    else:
-        lengths = np.array(key, dtype=np.int64)
+    lengths = key_values(key)
     if (lengths == T).all():
-        return _unpacked_plan(T, B, reverse)
+        return unpacked_plan(T, B, reverse)
     perm = np.argsort(-lengths, kind="stable")
     sorted_len = lengths[perm]
     steps = int(sorted_len[0])
@@ -319,109 +324,6 @@ def _packed_plan(
         reverse=reverse,
         turn=m,
     )
-
-
-# A batch with lengths whose longest sequence is T runs masked (forwards, on the compiled loops)
-# when its layer is small: one step's recurrent product, B·numel(W_hh) multiply-adds, at most
-# its kernel's ``masked_max`` (kernel_base.Kernel), or at most this, when set (0: never; for
-# measurements and tests). On such layers a step costs about the same whatever its rows, so
-# sorting and gathering cost more than the rows they skip.
-MASKED_MAX: int | None = None
-
-
-@run_eagerly  # host-side bookkeeping (NumPy, a cache): nothing to trace
-def make_masked_plan(T: int, B: int, lengths: Tensor, reverse: bool = False) -> Plan | None:
-    """The masked layout for a (T, B) batch with ``lengths`` (validated): all T steps of the
-    whole batch in its own order, ``n`` = B and ``off`` = t·B at every step, as without
-    lengths, plus the lengths themselves, from which the compiled loops freeze each row
-    (``_loops.cpp``): forwards from its length on (its outputs zero, its state kept),
-    backwards (``reverse``) until its last valid step, where it starts from its initial state.
-    None when no sequence runs all T steps (the sorted plan stops at the longest)."""
-    return _masked_plan(int(T), int(B), _lengths_key(lengths), bool(reverse))
-
-
-@lru_cache(maxsize=8)
-def _masked_plan(T: int, B: int, key: tuple[int, ...] | bytes, reverse: bool) -> Plan | None:
-    if isinstance(key, bytes):
-        lengths = np.frombuffer(key, dtype=np.int64).copy()
-    else:
-        lengths = np.array(key, dtype=np.int64)
-    if int(lengths.max()) != T:
-        return None
-    padding = torch.from_numpy(np.flatnonzero(np.arange(T)[:, None] >= lengths[None, :]))
-    unpacked = _unpacked_plan(T, B, reverse)
-    if reverse:  # every row ends at t = 0, as without lengths
-        return replace(unpacked, padding=padding, lengths=torch.from_numpy(lengths), memo={})
-    last_step = torch.from_numpy(lengths - 1)
-    # the layout without lengths, and where each row ends (a memo of its own)
-    return replace(
-        unpacked,
-        last=last_step * B + torch.arange(B),
-        last_step=last_step,
-        padding=padding,
-        lengths=torch.from_numpy(lengths),
-        memo={},
-    )
-
-
-def masked_starts(plan: Plan, device: torch.device) -> tuple[Tensor, Tensor] | None:
-    """A masked plan of the backward direction: (the padded row t·B + b of each sequence's
-    first step, t = length - 1, and its batch row b) for the sequences shorter than T, whose
-    previous state is the initial one rather than the row before them in the outputs; None
-    when there are none."""
-    key = ("starts", device)
-    if key not in plan.memo:
-        assert plan.lengths is not None and plan.reverse
-        rows = (plan.lengths < plan.T).nonzero().squeeze(1)
-        found = None
-        if rows.numel():
-            found = ((plan.lengths[rows] - 1) * plan.B + rows).to(device), rows.to(device)
-        plan.memo[key] = found
-    return plan.memo[key]
-
-
-def masked_input(x: Tensor, plan: Plan) -> Tensor:
-    """The (T·B, I) rows of ``x`` (T, B, I) for a masked plan, with finite padding: the input
-    projection runs on every row, and its weight's gradient Σ dgxᵀ·x must not meet an infinite
-    or NaN value in the padding (0·NaN is NaN), though every padded row's dgx is zero. Finite
-    padding is read as it is; otherwise a copy with the padding zeroed."""
-    flat = x.reshape(plan.T * plan.B, *x.shape[2:])
-    assert plan.padding is not None
-    if plan.padding.numel() == 0:
-        return flat
-    # finite padding (zeros, as padding usually is) meets the weight's gradient as 0·x = 0:
-    # the rows as they are, checked in one pass over the padding (no copy, no autograd node;
-    # the compiled loops run this layer, so a contiguous matrix is all the check needs)
-    if flat.dim() == 2 and flat.is_contiguous():
-        if native_memory.rows_finite(flat, plan.moved("padding", flat.device)):
-            return flat
-    return _ZeroPadding.apply(flat, plan)
-
-
-class _ZeroPadding(torch.autograd.Function):
-    """(flat (T·B, I), masked plan) -> a copy of ``flat`` with the plan's padding rows zero, in
-    one pass (torch's ``masked_fill`` with a row mask took six times as long: 176 µs against
-    29 µs at T = 100, B = 32, I = 64).
-
-    Backward, the gradient passes as it is: it comes from the input projection of a masked
-    loop, whose every padded row has a zero dgx, so its padded rows are zero already (the
-    projection maps rows to rows); ``tests/test_masked_loops.py`` checks them."""
-
-    @staticmethod
-    def forward(ctx, flat: Tensor, plan: Plan) -> Tensor:
-        key = ("rows", flat.device)
-        rows = plan.memo.get(key)
-        if rows is None:
-            rows = plan.memo[key] = torch.arange(plan.T * plan.B, device=flat.device)
-        padding = plan.moved("padding", flat.device)
-        out = flat.new_empty(flat.shape)
-        if compiled_rows(flat):
-            return native_memory.place_rows(flat, rows, padding, out, trusted=True)
-        return out.copy_(flat).index_fill_(0, padding, 0.0)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return grad, None
 
 
 def tail_plan(plan: Plan, s1: int) -> Plan:

@@ -32,14 +32,14 @@ from torch import Tensor
 from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
-from . import native, packing
+from . import masked as masked_layout
+from . import native
 from ._tracing import jit_tracing, run_eagerly, under_functorch
 from .kernels import Kernel, kernel_for
+from .masked import make_masked_plan, masked_input, masked_step_loop
 from .packing import (
     Plan,
-    make_masked_plan,
     make_plan,
-    masked_input,
     pack,
     padded_index,
     padded_output,
@@ -288,7 +288,7 @@ def run_native(
 def runs_masked(cell: RecurrentCell, x: Tensor, share: int = 1) -> bool:
     """Whether a batch with lengths of ``x`` (T, B, I) is small enough to run masked rather
     than sorted: the multiply-adds of one step's recurrent product, B·numel(W_hh), at most the
-    kernel's ``masked_max`` (:data:`~rnnkit.engine.packing.MASKED_MAX` overrides it) over
+    kernel's ``masked_max`` (:data:`~rnnkit.engine.masked.MASKED_MAX` overrides it) over
     ``share``: a bidirectional layer's directions share one gather on the sorted path, which
     then pays from smaller layers on (``share`` = 4: Elman at B = 32, H = 64 took 1.05 of the
     shared gather's time masked, at B = 8 0.95; scratch, paired)."""
@@ -297,7 +297,7 @@ def runs_masked(cell: RecurrentCell, x: Tensor, share: int = 1) -> bool:
     found = kernel_for(cell)
     if found is None:
         return False
-    limit = packing.MASKED_MAX
+    limit = masked_layout.MASKED_MAX
     if limit is None:
         limit = found[0].masked_max
     return x.shape[1] * cell.weight_hh.numel() * share <= limit
@@ -383,7 +383,7 @@ def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tupl
     packed, final states (B, ·) sorted)."""
     B = plan.B
     if plan.masked:
-        return _masked_step_loop(cell, gx, state, plan)
+        return masked_step_loop(cell, gx, state, plan)
     # split, never slicing in a loop: a slice's backward writes a full-size gradient (O(T^2))
     if plan.packed:
         blocks = gx.split(list(plan.n_list))
@@ -410,28 +410,3 @@ def step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan) -> tupl
     if plan.reverse and not plan.packed:
         outputs = outputs[::-1]
     return torch.cat(outputs), finals  # y (N, H) in packed row order
-
-
-def _masked_step_loop(cell: RecurrentCell, gx: Tensor, state: State, plan: Plan):
-    """:func:`step_loop` for a masked plan: every step on the whole batch, a row's state kept
-    and its output zero wherever it is frozen (forwards from its length on, backwards until
-    its last valid step), as the compiled loops do; y in the padded (T·B, H) order."""
-    assert plan.lengths is not None
-    lengths = plan.lengths.to(gx.device)
-    T = plan.T
-    blocks = gx.split(plan.B)
-    outputs = []
-    for s in range(T):
-        t = T - 1 - s if plan.reverse else s
-        h, new = cell.step(blocks[t], state)
-        running = lengths > t
-        state = tuple(torch.where(_rows(running, n), n, o) for n, o in zip(new, state))
-        outputs.append(torch.where(_rows(running, h), h, torch.zeros_like(h)))
-    if plan.reverse:
-        outputs = outputs[::-1]
-    return torch.cat(outputs), state
-
-
-def _rows(mask: Tensor, like: Tensor) -> Tensor:
-    """``mask`` (B,) shaped to broadcast over ``like`` (B, ...)."""
-    return mask.view(-1, *([1] * (like.dim() - 1)))

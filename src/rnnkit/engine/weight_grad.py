@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .packing import Plan, masked_starts, split_pays
+from .masked import masked_starts
+from .packing import Plan, split_pays
 from .row_moves import take
 
 # Above this many runs of equal active rows, Σ dzᵀ·h_prev gathers h_prev once and does one
