@@ -67,7 +67,7 @@ def _reference(layer: Recurrent, x, h0, lengths, weights):
     """The same step through the masked reference loop (each direction; the backward one on
     each sequence reversed within its length), on the input with its padding zeroed (the
     reference reads every step's input)."""
-    valid = (torch.arange(T).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
+    valid = (torch.arange(x.shape[0]).unsqueeze(1) < lengths.unsqueeze(0)).unsqueeze(-1)
     xr = x.detach().where(valid, 0.0).requires_grad_(True)
     states = [s.detach().requires_grad_(True) for s in h0]  # (D, B, ·) each
     outs, finals = [], []
@@ -274,3 +274,43 @@ def test_masked_segments_of_a_checkpointed_layer(name, masked, monkeypatch):
     s_out, s_finals, s_grads, _ = training_step(layer, x, h0, lengths)
     _assert_close([out, *finals, *grads], [s_out, *s_finals, *s_grads])
     assert all(not g.isnan().any() for g in grads)
+
+
+@needs_native
+@pytest.mark.skipif(not native.own_products(), reason="the loops' own kernel is not compiled in")
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("name", KERNEL_CELLS)
+def test_products_on_the_running_rows(name, bidirectional, masked, monkeypatch):
+    """A batch wide enough for the loops' own kernel, whose rows freeze in steps: the recurrent
+    products of the steps with enough frozen rows run on the running rows alone
+    (``native.live_rows``). Values and gradients equal the reference loop's, and equal exactly
+    those of the products on every row (each row of the own kernel's product is summed alone),
+    so every kernel reads only the running rows of what those products write."""
+    lengths = torch.tensor([7, 1, 2, 3, 7, 4, 5, 6, 1, 2, 3, 7, 2, 5])  # B = 14, T·B = 98
+    torch.manual_seed(0)
+    layer = Recurrent(CELLS[name], I, H, bidirectional=bidirectional).double()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, len(lengths), I, dtype=torch.float64, generator=g)
+    x.requires_grad_(True)
+    h0 = tuple(
+        torch.randn(layer.num_directions, len(lengths), *shape, dtype=x.dtype, generator=g)
+        .requires_grad_(True)
+        for shape in layer.cell_at(0).state_shapes()
+    )
+    assert native.live_rows()
+    before = native.live_product_count()
+    out, finals, grads, weights = training_step(layer, x, h0, lengths)
+    assert native.live_product_count() > before  # (the running rows' products ran)
+    assert masked == [True] * layer.num_directions
+    ref_out, ref_finals, ref_grads = _reference(layer, x, h0, lengths, weights)
+    _assert_close([out, *finals], [ref_out, *ref_finals])
+    _assert_close(grads, ref_grads)
+
+    native.set_live_rows(False)
+    try:
+        counted = native.live_product_count()
+        a_out, a_finals, a_grads, _ = training_step(layer, x, h0, lengths)
+        assert native.live_product_count() == counted
+    finally:
+        native.set_live_rows(True)
+    _assert_close([out, *finals, *grads], [a_out, *a_finals, *a_grads], 0.0)

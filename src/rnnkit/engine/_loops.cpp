@@ -44,8 +44,9 @@
 // ends with lens[B], each row's length. Forwards, a row is frozen from its length on: the
 // forward loop writes zeros as its outputs and leaves its state where it is (an LSTM's c
 // carried into the step's saved block), and the backward loop writes zeros as its
-// input-projection gradient and passes its state gradients through unchanged (Geo::frozen,
-// Geo::hold, Geo::release). Backwards (t = T-1-s), a row is frozen until its last valid
+// input-projection gradient and passes its state gradients through unchanged (Geo::frozen;
+// step_mm runs a step's products on the running rows alone where that saves a block of the
+// own kernel, else on every row around Geo::hold and Geo::release). Backwards (t = T-1-s), a row is frozen until its last valid
 // step t = lens[r] - 1, where it starts from its initial state (Geo::prior puts h0/c0 in its
 // row of the previous block). So the outputs need no scatter and the inputs no gather.
 // rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
@@ -59,6 +60,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -519,7 +521,8 @@ struct Geo {
     const i64* lens = nullptr;
     i64 first = 0;
     bool rev = false;
-    mutable std::vector<char> turned[2], held;
+    mutable std::vector<char> turned[2], held, live_a, live_c;
+    mutable std::vector<i64> live;
 
     Geo(const i64* g, void* const* rows)
         : steps(g[0]), B(g[1]), H(g[2]), full(g[3]), threads(g[4]), n(g + 11), off(g + 11 + g[0]),
@@ -633,6 +636,79 @@ static void for_rows(const Geo& g, i64 n, i64 width, F&& f) {
     for (i64 r = 0; r < n; ++r) f(r, omp_get_thread_num());
 }
 
+// For measurements: whether a masked call's recurrent products run on the running rows only (1,
+// the default) or on every row of the step (0).
+static int g_live_rows = 1;
+extern "C" void rnnkit_set_live_rows(int on) { g_live_rows = on; }
+extern "C" int rnnkit_live_rows() { return g_live_rows; }
+// How many products have run on the running rows only in this process (for tests).
+static std::atomic<unsigned long long> g_live_count{0};
+extern "C" unsigned long long rnnkit_live_product_count() {
+    return g_live_count.load(std::memory_order_relaxed);
+}
+
+// A step's recurrent product, C (m, n) = A (m, k) · op(W) + beta·C (NT: W (n, k) transposed,
+// mm_nt; else W (k, n), mm_nn). In a masked call, a frozen row's rows of A are zero or unread
+// and its row of C is not wanted, or (keep) must stay as it is (the running state gradient a
+// frozen row passes through). So when some rows are frozen at step s, the product runs on the
+// running rows alone: they are gathered into scratch (A's, and C's when beta is 1), multiplied,
+// and put back; a frozen row's row of C is left as it is. At B = 2 with one row frozen this
+// halves the product; the gather and the put-back move one row of A and of C per running row.
+// Whether a product on q of its m rows costs less than on all m: the own kernel takes rows in
+// blocks of MR, and a block of fewer than 4 rows costs about as much as one of 4 (each row's
+// two accumulators form a chain of multiply-adds over k, and fewer than 8 chains leave the
+// FMA units waiting on their latency). So 1 running row of 2 saves nothing, 6 of 8 a quarter.
+// Products on the BLAS keep every row (not measured).
+#ifdef RNNKIT_OWN_PRODUCTS
+static i64 block_rows(i64 m) {
+    const i64 tail = m % MR;
+    return m - tail + (tail == 0 ? 0 : tail < 4 ? 4 : tail);
+}
+static bool fewer_blocks(i64 q, i64 m) { return t_own && block_rows(q) + 1 < block_rows(m); }
+#else
+static bool fewer_blocks(i64, i64) { return false; }
+#endif
+
+template <typename T, bool NT>
+static void step_mm(const Geo& g, i64 s, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W,
+                    i64 ldw, T beta, T* C, i64 ldc, bool keep = false) {
+    auto product = [&](i64 rows, const T* a, i64 la, T* c, i64 lc) {
+        if (NT)
+            mm_nt<T>(rows, n, k, a, la, W, ldw, beta, c, lc);
+        else
+            mm_nn<T>(rows, n, k, a, la, W, ldw, beta, c, lc);
+    };
+    if (!g.any_frozen(s)) return product(m, A, lda, C, ldc);
+    if (!g_live_rows) {  // every row, the frozen rows' rows of C kept aside when they must stay
+        if (keep) g.hold(C, s, n);
+        product(m, A, lda, C, ldc);
+        if (keep) g.release(C, s, n);
+        return;
+    }
+    std::vector<i64>& live = g.live;
+    live.clear();
+    for (i64 r = 0; r < m; ++r)
+        if (!g.frozen(s, r)) live.push_back(r);
+    const i64 q = i64(live.size());
+    if (q == 0) return;
+    if (!fewer_blocks(q, m)) {  // (as without live rows)
+        if (keep) g.hold(C, s, n);
+        product(m, A, lda, C, ldc);
+        if (keep) g.release(C, s, n);
+        return;
+    }
+    g.live_a.resize(size_t(q * k) * sizeof(T));
+    g.live_c.resize(size_t(q * n) * sizeof(T));
+    T* a = reinterpret_cast<T*>(g.live_a.data());
+    T* c = reinterpret_cast<T*>(g.live_c.data());
+    for (i64 i = 0; i < q; ++i) std::memcpy(a + i * k, A + live[i] * lda, size_t(k) * sizeof(T));
+    if (beta != T(0))
+        for (i64 i = 0; i < q; ++i) std::memcpy(c + i * n, C + live[i] * ldc, size_t(n) * sizeof(T));
+    g_live_count.fetch_add(1, std::memory_order_relaxed);
+    product(q, a, k, c, n);
+    for (i64 i = 0; i < q; ++i) std::memcpy(C + live[i] * ldc, c + i * n, size_t(n) * sizeof(T));
+}
+
 template <typename T>
 static inline T sigm(T x) {
     return T(1) / (T(1) + std::exp(-x));
@@ -681,7 +757,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
-        mm_nt<T>(n, H, H, hp, H, Whh, H, T(0), z, H);
+        step_mm<T, true>(g, s, n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
@@ -702,9 +778,8 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
             elman_bwd_row<T, RELU>(H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                                    dgx + (o + r) * H);
         });
-        g.hold(dh, s, H);
-        mm_nn<T>(n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H);  // dh_prev = dpre · W_hh
-        g.release(dh, s, H);
+        // dh_prev = dpre · W_hh; a frozen row's dh passes through
+        step_mm<T, false>(g, s, n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H, true);
         g.unturn(dh, s, H);
     }
 }
@@ -800,7 +875,7 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
-        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
                 std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
@@ -829,9 +904,7 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
                                   wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
                                   dgx + (o + r) * G, acc + t * 3 * H);
         });
-        g.hold(dh, s, H);
-        mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
-        g.release(dh, s, H);
+        step_mm<T, false>(g, s, n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H, true);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }
@@ -906,7 +979,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
-        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
@@ -936,7 +1009,7 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
             gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
                            dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
         });
-        mm_nn<T>(n, H, G, dz, G, Whh, H, T(1), dh, H);
+        step_mm<T, false>(g, s, n, H, G, dz, G, Whh, H, T(1), dh, H);
         g.unturn(dh, s, H);
     }
 }
@@ -1043,14 +1116,14 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         if (k.merged) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
-            mm_nt<T>(n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
+            step_mm<T, true>(g, s, n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
         } else {
-            if (!SHARED) mm_nt<T>(n, H, H, hp, H, Whh + k.wr * H, H, T(0), z + k.cr, G);
-            if (k.src_u == 1) mm_nt<T>(n, H, H, hp, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
+            if (!SHARED) step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wr * H, H, T(0), z + k.cr, G);
+            if (k.src_u == 1) step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
             if (k.src_u == 2) {
                 T* thb = th + so * H;
                 for (i64 q = 0; q < n * H; ++q) thb[q] = std::tanh(hp[q]);
-                mm_nt<T>(n, H, H, thb, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
+                step_mm<T, true>(g, s, n, H, H, thb, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
             }
         }
         for_rows(g, n, G, [&](i64 r, int) {
@@ -1059,7 +1132,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
                                                 hp + r * H, act + (so + r) * G,
                                                 rh + (so + r) * H);
         });
-        mm_nt<T>(n, H, H, rh + so * H, H, Whh + k.wn * H, H, T(0), z + k.cn, G);
+        step_mm<T, true>(g, s, n, H, H, rh + so * H, H, Whh + k.wn * H, H, T(0), z + k.cn, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             rb_fwd_row2<T, FRESH>(H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
@@ -1091,7 +1164,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
                                           du + r * H);
         });
         // 2. d(r·h_prev) = dpre_n · W_n, then through r
-        mm_nn<T>(n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
+        step_mm<T, false>(g, s, n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return;
             rb_bwd_row2<T, SHARED>(H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
@@ -1100,14 +1173,17 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         // 3. the gates' recurrent products
         if (k.merged) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
-            mm_nn<T>(n, H, 2 * H, dgo + c, G, Whh + c * H, H, T(1), dh, H);
+            step_mm<T, false>(g, s, n, H, 2 * H, dgo + c, G, Whh + c * H, H, T(1), dh, H);
         } else {
-            if (!SHARED) mm_nn<T>(n, H, H, dgo + k.cr, G, Whh + k.wr * H, H, T(1), dh, H);
-            if (k.src_u == 1) mm_nn<T>(n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(1), dh, H);
+            if (!SHARED) step_mm<T, false>(g, s, n, H, H, dgo + k.cr, G, Whh + k.wr * H, H, T(1), dh, H);
+            if (k.src_u == 1) step_mm<T, false>(g, s, n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(1), dh, H);
             if (k.src_u == 2) {
-                mm_nn<T>(n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(0), dx, H);
+                step_mm<T, false>(g, s, n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(0), dx, H);
                 const T* thb = th + o * H;
-                for (i64 q = 0; q < n * H; ++q) dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
+                for (i64 r = 0; r < n; ++r) {  // (a frozen row's dx is not formed)
+                    if (g.frozen(s, r)) continue;
+                    for (i64 q = r * H; q < (r + 1) * H; ++q) dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
+                }
             }
         }
         g.unturn(dh, s, H);
@@ -1236,7 +1312,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
-        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
                 std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
@@ -1272,9 +1348,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
                            m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });
-        g.hold(dh, s, H);
-        mm_nn<T>(n, H, G, dz, G, Whh, H, T(0), dh, H);
-        g.release(dh, s, H);
+        step_mm<T, false>(g, s, n, H, G, dz, G, Whh, H, T(0), dh, H, true);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }
@@ -1416,7 +1490,7 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, voi
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
-        mm_nt<T>(n, G, H, hp, H, Whh, H, T(0), z, G);
+        step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) {  // zero output, c carried
                 std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
@@ -1467,9 +1541,7 @@ static void lnlstm_backward(const i64* geo, void* const* p, const double*, void*
                 ln_backward_row<T>(H, rr[k], S[k] / T(H), S[4 + k] / T(H), xr + k * H,
                                    dx + k * H, d + k * H);
         });
-        g.hold(dh, s, H);
-        mm_nn<T>(n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H);
-        g.release(dh, s, H);
+        step_mm<T, false>(g, s, n, H, G, dgx + o * G, G, Whh, H, T(0), dh, H, true);
         g.unturn(dh, s, H);
         g.unturn(dc, s, H);
     }

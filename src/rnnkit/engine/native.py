@@ -164,6 +164,12 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_split_by_call.restype = None
     lib.rnnkit_split_by_call.argtypes = []
     lib.rnnkit_split_by_call.restype = ctypes.c_int
+    lib.rnnkit_set_live_rows.argtypes = [ctypes.c_int]
+    lib.rnnkit_set_live_rows.restype = None
+    lib.rnnkit_live_rows.argtypes = []
+    lib.rnnkit_live_rows.restype = ctypes.c_int
+    lib.rnnkit_live_product_count.argtypes = []
+    lib.rnnkit_live_product_count.restype = ctypes.c_ulonglong
     lib.rnnkit_own_products.argtypes = []
     lib.rnnkit_own_products.restype = ctypes.c_int
     lib.rnnkit_own_product_count.argtypes = []
@@ -249,6 +255,32 @@ def split_by_call() -> bool:
     """The current :func:`set_split_by_call` setting (False without compiled loops)."""
     lib = load()
     return lib is not None and bool(lib.rnnkit_split_by_call())
+
+
+def set_live_rows(on: bool) -> None:
+    """Whether a masked call's recurrent products run on the rows that are not frozen at the
+    step (True, the default: gathered into scratch, multiplied, put back) or on every row of
+    the batch (False: a frozen row's rows of the product are wasted work). For measurements and
+    tests."""
+    if not isinstance(on, bool):
+        raise ValueError(f"on must be a bool, got {on!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    lib.rnnkit_set_live_rows(int(on))
+
+
+def live_rows() -> bool:
+    """The current :func:`set_live_rows` setting (False without compiled loops)."""
+    lib = load()
+    return lib is not None and bool(lib.rnnkit_live_rows())
+
+
+def live_product_count() -> int:
+    """How many recurrent products of masked calls have run on their running rows alone in
+    this process (0 without compiled loops; for tests)."""
+    lib = load()
+    return 0 if lib is None else int(lib.rnnkit_live_product_count())
 
 
 def own_vector_bits() -> int:
