@@ -64,6 +64,9 @@ median):
   ``masked_max`` (B·numel(W_hh)) runs a batch whose longest sequence is T masked, every row
   in place and frozen past its length in the compiled loops, or sorted and packed like
   larger layers (0).
+* ``running rows`` (``engine.native.set_live_rows``): in a masked loop, a step's recurrent
+  products run on the rows not frozen at that step (gathered, multiplied, put back) where that
+  saves a block of rows of the own kernel, or on every row of the batch.
 
 The last column, "now / earlier", times the two forms of the step with lengths back to back in
 pairs and takes the median of the pairs' ratios, which reads a difference of a few percent more
@@ -121,16 +124,21 @@ def _switched(step: Callable[[], None], module, name: str, value) -> Callable[[]
     return run
 
 
-class _SplitByCall:
-    """native.set_split_by_call as an attribute, for :func:`_switched`."""
+class _NativeSwitch:
+    """A switch of the compiled loops (``native.set_<name>`` and ``native.<name>``) as an
+    attribute ``on``, for :func:`_switched`."""
+
+    def __init__(self, name: str) -> None:
+        self._get = getattr(native, name)
+        self._set = getattr(native, f"set_{name}")
 
     @property
     def on(self) -> bool:
-        return native.split_by_call()
+        return self._get()
 
     @on.setter
     def on(self, value: bool) -> None:
-        native.set_split_by_call(value)
+        self._set(value)
 
 
 # (piece, module, knob, current value, earlier value, [(model, B, H, distinct lengths)])
@@ -312,7 +320,7 @@ CASES = (
     ),
     (
         "split by call",
-        _SplitByCall(),
+        _NativeSwitch("split_by_call"),
         "on",
         True,
         False,
@@ -414,9 +422,31 @@ CASES += (
             ("MGU", 2, 64, None),
             ("MGU", 8, 64, None),
             ("MUT1", 2, 128, None),
+            ("MGU", 16, 64, None),
+            ("GRU reset before", 10, 64, None),
+            ("MUT1", 16, 64, None),
             ("Elman, bidirectional", 2, 64, None),
             ("Elman, bidirectional", 8, 64, None),
             ("MGU, bidirectional", 2, 64, None),
+        ],
+    ),
+    (
+        "running rows",
+        _NativeSwitch("live_rows"),
+        "on",
+        True,
+        False,
+        [
+            ("Elman", 8, 64, None),
+            ("Elman", 32, 64, None),
+            ("Elman", 8, 128, None),
+            ("GRU", 4, 64, None),
+            ("LSTM [native loop]", 4, 64, None),
+            ("MGU", 8, 64, None),
+            ("MGU", 16, 64, None),
+            ("GRU reset before", 10, 64, None),
+            ("MUT3", 10, 64, None),
+            ("Elman, bidirectional", 8, 64, None),
         ],
     ),
 )

@@ -177,9 +177,9 @@ class ResetBeforeKernel(Kernel):
     where each gate sits (see ``_loops.cpp``)."""
 
     name, n_states = "rb", 1
-    # MGU, MUT1: B = 16 at H = 64; GRU, MUT2, MUT3: B = 10 (with the products on the running
-    # rows: 0.95-0.99 of the sorted step there, where the sorted step took 1.00-1.03 of the
-    # full batch's; scratch, paired)
+    # MGU, MUT1: B = 16 at H = 64; GRU, MUT2, MUT3: B = 10. With the products on the running
+    # rows the masked step took 0.94-0.95 of the sorted one for MGU at B = 16, 0.98-1.00 for
+    # the GRU at B = 10, 0.97-1.04 for MUT1 at B = 16 (paired; benchmarks.md, run 25).
     masked_max = 2**17
 
     def params(self, cell: RecurrentCell) -> Params:
