@@ -293,8 +293,9 @@ def test_products_on_the_running_rows(name, bidirectional, masked, monkeypatch):
     x = torch.randn(T, len(lengths), I, dtype=torch.float64, generator=g)
     x.requires_grad_(True)
     h0 = tuple(
-        torch.randn(layer.num_directions, len(lengths), *shape, dtype=x.dtype, generator=g)
-        .requires_grad_(True)
+        torch.randn(
+            layer.num_directions, len(lengths), *shape, dtype=x.dtype, generator=g
+        ).requires_grad_(True)
         for shape in layer.cell_at(0).state_shapes()
     )
     assert native.live_rows()
