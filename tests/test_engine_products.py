@@ -206,17 +206,24 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
+SWITCHES = ("split_by_call", "live_rows")  # native.set_<name> and native.<name>, both on
+
+
+@pytest.mark.parametrize("name", SWITCHES)
 @pytest.mark.parametrize("on", [1, None, "yes"])
-def test_the_split_by_call_switch_takes_a_bool(on):
+def test_the_loops_switches_take_a_bool(name, on):
     with pytest.raises(ValueError, match="on must be a bool, got"):
-        native.set_split_by_call(on)
+        getattr(native, f"set_{name}")(on)
 
 
-def test_the_split_by_call_switch_reads_back():
+@pytest.mark.parametrize("name", SWITCHES)
+def test_the_loops_switches_read_back(name):
+    put, get = getattr(native, f"set_{name}"), getattr(native, name)
+    assert get() is True
     try:
-        native.set_split_by_call(False)
-        assert native.split_by_call() is False
-        native.set_split_by_call(True)
-        assert native.split_by_call() is True
+        put(False)
+        assert get() is False
+        put(True)
+        assert get() is True
     finally:
-        native.set_split_by_call(True)
+        put(True)

@@ -238,42 +238,46 @@ def set_own_max_rows(rows: int | None) -> None:
     lib.rnnkit_set_own_max_rows(rows)
 
 
+def _set_switch(name: str, on: bool) -> None:
+    """Set the compiled loops' switch ``name`` (``rnnkit_set_<name>``) to ``on``."""
+    if not isinstance(on, bool):
+        raise ValueError(f"on must be a bool, got {on!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    getattr(lib, f"rnnkit_set_{name}")(int(on))
+
+
+def _switch(name: str) -> bool:
+    """The compiled loops' switch ``name`` (``rnnkit_<name>``); False without them."""
+    lib = load()
+    return lib is not None and bool(getattr(lib, f"rnnkit_{name}")())
+
+
 def set_split_by_call(on: bool) -> None:
     """Whether the own kernel decides to split a product's columns over the threads by the
     call's batch (True, the default: every step of a call on the same split) or by the
     product's own rows (False, as before; with lengths the late steps then ran on one core).
     For measurements and tests."""
-    if not isinstance(on, bool):
-        raise ValueError(f"on must be a bool, got {on!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    lib.rnnkit_set_split_by_call(int(on))
+    _set_switch("split_by_call", on)
 
 
 def split_by_call() -> bool:
     """The current :func:`set_split_by_call` setting (False without compiled loops)."""
-    lib = load()
-    return lib is not None and bool(lib.rnnkit_split_by_call())
+    return _switch("split_by_call")
 
 
 def set_live_rows(on: bool) -> None:
     """Whether a masked call's recurrent products run on the rows that are not frozen at the
-    step (True, the default: gathered into scratch, multiplied, put back) or on every row of
-    the batch (False: a frozen row's rows of the product are wasted work). For measurements and
-    tests."""
-    if not isinstance(on, bool):
-        raise ValueError(f"on must be a bool, got {on!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    lib.rnnkit_set_live_rows(int(on))
+    step (True, the default: gathered into scratch, multiplied, put back, where that saves a
+    block of the own kernel's rows) or on every row of the batch (False: a frozen row's rows of
+    the product are wasted work). For measurements and tests."""
+    _set_switch("live_rows", on)
 
 
 def live_rows() -> bool:
     """The current :func:`set_live_rows` setting (False without compiled loops)."""
-    lib = load()
-    return lib is not None and bool(lib.rnnkit_live_rows())
+    return _switch("live_rows")
 
 
 def live_product_count() -> int:
