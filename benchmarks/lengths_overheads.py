@@ -427,7 +427,11 @@ CASES += (
             ("MUT1", 16, 64, None),
             ("Elman, bidirectional", 2, 64, None),
             ("Elman, bidirectional", 8, 64, None),
+            ("Elman, bidirectional", 16, 64, None),
+            ("GRU, bidirectional", 2, 64, None),
+            ("LSTM, bidirectional", 2, 64, None),
             ("MGU, bidirectional", 2, 64, None),
+            ("MGU, bidirectional", 4, 64, None),
         ],
     ),
     (

@@ -12,7 +12,7 @@ import torch
 import rnnkit.engine.sequence as sequence_module
 from cell_zoo import CELLS
 from layer_steps import training_step
-from rnnkit import Recurrent
+from rnnkit import Recurrent, layer_routes
 from rnnkit.engine import masked as masked_layout
 from rnnkit.engine import native, native_memory
 from rnnkit.loop import reverse_padded, run_cell
@@ -197,13 +197,15 @@ def test_only_small_layers_run_masked(masked, monkeypatch):
         masked.clear()
         _layer(name)(x, lengths=lengths)
         assert masked == ([True] if runs else [])
-    # two directions share one gather when sorted: masked up to a quarter of the bound
+    # two directions share one gather when sorted: masked up to a share of the bound
+    share = layer_routes.BIDIRECTIONAL_SHARE
+    assert share > 1
     both = _layer("elman_tanh", bidirectional=True)
-    monkeypatch.setattr(masked_layout, "MASKED_MAX", 4 * macs)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", share * macs)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == [True, True]
-    monkeypatch.setattr(masked_layout, "MASKED_MAX", 4 * macs - 1)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", share * macs - 1)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == []
