@@ -46,9 +46,10 @@
 // carried into the step's saved block), and the backward loop writes zeros as its
 // input-projection gradient and passes its state gradients through unchanged (Geo::frozen;
 // step_mm runs a step's products on the running rows alone where that saves a block of the
-// own kernel, else on every row around Geo::hold and Geo::release). Backwards (t = T-1-s), a row is frozen until its last valid
-// step t = lens[r] - 1, where it starts from its initial state (Geo::prior puts h0/c0 in its
-// row of the previous block). So the outputs need no scatter and the inputs no gather.
+// own kernel, else on every row around Geo::hold and Geo::release). Backwards (t = T-1-s), a
+// row is frozen until its last valid step t = lens[r] - 1, where it starts from its initial
+// state (Geo::prior puts h0/c0 in its row of the previous block). So the outputs need no
+// scatter and the inputs no gather.
 // rows: null, or {map, out, ldy}. map (or null) is for a batch with lengths whose caller wants its
 // outputs in the padded (T·B, H) layout: map[r] (int64) is packed row r's flat position t·B + b
 // there. The forward loop then also writes each output row at map[r] of out (the caller zeroes
@@ -647,13 +648,6 @@ extern "C" unsigned long long rnnkit_live_product_count() {
     return g_live_count.load(std::memory_order_relaxed);
 }
 
-// A step's recurrent product, C (m, n) = A (m, k) · op(W) + beta·C (NT: W (n, k) transposed,
-// mm_nt; else W (k, n), mm_nn). In a masked call, a frozen row's rows of A are zero or unread
-// and its row of C is not wanted, or (keep) must stay as it is (the running state gradient a
-// frozen row passes through). So when some rows are frozen at step s, the product runs on the
-// running rows alone: they are gathered into scratch (A's, and C's when beta is 1), multiplied,
-// and put back; a frozen row's row of C is left as it is. At B = 2 with one row frozen this
-// halves the product; the gather and the put-back move one row of A and of C per running row.
 // Whether a product on q of its m rows costs less than on all m: the own kernel takes rows in
 // blocks of MR, and a block of fewer than 4 rows costs about as much as one of 4 (each row's
 // two accumulators form a chain of multiply-adds over k, and fewer than 8 chains leave the
@@ -669,6 +663,13 @@ static bool fewer_blocks(i64 q, i64 m) { return t_own && block_rows(q) + 1 < blo
 static bool fewer_blocks(i64, i64) { return false; }
 #endif
 
+// A step's recurrent product, C (m, n) = A (m, k) · op(W) + beta·C (NT: W (n, k) transposed,
+// mm_nt; else W (k, n), mm_nn). In a masked call, a frozen row's row of A is zero or unread and
+// its row of C is not wanted, or (keep) must stay as it is (the running state gradient a frozen
+// row passes through). So when the rows running at step s fill fewer of the own kernel's
+// blocks, the product runs on them alone: their rows of A (and of C when beta is 1) are
+// gathered into scratch, multiplied, and put back, and a frozen row's row of C is left as it
+// is. Otherwise it runs on every row, a frozen row's row of C held aside when it must stay.
 template <typename T, bool NT>
 static void step_mm(const Geo& g, i64 s, i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W,
                     i64 ldw, T beta, T* C, i64 ldc, bool keep = false) {
@@ -679,19 +680,13 @@ static void step_mm(const Geo& g, i64 s, i64 m, i64 n, i64 k, const T* A, i64 ld
             mm_nn<T>(rows, n, k, a, la, W, ldw, beta, c, lc);
     };
     if (!g.any_frozen(s)) return product(m, A, lda, C, ldc);
-    if (!g_live_rows) {  // every row, the frozen rows' rows of C kept aside when they must stay
-        if (keep) g.hold(C, s, n);
-        product(m, A, lda, C, ldc);
-        if (keep) g.release(C, s, n);
-        return;
-    }
     std::vector<i64>& live = g.live;
     live.clear();
-    for (i64 r = 0; r < m; ++r)
-        if (!g.frozen(s, r)) live.push_back(r);
+    if (g_live_rows)
+        for (i64 r = 0; r < m; ++r)
+            if (!g.frozen(s, r)) live.push_back(r);
     const i64 q = i64(live.size());
-    if (q == 0) return;
-    if (!fewer_blocks(q, m)) {  // (as without live rows)
+    if (!g_live_rows || !fewer_blocks(q, m)) {  // every row
         if (keep) g.hold(C, s, n);
         product(m, A, lda, C, ldc);
         if (keep) g.release(C, s, n);
@@ -703,7 +698,8 @@ static void step_mm(const Geo& g, i64 s, i64 m, i64 n, i64 k, const T* A, i64 ld
     T* c = reinterpret_cast<T*>(g.live_c.data());
     for (i64 i = 0; i < q; ++i) std::memcpy(a + i * k, A + live[i] * lda, size_t(k) * sizeof(T));
     if (beta != T(0))
-        for (i64 i = 0; i < q; ++i) std::memcpy(c + i * n, C + live[i] * ldc, size_t(n) * sizeof(T));
+        for (i64 i = 0; i < q; ++i)
+            std::memcpy(c + i * n, C + live[i] * ldc, size_t(n) * sizeof(T));
     g_live_count.fetch_add(1, std::memory_order_relaxed);
     product(q, a, k, c, n);
     for (i64 i = 0; i < q; ++i) std::memcpy(C + live[i] * ldc, c + i * n, size_t(n) * sizeof(T));
@@ -1118,8 +1114,10 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
             step_mm<T, true>(g, s, n, 2 * H, H, hp, H, Whh + c * H, H, T(0), z + c, G);
         } else {
-            if (!SHARED) step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wr * H, H, T(0), z + k.cr, G);
-            if (k.src_u == 1) step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
+            if (!SHARED)
+                step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wr * H, H, T(0), z + k.cr, G);
+            if (k.src_u == 1)
+                step_mm<T, true>(g, s, n, H, H, hp, H, Whh + k.wu * H, H, T(0), z + k.cu, G);
             if (k.src_u == 2) {
                 T* thb = th + so * H;
                 for (i64 q = 0; q < n * H; ++q) thb[q] = std::tanh(hp[q]);
@@ -1175,14 +1173,17 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
             step_mm<T, false>(g, s, n, H, 2 * H, dgo + c, G, Whh + c * H, H, T(1), dh, H);
         } else {
-            if (!SHARED) step_mm<T, false>(g, s, n, H, H, dgo + k.cr, G, Whh + k.wr * H, H, T(1), dh, H);
-            if (k.src_u == 1) step_mm<T, false>(g, s, n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(1), dh, H);
+            if (!SHARED)
+                step_mm<T, false>(g, s, n, H, H, dgo + k.cr, G, Whh + k.wr * H, H, T(1), dh, H);
+            if (k.src_u == 1)
+                step_mm<T, false>(g, s, n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(1), dh, H);
             if (k.src_u == 2) {
                 step_mm<T, false>(g, s, n, H, H, dgo + k.cu, G, Whh + k.wu * H, H, T(0), dx, H);
                 const T* thb = th + o * H;
                 for (i64 r = 0; r < n; ++r) {  // (a frozen row's dx is not formed)
                     if (g.frozen(s, r)) continue;
-                    for (i64 q = r * H; q < (r + 1) * H; ++q) dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
+                    for (i64 q = r * H; q < (r + 1) * H; ++q)
+                        dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
                 }
             }
         }
