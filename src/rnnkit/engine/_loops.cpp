@@ -649,10 +649,11 @@ extern "C" unsigned long long rnnkit_live_product_count() {
 }
 
 // Whether a product on q of its m rows costs less than on all m: the own kernel takes rows in
-// blocks of MR, and a block of fewer than 4 rows costs about as much as one of 4 (each row's
-// two accumulators form a chain of multiply-adds over k, and fewer than 8 chains leave the
-// FMA units waiting on their latency). So 1 running row of 2 saves nothing, 6 of 8 a quarter.
-// Products on the BLAS keep every row (not measured).
+// blocks of MR, and a block of fewer than 4 rows costs about as much as one of 4 (measured: at
+// B = 2 the product on the one running row, gathered, read 1.01-1.02 of the product on both
+// rows in the training step, paired; splitting each row's accumulator chains in two, to hide
+// the multiply-adds' latency, changed no step at B = 2-3 either). So 1 running row of 2 saves
+// nothing, 6 of 8 a quarter. Products on the BLAS keep every row (not measured).
 #ifdef RNNKIT_OWN_PRODUCTS
 static i64 block_rows(i64 m) {
     const i64 tail = m % MR;
