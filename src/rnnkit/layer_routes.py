@@ -118,6 +118,7 @@ def shared_gather(
     both cells on the compiled loops."""
     if layer.checkpoint is not None:
         return False
-    if all(runs_masked(cell, x, BIDIRECTIONAL_SHARE) for cell in pair) and make_masked_plan(*x.shape[:2], lengths):
+    small = all(runs_masked(cell, x, BIDIRECTIONAL_SHARE) for cell in pair)
+    if small and make_masked_plan(*x.shape[:2], lengths):
         return False  # a small layer: each direction masked, no layout work to share
     return shared_gather_runs(pair, x, lengths, engine_name(layer))

@@ -44,7 +44,7 @@ from ._tracing import run_eagerly
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("_loops.cpp")
+SOURCE = Path(__file__).with_name("_loops.cpp")  # which includes its parts, _loops_*.h
 # -D__FAST_MATH__ only lets glibc declare its vector exp/tanh (libmvec) so that the fused loops
 # vectorise; the arithmetic keeps IEEE semantics (no -ffast-math).
 FLAGS = (
@@ -94,14 +94,26 @@ def _compiler() -> str | None:
     return None
 
 
+def _parts(source: Path) -> list[Path]:
+    """``source`` and the parts it includes (``<stem>_*.h`` beside it), the text the cached
+    library is keyed on: a change in any part builds it anew."""
+    return [source, *sorted(source.parent.glob(f"{source.stem}_*.h"))]
+
+
+def build_key(source: Path, cxx: str) -> str:
+    """The cached library's name: a hash of the source and all its parts, the flags, the
+    compiler and the CPU."""
+    text = b"".join(path.read_bytes() for path in _parts(source))
+    key = hashlib.sha256(text + repr((FLAGS, cxx, _cpu_model(), sys.platform)).encode())
+    return key.hexdigest()[:16]
+
+
 def build(source: Path = SOURCE) -> Path:
     """Compile ``source`` into the cache (unless it is there already); return the library."""
     cxx = _compiler()
     if cxx is None:
         raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++)")
-    text = source.read_bytes()
-    key = hashlib.sha256(text + repr((FLAGS, cxx, _cpu_model(), sys.platform)).encode())
-    target = cache_dir("build") / f"rnnkit-loops-{key.hexdigest()[:16]}.so"
+    target = cache_dir("build") / f"rnnkit-loops-{build_key(source, cxx)}.so"
     if target.exists():
         return target
     fd, tmp = tempfile.mkstemp(prefix=".rnnkit-loops-", suffix=".so", dir=target.parent)

@@ -1,0 +1,434 @@
+// Part of _loops.cpp, one translation unit: the BLAS, the loops' threads and the own register-blocked kernel of the recurrent products.
+// Included there, in order, after the parts before it (it uses their definitions); not a
+// header of its own.
+#pragma once
+
+// ---------------------------------------------------------------------------------------------
+// BLAS (Fortran interface, column-major) and row-major helpers
+// ---------------------------------------------------------------------------------------------
+extern "C" {
+typedef void (*sgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                         const float*, const float*, const int*, const float*, const int*,
+                         const float*, float*, const int*);
+typedef void (*dgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                         const double*, const double*, const int*, const double*, const int*,
+                         const double*, double*, const int*);
+}
+
+static sgemm_fn g_sgemm = nullptr;
+static dgemm_fn g_dgemm = nullptr;
+
+extern "C" void rnnkit_set_blas(void* sgemm, void* dgemm) {
+    g_sgemm = reinterpret_cast<sgemm_fn>(sgemm);
+    g_dgemm = reinterpret_cast<dgemm_fn>(dgemm);
+}
+
+static void gemm(char ta, char tb, int m, int n, int k, float alpha, const float* a, int lda,
+                 const float* b, int ldb, float beta, float* c, int ldc) {
+    g_sgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+static void gemm(char ta, char tb, int m, int n, int k, double alpha, const double* a, int lda,
+                 const double* b, int ldb, double beta, double* c, int ldc) {
+    g_dgemm(&ta, &tb, &m, &n, &k, &alpha, a, &lda, b, &ldb, &beta, c, &ldc);
+}
+
+// Threads for the current call (set from the geometry block). The recurrent products have few
+// rows (the batch) against a W_hh that is read again at every step, so the loops split W's
+// output columns over the threads themselves, each running the BLAS on one thread: every core
+// then reads only its own slice of W_hh, which stays in that core's cache from step to step.
+// Measured on 2 threads against the BLAS's own threading (torch's MKL), time of the loops: about
+// 0.85 at B = 32, 0.9 at B = 64 and 0.93 at B = 128 for H = 256 and 512, every cell. Above
+// g_split_rows rows (not measured) the BLAS threads the product itself.
+static thread_local int t_threads = 1;
+static i64 g_split_rows = 256;  // set from native.SPLIT_ROWS at load
+
+// For measurements: the most rows a column-split product may have (0: never split).
+extern "C" void rnnkit_set_split_rows(long long rows) { g_split_rows = rows; }
+
+static bool split_columns(i64 m, i64 n, i64 k) {
+    return t_threads > 1 && m <= g_split_rows && n >= 64 && n * k >= (i64(1) << 16);
+}
+
+// product(lo, hi) computes output columns lo..hi-1 of an (m, n) product over k; run once for
+// all columns, or in column blocks over the threads (see split_columns).
+template <typename F>
+static void by_columns(i64 m, i64 n, i64 k, F product) {
+    if (!split_columns(m, n, k)) {
+        product(0, n);
+        return;
+    }
+#pragma omp parallel num_threads(t_threads)
+    {
+        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const i64 lo = n * t / nt, hi = n * (t + 1) / nt;
+        if (hi > lo) product(lo, hi);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA, AVX-512)
+// ---------------------------------------------------------------------------------------------
+// The BLAS is slow exactly where the loops need it: a product of a few rows (the batch) against
+// W_hh, once per step, from two threads at a time, each on its half of the output columns. Two
+// threads of torch's MKL then take almost as long per step as one thread over all the columns,
+// and each call pays a cost that does not shrink with the rows
+// (python benchmarks/rnn_products.py, "loops"). This kernel keeps MR rows by 2 vectors of output
+// columns in registers (MR = 6 with AVX2's 16 vector registers, 12 with AVX-512's 32):
+//   * W is packed once per call, each thread its own output columns, in panels of PW = 2 vectors
+//     of columns laid out k-major (packed_columns), which every step of the call reuses;
+//   * each step streams a panel once per block of MR rows, from the core's own cache.
+// With AVX-512 the BLAS (MKL) has fast kernels of its own for more rows, so there the own kernel
+// takes the products of up to 48 rows only (native.OWN_MAX_ROWS).
+// Each output is the sum over kk = 0..k-1 in order, so a row of the product does not depend on
+// the other rows, the thread count or the split of the columns.
+#if defined(__AVX2__) && defined(__FMA__)
+#define RNNKIT_OWN_PRODUCTS 1
+#include <immintrin.h>
+
+#include <atomic>
+#include <vector>
+
+template <typename T>
+struct Simd;
+
+#if defined(__AVX512F__)
+// AVX-512 (Intel since Skylake-SP, AMD since Zen 4): vectors of 16 floats or 8 doubles, so a
+// panel is twice as wide and each FMA does twice the work (the BLAS uses them too).
+template <>
+struct Simd<float> {
+    using V = __m512;
+    static constexpr int L = 16;
+    static V zero() { return _mm512_setzero_ps(); }
+    static V load(const float* p) { return _mm512_loadu_ps(p); }
+    static V bcast(const float* p) { return _mm512_set1_ps(*p); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+};
+
+template <>
+struct Simd<double> {
+    using V = __m512d;
+    static constexpr int L = 8;
+    static V zero() { return _mm512_setzero_pd(); }
+    static V load(const double* p) { return _mm512_loadu_pd(p); }
+    static V bcast(const double* p) { return _mm512_set1_pd(*p); }
+    static V fma(V a, V b, V c) { return _mm512_fmadd_pd(a, b, c); }
+    static V add(V a, V b) { return _mm512_add_pd(a, b); }
+    static void store(double* p, V v) { _mm512_storeu_pd(p, v); }
+};
+#else
+template <>
+struct Simd<float> {
+    using V = __m256;
+    static constexpr int L = 8;
+    static V zero() { return _mm256_setzero_ps(); }
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static V bcast(const float* p) { return _mm256_broadcast_ss(p); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+};
+
+template <>
+struct Simd<double> {
+    using V = __m256d;
+    static constexpr int L = 4;
+    static V zero() { return _mm256_setzero_pd(); }
+    static V load(const double* p) { return _mm256_loadu_pd(p); }
+    static V bcast(const double* p) { return _mm256_broadcast_sd(p); }
+    static V fma(V a, V b, V c) { return _mm256_fmadd_pd(a, b, c); }
+    static V add(V a, V b) { return _mm256_add_pd(a, b); }
+    static void store(double* p, V v) { _mm256_storeu_pd(p, v); }
+};
+#endif
+
+// Rows per block of the microkernel: its accumulators (2 vectors a row) plus the panel's two
+// vectors and a broadcast must fit the vector registers (16 with AVX2, 32 with AVX-512).
+#if defined(__AVX512F__)
+static constexpr int MR = 12;
+#else
+static constexpr int MR = 6;
+#endif
+
+// C[r, 0:w] (=, or += with acc) Σ_kk A[r, kk] · B[kk, 0:w] for r < R, from a packed panel B
+// (rows sb apart, 2L columns, zero past w); FULL: w = 2L. The loops over r have constant trip
+// counts and are unrolled, so c0 and c1 live in registers.
+template <typename T, int R, bool FULL>
+static inline void micro(i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C, i64 ldc,
+                         bool acc) {
+    using S = Simd<T>;
+    using V = typename S::V;
+    constexpr int L = S::L;
+    V c0[R], c1[R];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) c0[r] = c1[r] = S::zero();
+    for (i64 kk = 0; kk < k; ++kk) {
+        const T* b = B + kk * sb;
+        V b0 = S::load(b), b1 = S::load(b + L);
+        // b0 and b1 in registers: on fewer than 4 rows the compiler would otherwise fold the
+        // loads into every multiply-add, 2R loads per kk instead of 2, and R = 2 and 3 took
+        // 1.7-2.8 times as long as R = 4 (same measurement as Pack's)
+        asm("" : "+x"(b0), "+x"(b1));
+#pragma GCC unroll 12
+        for (int r = 0; r < R; ++r) {
+            const V a = S::bcast(A + r * lda + kk);
+            c0[r] = S::fma(a, b0, c0[r]);
+            c1[r] = S::fma(a, b1, c1[r]);
+        }
+    }
+    alignas(64) T tmp[2 * L];
+#pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+        T* c = C + r * ldc;
+        if (FULL) {
+            S::store(c, acc ? S::add(S::load(c), c0[r]) : c0[r]);
+            S::store(c + L, acc ? S::add(S::load(c + L), c1[r]) : c1[r]);
+        } else {
+            S::store(tmp, c0[r]);
+            S::store(tmp + L, c1[r]);
+            for (i64 j = 0; j < w; ++j) c[j] = acc ? c[j] + tmp[j] : tmp[j];
+        }
+    }
+}
+
+// The last m < MR rows: micro with R = m.
+template <typename T, bool FULL, int R = MR - 1>
+static inline void micro_tail(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w,
+                              T* C, i64 ldc, bool acc) {
+    if constexpr (R > 0) {
+        if (m == R) return micro<T, R, FULL>(k, A, lda, B, sb, w, C, ldc, acc);
+        micro_tail<T, FULL, R - 1>(m, k, A, lda, B, sb, w, C, ldc, acc);
+    }
+}
+
+template <typename T, bool FULL>
+static void micro_rows(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i64 w, T* C,
+                       i64 ldc, bool acc) {
+    i64 r = 0;
+    for (; r + MR <= m; r += MR)
+        micro<T, MR, FULL>(k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
+    if (r < m) micro_tail<T, FULL>(m - r, k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
+}
+
+// C[:, lo:hi] of an (m, ·) output: panel p (columns lo + p·PW ...) starts at B0 + p·pstride,
+// its rows sb apart.
+template <typename T>
+static void own_product(i64 m, i64 lo, i64 hi, i64 k, const T* A, i64 lda, const T* B0,
+                        i64 pstride, i64 sb, T* C, i64 ldc, bool acc) {
+    constexpr i64 PW = 2 * Simd<T>::L;
+    for (i64 j0 = lo, p = 0; j0 < hi; j0 += PW, ++p) {
+        const i64 w = hi - j0 < PW ? hi - j0 : PW;
+        const T* B = B0 + p * pstride;
+        if (w == PW)
+            micro_rows<T, true>(m, k, A, lda, B, sb, w, C + j0, ldc, acc);
+        else
+            micro_rows<T, false>(m, k, A, lda, B, sb, w, C + j0, ldc, acc);
+    }
+}
+
+// Packed weights, per thread: a few entries (a cell reads up to four blocks of W_hh), valid for
+// one call of the loops (g_call: a new call may come after W changed in place).
+static std::atomic<uint64_t> g_call{0};
+static std::atomic<uint64_t> g_own_count{0};  // products taken by the own kernel (for tests)
+
+// The packed panels start on a 64-byte boundary (P): a vector load from a panel then never
+// spans two cache lines. std::vector's storage is only 16-byte aligned, and with the panels
+// misaligned the kernel on 1-3 rows (the late steps of a batch with lengths) took 1.5-2.8 times
+// as long (own kernel alone, H = 256, one thread, Intel Xeon with AVX-512).
+template <typename T>
+struct Pack {
+    const T* W = nullptr;
+    bool trans = false;
+    i64 ldw = 0, lo = 0, hi = 0, k = 0;
+    uint64_t call = ~uint64_t(0);
+    std::vector<T> data;
+    T* P = nullptr;
+    void resize(i64 count) {
+        constexpr i64 extra = 64 / i64(sizeof(T));
+        data.resize(size_t(count + extra));
+        const uintptr_t at = reinterpret_cast<uintptr_t>(data.data());
+        P = reinterpret_cast<T*>((at + 63) & ~uintptr_t(63));
+    }
+};
+
+// Columns lo..hi of the product's output, packed in panels of PW columns, k-major: panel p holds
+// P[kk][jj] = W[lo + p·PW + jj][kk] for the forward product (W (n, k), TRANS) or
+// W[kk][lo + p·PW + jj] for the backward one (W (k, n)); zero past hi. The backward product could
+// read W in place, but its rows are ldw apart, a stride that maps a panel onto a few sets of the
+// L1 cache, which then evicts it between blocks of rows.
+template <typename T, bool TRANS>
+static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
+    constexpr i64 PW = 2 * Simd<T>::L;
+    static thread_local Pack<T> slots[6];
+    static thread_local unsigned next = 0;
+    const uint64_t call = g_call.load(std::memory_order_relaxed);
+    for (auto& e : slots)
+        if (e.call == call && e.W == W && e.trans == TRANS && e.ldw == ldw && e.lo == lo &&
+            e.hi == hi && e.k == k)
+            return e.P;
+    Pack<T>& e = slots[next++ % 6];
+    const i64 panels = (hi - lo + PW - 1) / PW;
+    e.resize(panels * k * PW);
+    T* P = e.P;
+    for (i64 p = 0; p < panels; ++p) {
+        const i64 j0 = lo + p * PW, w = hi - j0 < PW ? hi - j0 : PW;
+        T* panel = P + p * k * PW;
+        if (TRANS) {
+            for (i64 jj = 0; jj < w; ++jj) {
+                const T* row = W + (j0 + jj) * ldw;
+                for (i64 kk = 0; kk < k; ++kk) panel[kk * PW + jj] = row[kk];
+            }
+        } else {
+            for (i64 kk = 0; kk < k; ++kk)
+                for (i64 jj = 0; jj < w; ++jj) panel[kk * PW + jj] = W[kk * ldw + j0 + jj];
+        }
+        for (i64 kk = 0; kk < k; ++kk)
+            for (i64 jj = w; jj < PW; ++jj) panel[kk * PW + jj] = T(0);
+    }
+    e.W = W, e.trans = TRANS, e.ldw = ldw, e.lo = lo, e.hi = hi, e.k = k, e.call = call;
+    return P;
+}
+#endif
+
+// Whether this call's products take the own kernel (set from the geometry block): a batch of at
+// least 2 rows (one row is a matrix-vector product, bound by reading W either way) and enough
+// steps times rows to pay for packing W once (about three passes over W).
+[[maybe_unused]] static thread_local bool t_own = false;
+static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS at load
+
+// For measurements and tests: the fewest steps × rows for which a call takes the own kernel
+// (-1: never).
+extern "C" void rnnkit_set_own_min_rows(long long rows) { g_own_min_rows = rows; }
+
+// The most rows a product may have to take the own kernel (more: the BLAS); set from
+// native.OWN_MAX_ROWS at load, which depends on the vector width (rnnkit_own_vector_bits).
+static i64 g_own_max_rows = 256;
+
+extern "C" void rnnkit_set_own_max_rows(long long rows) { g_own_max_rows = rows; }
+
+// The own kernel's vector width in bits: 512 (AVX-512), 256 (AVX2 + FMA), 0 (not compiled in).
+extern "C" int rnnkit_own_vector_bits() {
+#if defined(RNNKIT_OWN_PRODUCTS) && defined(__AVX512F__)
+    return 512;
+#elif defined(RNNKIT_OWN_PRODUCTS)
+    return 256;
+#else
+    return 0;
+#endif
+}
+
+// Whether the own kernel was compiled in (an AVX2 + FMA or AVX-512 build).
+extern "C" int rnnkit_own_products() {
+#ifdef RNNKIT_OWN_PRODUCTS
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+// How many recurrent products the own kernel has computed in this process (for tests).
+extern "C" unsigned long long rnnkit_own_product_count() {
+#ifdef RNNKIT_OWN_PRODUCTS
+    return g_own_count.load(std::memory_order_relaxed);
+#else
+    return 0;
+#endif
+}
+
+// The batch of the current call (the rows of its first step), for by_panels' split rule.
+static thread_local i64 t_call_rows = 0;
+// For measurements: whether by_panels decides by the call's batch (1, the default) or by each
+// product's own rows (0).
+static int g_split_by_call = 1;
+extern "C" void rnnkit_set_split_by_call(int on) { g_split_by_call = on; }
+extern "C" int rnnkit_split_by_call() { return g_split_by_call; }
+
+static void begin_call(i64 steps, i64 B) {
+    t_call_rows = B;
+#ifdef RNNKIT_OWN_PRODUCTS
+    g_call.fetch_add(1, std::memory_order_relaxed);
+    t_own = g_own_min_rows >= 0 && B >= 2 && steps * B >= g_own_min_rows;
+#else
+    (void)steps, (void)B;
+#endif
+}
+
+// product(lo, hi) over column blocks starting at multiples of the panel width PW, one per
+// thread, as by_columns does for the BLAS; split whenever the product has work enough to pay for
+// the threads' start (on one thread the BLAS would have threaded a large product itself). An
+// AVX-512 core does twice the work per instruction, so there a split pays from four times the
+// work: measured at H = 64 on an Intel Xeon, splitting from 2^17 made the loop cells' training
+// steps 0.97-1.29 times the BLAS's, from 2^19 0.75-1.01 (benchmarks/rnn_products.py
+// --layers-H 64).
+// The work is counted with the call's batch, not the product's own rows: with lengths the
+// batch shrinks step by step, and a product that stopped splitting part-way would run on one
+// core, which holds only its own half of the packed W in its cache. Deciding once per call
+// keeps every step on the same split (Intel Xeon, lengths over [T/2, T], training step with
+// lengths over the full batch's: Elman B=8 H=256 1.00-1.03 -> 0.95-0.99, Elman B=16 H=512
+// 0.86-0.89 -> 0.85-0.87; python benchmarks/lengths_overheads.py --pieces "split by call").
+#if defined(__AVX512F__)
+static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
+#else
+static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
+#endif
+
+template <typename F>
+static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
+    const i64 rows = g_split_by_call ? t_call_rows : m;
+    if (t_threads <= 1 || n < 2 * PW || rows * n * k < OWN_SPLIT_MACS) {
+        product(0, n);
+        return;
+    }
+#pragma omp parallel num_threads(t_threads)
+    {
+        const i64 nt = omp_get_num_threads(), t = omp_get_thread_num();
+        const i64 lo = t ? (n * t / nt) / PW * PW : 0;
+        const i64 hi = t + 1 < nt ? (n * (t + 1) / nt) / PW * PW : n;
+        if (hi > lo) product(lo, hi);
+    }
+}
+
+// The product on the own kernel when this call takes it (then true): W (n, k) with TRANS, else
+// W (k, n); beta is 0 or 1.
+template <typename T, bool TRANS>
+static bool own_mm(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                   i64 ldc) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    if (!t_own || m > g_own_max_rows || m > g_split_rows) return false;
+    constexpr i64 PW = 2 * Simd<T>::L;
+    g_own_count.fetch_add(1, std::memory_order_relaxed);
+    by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
+        const T* P = packed_columns<T, TRANS>(W, ldw, lo, hi, k);
+        own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
+    });
+    return true;
+#else
+    (void)m, (void)n, (void)k, (void)A, (void)lda, (void)W, (void)ldw, (void)beta, (void)C,
+        (void)ldc;
+    return false;
+#endif
+}
+
+// C (m, n) = A (m, k) · W (n, k)ᵀ + beta·C     (the forward recurrent product h · W_hhᵀ)
+template <typename T>
+static void mm_nt(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                  i64 ldc) {
+    if (own_mm<T, true>(m, n, k, A, lda, W, ldw, beta, C, ldc)) return;
+    by_columns(m, n, k, [&](i64 lo, i64 hi) {
+        gemm('T', 'N', int(hi - lo), int(m), int(k), T(1), W + lo * ldw, int(ldw), A, int(lda),
+             beta, C + lo, int(ldc));
+    });
+}
+
+// C (m, n) = A (m, k) · W (k, n) + beta·C      (the backward product dz · W_hh)
+template <typename T>
+static void mm_nn(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw, T beta, T* C,
+                  i64 ldc) {
+    if (own_mm<T, false>(m, n, k, A, lda, W, ldw, beta, C, ldc)) return;
+    by_columns(m, n, k, [&](i64 lo, i64 hi) {
+        gemm('N', 'N', int(hi - lo), int(m), int(k), T(1), W + lo, int(ldw), A, int(lda), beta,
+             C + lo, int(ldc));
+    });
+}
