@@ -17,8 +17,9 @@ kernel").
 The library is built on first use into ``<rnnkit cache>/build`` (``$RNNKIT_CACHE`` or
 ``~/.cache/rnnkit``) under a name that hashes the source (``_loops.cpp`` and its parts), the
 flags, the compiler and the CPU (``-march=native`` code must not run on another CPU);
-concurrent builders each publish a whole file with an atomic rename. :func:`load` returns None when there is no compiler, the build fails
-or torch's BLAS symbols are missing; the engine then falls back to a loop recorded by autograd.
+concurrent builders each publish a whole file with an atomic rename. :func:`load` returns None
+when there is no compiler, the build fails or torch's BLAS symbols are missing; the engine then
+falls back to a loop recorded by autograd.
 ``RNNKIT_NO_NATIVE=1`` switches the compiled loops off.
 """
 
