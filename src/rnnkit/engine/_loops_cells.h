@@ -151,11 +151,7 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
-            if (g.frozen(s, r)) {  // zero output, c carried
-                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
-                return;
-            }
+            if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
             lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
                                   act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);

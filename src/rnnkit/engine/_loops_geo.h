@@ -117,6 +117,13 @@ struct Geo {
         for (i64 r = 0; r < B; ++r)
             if (frozen(s, r)) std::memcpy(d + r * width, kept + r * width, size_t(width) * sizeof(T));
     }
+    // Forward, a frozen row of a cell with a memory c: its output row y zero, and its c carried
+    // from the previous step's row cp into this step's saved block cs.
+    template <typename T>
+    void carry(T* y, T* cs, const T* cp) const {
+        std::memset(y, 0, size_t(H) * sizeof(T));
+        std::memcpy(cs, cp, size_t(H) * sizeof(T));
+    }
     // Forward: output row h of packed row r is also written at its padded position.
     template <typename T>
     void emit(const T* h, i64 r) const {

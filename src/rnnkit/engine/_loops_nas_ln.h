@@ -101,11 +101,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
-            if (g.frozen(s, r)) {  // zero output, c carried
-                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
-                return;
-            }
+            if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
             nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
                            cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
@@ -279,11 +275,7 @@ static void lnlstm_forward(const i64* geo, void* const* p, const double* sc, voi
         const T* cp = g.prior(s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0);
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
-            if (g.frozen(s, r)) {  // zero output, c carried
-                std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-                std::memcpy(cs + (so + r) * H, cp + r * H, size_t(H) * sizeof(T));
-                return;
-            }
+            if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
             T* zr = z + r * G;
             T* xr = xh + (so + r) * G;
             T* rr = rs + (so + r) * 5;
