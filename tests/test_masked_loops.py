@@ -12,9 +12,9 @@ import torch
 import rnnkit.engine.sequence as sequence_module
 from cell_zoo import CELLS
 from layer_steps import training_step
-from rnnkit import Recurrent, layer_routes
+from rnnkit import Recurrent
+from rnnkit.engine import kernels, native, native_memory
 from rnnkit.engine import masked as masked_layout
-from rnnkit.engine import native, native_memory
 from rnnkit.loop import reverse_padded, run_cell
 
 needs_native = pytest.mark.skipif(not native.available(), reason="no compiled loop for this cell")
@@ -197,18 +197,27 @@ def test_only_small_layers_run_masked(masked, monkeypatch):
         masked.clear()
         _layer(name)(x, lengths=lengths)
         assert masked == ([True] if runs else [])
-    # two directions share one gather when sorted: masked up to a share of the bound
-    share = layer_routes.BIDIRECTIONAL_SHARE
-    assert share > 1
+    # two directions share one gather when sorted: masked up to half the bound set, or by
+    # default up to each kernel's bidirectional bound
     both = _layer("elman_tanh", bidirectional=True)
-    monkeypatch.setattr(masked_layout, "MASKED_MAX", share * macs)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 2 * macs)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == [True, True]
-    monkeypatch.setattr(masked_layout, "MASKED_MAX", share * macs - 1)
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", 2 * macs - 1)
     masked.clear()
     both(x, lengths=lengths)
     assert masked == []
+    monkeypatch.setattr(masked_layout, "MASKED_MAX", None)
+    monkeypatch.setattr(kernels.ElmanKernel, "masked_max", 10**9)
+    for bound, runs in ((macs, True), (macs - 1, False)):
+        monkeypatch.setattr(kernels.ElmanKernel, "masked_max_bidirectional", bound)
+        masked.clear()
+        both(x, lengths=lengths)
+        assert masked == ([True, True] if runs else [])
+        masked.clear()
+        layer(x, lengths=lengths)  # one direction: its own bound
+        assert masked == [True]
 
 
 @needs_native

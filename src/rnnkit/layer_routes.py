@@ -102,14 +102,6 @@ def packed_stack(
     return packed_stack_runs(cells, x, lengths, engine_name(layer))
 
 
-# A bidirectional layer runs its directions masked up to the kernel's bound over this: its sorted
-# route shares one gather between the directions, which then pays from smaller layers on. Masked
-# over the shared gather, paired (scratch): Elman 0.95 at B = 8 and 0.965 at B = 16, 1.05 at
-# B = 32 (H = 64); the GRU 0.96 at B = 2 and 1.01 at B = 4; the LSTM 0.98 at B = 2; MGU 0.96
-# at B = 4 and 0.99 at B = 8 (a quarter of the bound left the GRU and the LSTM at B = 2 sorted).
-BIDIRECTIONAL_SHARE = 2
-
-
 def shared_gather(
     layer: Recurrent, pair: tuple[RecurrentCell, ...], x: Tensor, lengths: Tensor
 ) -> bool:
@@ -118,7 +110,7 @@ def shared_gather(
     both cells on the compiled loops."""
     if layer.checkpoint is not None:
         return False
-    small = all(runs_masked(cell, x, BIDIRECTIONAL_SHARE) for cell in pair)
+    small = all(runs_masked(cell, x, bidirectional=True) for cell in pair)
     if small and make_masked_plan(*x.shape[:2], lengths):
         return False  # a small layer: each direction masked, no layout work to share
     return shared_gather_runs(pair, x, lengths, engine_name(layer))

@@ -98,6 +98,10 @@ class Kernel:
     # (python benchmarks/lengths_overheads.py --pieces "masked small layers"). The cheaper a
     # row's pointwise work and the dearer the sorted layout, the larger the step it pays on.
     masked_max: int = 0
+    # The same for each direction of a bidirectional layer, whose sorted route shares one gather
+    # of the input between its directions and so pays from smaller layers on (masked over the
+    # shared gather, paired, scratch; the rows of lengths_overheads.py's piece).
+    masked_max_bidirectional: int = 0
 
     def params(self, cell: RecurrentCell) -> Params:
         raise NotImplementedError

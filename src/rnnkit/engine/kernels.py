@@ -32,6 +32,9 @@ class ElmanKernel(Kernel):
     name, n_states = "elman", 1
     in_place = False  # it saves only its outputs, which the backward pass reads as they are
     masked_max = 2**17  # B = 32 at H = 64, B = 8 at H = 128
+    # B = 16 at H = 64: 0.95 of the shared gather's step at B = 8, 0.965-0.976 at B = 16, 1.05
+    # at B = 32
+    masked_max_bidirectional = 2**16
 
     def params(self, cell: ElmanCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -74,6 +77,7 @@ class LSTMKernel(Kernel):
 
     name, n_states = "lstm", 2
     masked_max = 2**16  # B = 4 at H = 64
+    masked_max_bidirectional = 2**15  # B = 2 at H = 64: 0.966-0.978 (peephole 0.989)
 
     def params(self, cell: LSTMCell) -> Params:
         return (cell.weight_hh, cell.bias_hh, cell.weight_ci, cell.weight_cf, cell.weight_co)
@@ -133,6 +137,7 @@ class GRUKernel(Kernel):
 
     name, n_states = "gru", 1
     masked_max = 2**16  # B = 5 at H = 64
+    masked_max_bidirectional = 2**15  # B = 2 at H = 64: 0.96-0.97; B = 4: 1.01
 
     def params(self, cell: GRUCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -181,6 +186,9 @@ class ResetBeforeKernel(Kernel):
     # rows the masked step took 0.94-0.95 of the sorted one for MGU at B = 16, 0.98-1.00 for
     # the GRU at B = 10, 0.97-1.04 for MUT1 at B = 16 (paired; benchmarks.md, run 25).
     masked_max = 2**17
+    # MGU: B = 4 at H = 64 (0.96-0.98; B = 8: 0.99); GRU, MUT2, MUT3: B = 2 (MUT3 0.96; at B = 4
+    # MUT3 and the GRU 1.00-1.02, MUT1 at B = 8 1.03)
+    masked_max_bidirectional = 2**15
 
     def params(self, cell: RecurrentCell) -> Params:
         bias = getattr(cell, "bias_hh", None)

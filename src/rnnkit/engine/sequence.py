@@ -285,12 +285,13 @@ def run_native(
     return run_native_rows(cell, rows, state, plan, gx=gx)
 
 
-def runs_masked(cell: RecurrentCell, x: Tensor, share: int = 1) -> bool:
+def runs_masked(cell: RecurrentCell, x: Tensor, bidirectional: bool = False) -> bool:
     """Whether a batch with lengths of ``x`` (T, B, I) is small enough to run masked rather
     than sorted: the multiply-adds of one step's recurrent product, B·numel(W_hh), at most the
-    kernel's ``masked_max`` (:data:`~rnnkit.engine.masked.MASKED_MAX` overrides it) over
-    ``share``: a bidirectional layer's directions share one gather on the sorted path, which
-    then pays from smaller layers on (``layer_routes.BIDIRECTIONAL_SHARE``)."""
+    kernel's ``masked_max``, or for a direction of a ``bidirectional`` layer, whose two
+    directions share one gather on the sorted path, its ``masked_max_bidirectional``
+    (:data:`~rnnkit.engine.masked.MASKED_MAX` overrides the first, and half of it the
+    second)."""
     if torch.compiler.is_compiling() or jit_tracing():  # (the plan would enter as constants)
         return False
     found = kernel_for(cell)
@@ -298,8 +299,11 @@ def runs_masked(cell: RecurrentCell, x: Tensor, share: int = 1) -> bool:
         return False
     limit = masked_layout.MASKED_MAX
     if limit is None:
-        limit = found[0].masked_max
-    return x.shape[1] * cell.weight_hh.numel() * share <= limit
+        kernel = found[0]
+        limit = kernel.masked_max_bidirectional if bidirectional else kernel.masked_max
+    elif bidirectional:
+        limit //= 2
+    return x.shape[1] * cell.weight_hh.numel() <= limit
 
 
 def run_native_rows(
