@@ -49,7 +49,9 @@ def _layer(name: str, dtype=torch.float64, **kw) -> Recurrent:
 
 
 def _inputs(layer: Recurrent, lengths, padding: float, dtype=torch.float64):
-    """x (T, B, I) holding ``padding`` past each length, and initial states (one layer)."""
+    """x (T, B, I) holding ``padding`` past each length, and initial states (one layer); B is
+    the batch of ``lengths``."""
+    B = len(lengths)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(T, B, I, dtype=dtype, generator=g)
     for b, n in enumerate(lengths.tolist()):
@@ -300,15 +302,7 @@ def test_products_on_the_running_rows(name, bidirectional, masked, monkeypatch):
     lengths = torch.tensor([7, 1, 2, 3, 7, 4, 5, 6, 1, 2, 3, 7, 2, 5])  # B = 14, T·B = 98
     torch.manual_seed(0)
     layer = Recurrent(CELLS[name], I, H, bidirectional=bidirectional).double()
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(T, len(lengths), I, dtype=torch.float64, generator=g)
-    x.requires_grad_(True)
-    h0 = tuple(
-        torch.randn(
-            layer.num_directions, len(lengths), *shape, dtype=x.dtype, generator=g
-        ).requires_grad_(True)
-        for shape in layer.cell_at(0).state_shapes()
-    )
+    x, h0 = _inputs(layer, lengths, 0.0)
     assert native.live_rows()
     before = native.live_product_count()
     out, finals, grads, weights = training_step(layer, x, h0, lengths)
