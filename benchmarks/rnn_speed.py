@@ -186,6 +186,9 @@ def interleaved_samples(fns: dict[str, Callable[[], None]], repeats: int) -> dic
     rounds in order (sample k of every function comes from round k)."""
     number, first = {}, {}
     for name, fn in fns.items():
+        if DEVICE.type == "cuda":
+            fn()  # a shape's first call on the GPU runs the autograd loop, its second records
+            # the CUDA graphs of the cells without a cuDNN kernel (rnnkit.engine.graphs)
         start = time.perf_counter()
         fn()  # warm-up: first calls build kernels and compile loops
         first[name] = time.perf_counter() - start
@@ -243,6 +246,7 @@ def memory_child(name: str, T: int, B: int, H: int, threads: int) -> None:
     _, train = step_fns(model, x)
     train()  # warm-up: kernels, compiled loops, allocator pools
     if DEVICE.type == "cuda":  # the allocator's peak of tensor memory
+        train()  # (the second call records the CUDA graphs of the cells that take them)
         torch.cuda.reset_peak_memory_stats(DEVICE)
         before = torch.cuda.memory_allocated(DEVICE)
         train()

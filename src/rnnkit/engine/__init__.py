@@ -14,6 +14,10 @@ their math. The engine picks one of these paths (``engine=`` names them):
   :mod:`rnnkit.engine.kernels`, ``_loops.cpp``).
 * ``"autograd"``: any cell, any device: the same sorted, shrinking-batch loop over
   ``cell.step``, differentiated by autograd.
+* ``"graph"``: the autograd loop recorded once per shape as two CUDA graphs (forward, and its
+  backward) and replayed: one launch from Python per pass instead of a few dozen per step
+  (:mod:`rnnkit.engine.graphs`). "auto" takes it on the GPU for the cells without a cuDNN
+  kernel, from a shape's second call on, for batches without lengths.
 * ``"reference"``: :func:`rnnkit.loop.run_cell`, the plain masked loop; the oracle.
 * ``"auto"`` (the default): one time step of a small batch on the CPU (streaming,
   generation) with torch.nn's math as torch's one-step op (:mod:`rnnkit.engine.single_step`);
@@ -49,6 +53,7 @@ from ._tracing import jit_tracing, under_functorch
 from .allocator import reuse_freed_memory
 from .checkpoint import check_checkpoint, run_checkpointed
 from .fused import FUSED_SEGMENT_LIMIT, fused_kind, fused_route, fused_supports, run_fused
+from .graphs import graph_problem, graphs_run, run_graphed
 from .packing import lengths_values
 from .sequence import (
     forward_ad_on,
@@ -71,7 +76,7 @@ __all__ = [
     "use",
 ]
 
-ENGINES = ("auto", "fused", "native", "autograd", "reference")
+ENGINES = ("auto", "fused", "native", "autograd", "graph", "reference")
 
 _default = "auto"
 
@@ -149,7 +154,7 @@ def run(
     if under_cpu_autocast(x):
         return _run_outside_autocast(cell, x, state, lengths, reverse, name, steps)
     if name == "auto":
-        path = _auto
+        path = _auto if steps is None else _auto_without_graphs
     else:
         path = _PATHS[name]
         if name in _CHECKS:  # fail before any segment runs
@@ -174,7 +179,7 @@ def _run_outside_autocast(cell, x, state, lengths, reverse, name, steps):
         return run(cell, x, state, lengths, reverse=reverse, engine=name, checkpoint=steps)
 
 
-def _auto(cell, x, state, lengths, reverse):
+def _auto(cell, x, state, lengths, reverse, graphs=True):
     if forward_ad_on(cell, x, state):  # a tangent on the initial state alone
         return run_autograd(cell, x, state, lengths, reverse)
     if lengths is not None and under_functorch() and lengths_values(lengths)[1]:
@@ -185,7 +190,28 @@ def _auto(cell, x, state, lengths, reverse):
         # lengths (a plan would enter it as constants: the trace would hold for these lengths
         # alone, and the plan caches make two traces differ)
         return _reference(cell, x, state, lengths, reverse)
-    return _PATHS[choose(cell, x, lengths)](cell, x, state, lengths, reverse)
+    name = choose(cell, x, lengths)
+    if graphs and name == "autograd" and graphs_run(cell, x, state, lengths):
+        return run_graphed(cell, x, state, reverse, run_autograd)
+    return _PATHS[name](cell, x, state, lengths, reverse)
+
+
+def _auto_without_graphs(cell, x, state, lengths, reverse):
+    """ "auto" in the segments of ``checkpoint=K``: each segment's activations are recomputed
+    in the backward pass anyway, and a graph's pool would keep one segment's for good."""
+    return _auto(cell, x, state, lengths, reverse, graphs=False)
+
+
+def _run_graph(cell, x, state, lengths, reverse):
+    if under_functorch() or forward_ad_on(cell, x, state) or jit_tracing():
+        raise ValueError(
+            "engine 'graph' cannot run inside a torch.func transform, under forward-mode AD or "
+            "under torch.jit.trace: use engine 'auto' or 'autograd' there"
+        )
+    problem = graph_problem(cell, x, state, lengths)
+    if problem is not None:
+        raise ValueError(f"engine 'graph' cannot run {type(cell).__name__} on {problem}")
+    return run_graphed(cell, x, state, reverse, run_autograd, force=True)
 
 
 def _reference(cell, x, state, lengths, reverse):
@@ -233,6 +259,7 @@ _PATHS = {
     "fused": run_fused,
     "native": run_native,
     "autograd": run_autograd,
+    "graph": _run_graph,
     "reference": _reference,
     "step": run_single_step,  # (taken by "auto" only)
 }

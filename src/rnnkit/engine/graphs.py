@@ -1,0 +1,352 @@
+"""CUDA graphs around the autograd loop: the GPU path of the cells without a cuDNN kernel.
+
+On the GPU the cells without torch.nn's math (peephole and LayerNorm LSTM, the GRU with the
+reset before, MGU, MUT1-3, NAS, ConvLSTM, a user's own cell) run the autograd loop over
+``cell.step``: per step a product and a dozen small pointwise kernels forwards, twice that
+backwards, each launched from Python. At the sizes of recurrent layers the GPU waits for the
+launches, not for the arithmetic.
+
+This path records the whole training step of one layer-direction once per shape as two CUDA
+graphs, and replays them:
+
+* the forward graph: the input projection and the loop over ``cell.step`` on static buffers,
+  with autograd recording as usual, so the activations the backward pass reads live in the
+  graphs' memory pool;
+* the backward graph: ``torch.autograd.grad`` of that recording, from static output
+  gradients to the gradients of the input, the initial state and every parameter.
+
+A call copies its input and state into the static buffers and replays the forward graph; its
+backward copies the output gradients in and replays the backward graph. Both are one launch
+from Python whatever T is. The parameters are read where they live, so an optimizer's
+in-place step is seen by the next replay.
+
+Safety: a graph's buffers are shared by every call of its shape. A call's backward checks that
+the forward graph last ran its own input; if another call of the same shape ran since (two
+forward passes before one backward, or a second backward with ``retain_graph=True``, whose
+first replay may have reused the saved activations' memory for its temporaries), it replays
+the forward graph again from its own saved input first. Autograd's version counters reject a
+backward after a parameter or the input changed in place, as they do for any saved tensor.
+
+When: "auto" takes this path for a cell that would run the autograd loop on a CUDA tensor,
+without lengths (a batch with lengths has its own plan each time, and a graph per plan would
+rarely be replayed), outside autocast and outside another graph's capture, from the
+``CAPTURE_AFTER``-th call of a shape on (the first calls run the autograd loop: a capture
+costs a few plain calls, which a shape called once never repays). ``engine="graph"`` forces
+it from the first call. A cell whose step cannot be captured (a host synchronisation, a
+data-dependent branch) warns once and keeps the autograd loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from ..cells.base import RecurrentCell, State
+
+__all__ = [
+    "CACHE_SIZE",
+    "CAPTURE_AFTER",
+    "GRAPHS",
+    "capture_count",
+    "clear",
+    "graphs_run",
+    "run_graphed",
+]
+
+# "auto" uses graphs on the GPU (False: never; engine="graph" still forces them).
+GRAPHS = True
+# A shape's graphs are captured at its CAPTURE_AFTER-th call; the calls before run the loop.
+CAPTURE_AFTER = 2
+# Graphs kept per cell, the least recently used dropped first: each holds the activations of
+# one training step of its shape in its own memory pool.
+CACHE_SIZE = 4
+# Plain calls on a side stream before a capture (cuBLAS workspaces, lazy initialisation).
+WARMUP = 2
+
+# "cuda": real CUDA graphs. "eager": a stand-in whose replay reruns the recorded function and
+# copies its results into the recorded outputs; the tests run the path's bookkeeping (static
+# buffers, ownership, re-replays, the cache) with it on the CPU.
+_BACKEND = "cuda"
+
+_captures = 0  # graphs captured in this process (tests read it through capture_count)
+
+
+def capture_count() -> int:
+    """How many shapes have been captured in this process (forward and backward count once)."""
+    return _captures
+
+
+@dataclass
+class _Entry:
+    """The graphs of one shape of one cell, and their static buffers."""
+
+    replay_forward: Callable[[], None]
+    replay_backward: Callable[[], None] | None  # None: recorded without gradients
+    x: Tensor  # (T, B, ...) static input
+    states: tuple[Tensor, ...]  # (B, ·) static initial state
+    outputs: tuple[Tensor, ...]  # out (T, B, O), *final state: the forward graph's results
+    grad_outputs: tuple[Tensor | None, ...]  # their gradients, read by the backward graph
+    grads: tuple[Tensor | None, ...]  # d x, d states..., d params... (None: none asked for)
+    owner: object = None  # the call whose input the forward graph last ran (None: nobody's)
+
+
+@dataclass
+class _CellGraphs:
+    entries: OrderedDict = field(default_factory=OrderedDict)
+    seen: dict = field(default_factory=dict)
+    broken: str | None = None  # why a capture failed: the cell keeps the autograd loop
+
+
+_cells: weakref.WeakKeyDictionary[RecurrentCell, _CellGraphs] = weakref.WeakKeyDictionary()
+
+
+def clear(cell: RecurrentCell | None = None) -> None:
+    """Drop the graphs (and their memory) of ``cell``, or of every cell."""
+    if cell is None:
+        _cells.clear()
+    else:
+        _cells.pop(cell, None)
+
+
+def _params(cell: RecurrentCell) -> list[Tensor]:
+    return list(cell.parameters())
+
+
+def _training(x: Tensor, state: State, params: list[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *params))
+
+
+def graphs_run(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None) -> bool:
+    """Whether "auto" may run ``cell`` on ``x`` in graphs (see the module's docstring)."""
+    if not GRAPHS or lengths is not None or not x.is_cuda:
+        return False
+    if torch.cuda.is_current_stream_capturing() or torch.is_autocast_enabled("cuda"):
+        return False
+    graphs = _cells.get(cell)
+    if graphs is not None and graphs.broken is not None:
+        return False
+    return all(t.device == x.device for t in (*state, *_params(cell)))
+
+
+def graph_problem(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None):
+    """Why ``engine="graph"`` cannot run this call, or None."""
+    if lengths is not None:
+        return "a batch with lengths (graphs are recorded per shape; use engine 'auto')"
+    if _BACKEND == "cuda" and not x.is_cuda:
+        return f"a tensor on {x.device} (CUDA graphs need a CUDA tensor)"
+    if _BACKEND == "cuda" and torch.cuda.is_current_stream_capturing():
+        return "a call inside another CUDA graph's capture"
+    if torch.is_autocast_enabled("cuda"):
+        return "a call under torch.autocast (its cast cache cannot be recorded)"
+    wrong = [t.device for t in (*state, *_params(cell)) if t.device != x.device]
+    if wrong:
+        return f"a state or parameter on {wrong[0]} while x is on {x.device}"
+    return None
+
+
+def _key(cell, x, state, reverse, params, training) -> tuple:
+    return (
+        tuple(x.shape),
+        x.dtype,
+        x.device,
+        bool(reverse),
+        tuple((tuple(s.shape), s.dtype) for s in state),
+        training,
+        x.requires_grad,
+        tuple(s.requires_grad for s in state),
+        tuple((p.data_ptr(), tuple(p.shape), p.dtype, p.requires_grad) for p in params),
+        cell.training,  # a step with dropout records its training-mode kernels
+    )
+
+
+def run_graphed(
+    cell: RecurrentCell,
+    x: Tensor,
+    state: State,
+    reverse: bool,
+    run_loop: Callable[[RecurrentCell, Tensor, State, Tensor | None, bool], tuple[Tensor, State]],
+    force: bool = False,
+) -> tuple[Tensor, State]:
+    """``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ·)) without lengths, as
+    ``run_loop`` (the autograd loop) computes it, replayed from graphs of this shape; the
+    first calls of a shape run ``run_loop`` itself unless ``force``."""
+    params = _params(cell)
+    training = _training(x, state, params)
+    key = _key(cell, x, state, reverse, params, training)
+    graphs = _cells.setdefault(cell, _CellGraphs())
+    entry = graphs.entries.get(key)
+    if entry is None:
+        seen = graphs.seen.get(key, 0) + 1
+        if not force and seen < CAPTURE_AFTER:
+            graphs.seen[key] = seen
+            return run_loop(cell, x, state, None, reverse)
+        graphs.seen.pop(key, None)
+        try:
+            entry = _capture(cell, x, state, reverse, params, training, run_loop)
+        except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
+            if force:
+                raise
+            graphs.broken = f"{type(err).__name__}: {err}"
+            warnings.warn(
+                f"rnnkit.engine: {type(cell).__name__}'s step could not be recorded as a CUDA "
+                f"graph ({graphs.broken}); it keeps the autograd loop",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return run_loop(cell, x, state, None, reverse)
+        graphs.entries[key] = entry
+        while len(graphs.entries) > CACHE_SIZE:
+            graphs.entries.popitem(last=False)
+    else:
+        graphs.entries.move_to_end(key)
+    if not training:
+        _load(entry, x, state)
+        entry.replay_forward()
+        entry.owner = None
+        out, *final = (t.clone() for t in entry.outputs)
+        return out, tuple(final)
+    out, *final = _Replay.apply(entry, x, *state, *params)
+    return out, tuple(final)
+
+
+def _load(entry: _Entry, x: Tensor, state: State) -> None:
+    with torch.no_grad():
+        entry.x.copy_(x)
+        for static, s in zip(entry.states, state):
+            static.copy_(s)
+
+
+class _Replay(torch.autograd.Function):
+    """(entry, x, *states, *params) -> (out, *final state), from the entry's graphs."""
+
+    @staticmethod
+    def forward(ctx, entry: _Entry, x: Tensor, *rest: Tensor):
+        n = len(entry.states)
+        _load(entry, x, rest[:n])
+        entry.replay_forward()
+        token = object()
+        entry.owner = token
+        ctx.entry, ctx.token, ctx.n = entry, token, n
+        ctx.save_for_backward(x, *rest)  # the input for a re-replay; params: version checks
+        return tuple(t.clone() for t in entry.outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grad_outputs: Tensor):
+        entry: _Entry = ctx.entry
+        saved = ctx.saved_tensors
+        if entry.owner is not ctx.token:  # another call ran the graphs since this one
+            _load(entry, saved[0], saved[1 : 1 + ctx.n])
+            entry.replay_forward()
+        for static, g in zip(entry.grad_outputs, grad_outputs):
+            if static is not None:
+                static.copy_(g)
+        assert entry.replay_backward is not None  # a training call records both
+        entry.replay_backward()
+        # the backward graph's temporaries may lie where the saved activations were
+        entry.owner = None
+        return (None, *(None if g is None else g.clone() for g in entry.grads))
+
+
+def _capture(cell, x, state, reverse, params, training, run_loop) -> _Entry:
+    """Record the graphs of this call's shape (see the module's docstring)."""
+    global _captures
+    static_x = x.detach().clone().requires_grad_(training and x.requires_grad)
+    static_states = tuple(
+        s.detach().clone().requires_grad_(training and s.requires_grad) for s in state
+    )
+    inputs = (static_x, *static_states, *params)
+    wants = [training and t.requires_grad for t in inputs]
+    asked = [t for t, w in zip(inputs, wants) if w]
+    live: dict[str, tuple[Tensor, ...]] = {}
+
+    def forward() -> tuple[Tensor, ...]:
+        # the recording keeps its activations in the graphs' pool, whatever saved-tensor hooks
+        # are around the call (recomputation, offloading): they would not be recorded
+        with torch.set_grad_enabled(training), _kept_as_they_are():
+            out, final = run_loop(cell, static_x, static_states, None, reverse)
+        live["outputs"] = (out, *final)
+        return live["outputs"]
+
+    grad_outputs: list[Tensor | None] = []
+
+    def backward() -> tuple[Tensor | None, ...]:
+        outs = [o for o, g in zip(live["outputs"], grad_outputs) if g is not None]
+        gs = [g for g in grad_outputs if g is not None]
+        got = iter(torch.autograd.grad(outs, asked, gs, allow_unused=True))
+        return tuple(next(got) if w else None for w in wants)
+
+    record = _record_cuda if _BACKEND == "cuda" else _record_eager
+    if _BACKEND == "cuda":
+        _warm_up(x.device, forward, backward, grad_outputs, training)
+    pool: list = []
+    replay_forward, outputs = record(forward, pool)
+    replay_backward, grads = None, tuple(None for _ in inputs)
+    if training:
+        grad_outputs[:] = [torch.zeros_like(o) if o.requires_grad else None for o in outputs]
+        replay_backward, grads = record(backward, pool)
+    _captures += 1
+    return _Entry(
+        replay_forward=replay_forward,
+        replay_backward=replay_backward,
+        x=static_x,
+        states=static_states,
+        outputs=tuple(o.detach() for o in outputs),
+        grad_outputs=tuple(grad_outputs) if training else (),
+        grads=tuple(grads),
+    )
+
+
+def _kept_as_they_are():
+    return torch.autograd.graph.saved_tensors_hooks(_same, _same)
+
+
+def _same(t: Tensor) -> Tensor:
+    return t
+
+
+def _warm_up(device, forward, backward, grad_outputs, training) -> None:
+    """Plain calls on a side stream, as a capture needs (lazy initialisation and cuBLAS
+    workspaces happen here, not inside the graph)."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(WARMUP):
+            outputs = forward()
+            if training:
+                grad_outputs[:] = [torch.ones_like(o) if o.requires_grad else None for o in outputs]
+                backward()
+    torch.cuda.current_stream(device).wait_stream(side)
+    grad_outputs.clear()
+
+
+def _record_cuda(fn, pool: list):
+    """Capture ``fn`` as a CUDA graph (sharing one memory pool per entry) -> (replay, result)."""
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool[0] if pool else None):
+        result = fn()
+    if not pool:
+        pool.append(graph.pool())
+    return graph.replay, result
+
+
+def _record_eager(fn, pool: list):
+    """The stand-in for :func:`_record_cuda`: the replay reruns ``fn`` and writes its results
+    into the first run's, as a graph's replay rewrites its outputs in place."""
+    result = fn()
+
+    def replay() -> None:
+        again = fn()
+        with torch.no_grad():
+            for static, new in zip(result, again):
+                if static is not None:
+                    static.copy_(new)
+
+    return replay, result

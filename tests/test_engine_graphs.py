@@ -1,0 +1,337 @@
+"""The graph path (rnnkit.engine.graphs): the autograd loop recorded per shape and replayed.
+
+On the CPU the path's bookkeeping runs with the module's "eager" stand-in for CUDA graphs,
+whose replay reruns the recorded function and writes its results into the recorded outputs
+(as a graph's replay rewrites them in place), so that a replay which read a stale buffer, a
+backward through another call's activations or a missed re-replay gives wrong numbers here as
+it would on the GPU. The oracle is the reference runner with the same weights (float64). The
+tests named ``test_cuda_*`` run the real graphs on a GPU.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+
+from cell_zoo import CELLS
+from rnnkit import Recurrent, engine
+from rnnkit.cells import ConvLSTMCell, MUT1Cell, NASCell
+from rnnkit.engine import graphs
+from rnnkit.engine.sequence import run_autograd
+
+TOL = 1e-10
+I, H, T, B = 3, 4, 6, 3
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture
+def eager(monkeypatch):
+    """The stand-in recorder, and no graphs left over from another test."""
+    monkeypatch.setattr(graphs, "_BACKEND", "eager")
+    graphs.clear()
+    yield
+    graphs.clear()
+
+
+@pytest.fixture
+def fresh():
+    graphs.clear()
+    yield
+    graphs.clear()
+
+
+def _pair(factory, layers=2, bidirectional=True, device="cpu", dtype=torch.float64):
+    """(the layer on the graph path, the same weights on the reference runner)."""
+    ours = Recurrent(factory, I, H, layers, bidirectional=bidirectional).to(device, dtype)
+    ref = Recurrent(factory, I, H, layers, bidirectional=bidirectional).to(device, dtype)
+    ref.load_state_dict(ours.state_dict())
+    ours.engine, ref.engine = "graph", "reference"
+    return ours, ref
+
+
+def _h0(layer, batch, device="cpu", dtype=torch.float64):
+    n = layer.num_layers * (2 if layer.bidirectional else 1)
+    h0 = tuple(
+        torch.randn(n, batch, *s, device=device, dtype=dtype, requires_grad=True)
+        for s in layer.state_shapes
+    )
+    return h0 if len(h0) > 1 else h0[0]
+
+
+def _results(layer, x, h0, seed=7):
+    """Outputs, final states and the gradients of a random weighting of them with respect to
+    the input, the initial state and every parameter."""
+    out, h_n = layer(x, h0)
+    h_n = h_n if isinstance(h_n, tuple) else (h_n,)
+    gen = torch.Generator().manual_seed(seed)
+
+    def weights(t):
+        return torch.randn(t.shape, generator=gen, dtype=t.dtype).to(t.device)
+
+    loss = (out * weights(out)).sum() + sum((h * weights(h)).sum() for h in h_n)
+    inputs = [x, *(h0 if isinstance(h0, tuple) else (h0,)), *layer.parameters()]
+    return [out.detach(), *(h.detach() for h in h_n)], torch.autograd.grad(loss, inputs)
+
+
+def _close(got, want, tol=TOL):
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g.cpu(), w.cpu(), rtol=tol, atol=tol)
+
+
+def _check_calls(ours, ref, calls, batch=B, device="cpu", dtype=torch.float64, tol=TOL):
+    for _ in range(calls):
+        x = torch.randn(T, batch, I, device=device, dtype=dtype, requires_grad=True)
+        h0 = _h0(ours, batch, device, dtype)
+        got_out, got_grads = _results(ours, x, h0)
+        want_out, want_grads = _results(ref, x, h0)
+        _close(got_out, want_out, tol)
+        _close(got_grads, want_grads, tol)
+
+
+@pytest.mark.parametrize("name", list(CELLS))
+def test_every_cell_equals_the_reference_call_after_call(eager, name):
+    """Two layers, both directions: one capture per layer-direction, then replays of new data
+    (each call's outputs, final states and gradients the reference's)."""
+    ours, ref = _pair(CELLS[name])
+    before = graphs.capture_count()
+    _check_calls(ours, ref, calls=3)
+    assert graphs.capture_count() - before == 4
+
+
+def test_a_cell_without_a_kernel(eager):
+    conv = partial(ConvLSTMCell, kernel_size=3, spatial_size=(4,))
+    ours = Recurrent(conv, 2, 3, bidirectional=True).double()
+    ref = Recurrent(conv, 2, 3, bidirectional=True).double()
+    ref.load_state_dict(ours.state_dict())
+    ours.engine, ref.engine = "graph", "reference"
+    for _ in range(2):
+        x = torch.randn(T, B, 2, 4, dtype=torch.float64, requires_grad=True)
+        got, got_final = ours(x)
+        want, want_final = ref(x)
+        _close([got, *got_final], [want, *want_final])
+        got_grads = torch.autograd.grad(got.square().sum(), [x, *ours.parameters()])
+        want_grads = torch.autograd.grad(want.square().sum(), [x, *ref.parameters()])
+        _close(got_grads, want_grads)
+
+
+@pytest.mark.parametrize("order", ["last first", "first first"])
+def test_two_forward_passes_before_their_backward_passes(eager, order):
+    """Both calls share one shape's buffers: the backward of the call whose input the graphs
+    no longer hold replays its forward pass again first."""
+    ours, ref = _pair(MUT1Cell, layers=1, bidirectional=False)
+    xs = [torch.randn(T, B, I, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    outs = [ours(x)[0] for x in xs]
+    dout = torch.randn(T, B, H, dtype=torch.float64)
+    order_ = [1, 0] if order == "last first" else [0, 1]
+    for k in order_:
+        got = torch.autograd.grad(outs[k], [xs[k], *ours.parameters()], dout)
+        want = torch.autograd.grad(ref(xs[k])[0], [xs[k], *ref.parameters()], dout)
+        _close(got, want)
+    for out, x in zip(outs, xs):
+        _close([out.detach()], [ref(x)[0].detach()])
+
+
+def test_a_second_backward_pass_with_retain_graph(eager):
+    ours, ref = _pair(NASCell, layers=1, bidirectional=False)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    loss = ours(x)[0].square().sum()
+    first = torch.autograd.grad(loss, [x, *ours.parameters()], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, *ours.parameters()])
+    want = torch.autograd.grad(ref(x)[0].square().sum(), [x, *ref.parameters()])
+    _close(first, want)
+    _close(second, want)
+
+
+def test_training_follows_the_optimizer_steps(eager):
+    """The graphs read the parameters where they live: SGD steps in place give the same
+    trajectory as the reference runner's."""
+    ours, ref = _pair(MUT1Cell)
+    opts = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (ours, ref)]
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(4):
+        x = torch.randn(T, B, I, generator=gen, dtype=torch.float64)
+        for model, opt in zip((ours, ref), opts):
+            opt.zero_grad()
+            out, _ = model(x)
+            out.square().mean().backward()
+            opt.step()
+    _close(list(ours.parameters()), list(ref.parameters()))
+
+
+def test_auto_captures_a_shape_at_its_nth_call_and_keeps_a_few(eager, monkeypatch):
+    """run_graphed as "auto" calls it: the first CAPTURE_AFTER - 1 calls of a shape run the
+    loop, the next captures; at most CACHE_SIZE shapes per cell, the least recent dropped."""
+    monkeypatch.setattr(graphs, "CAPTURE_AFTER", 2)
+    monkeypatch.setattr(graphs, "CACHE_SIZE", 2)
+    cell = MUT1Cell(I, H).double()
+    ref = MUT1Cell(I, H).double()
+    ref.load_state_dict(cell.state_dict())
+    start = graphs.capture_count()
+
+    def call(batch):
+        x = torch.randn(T, batch, I, dtype=torch.float64, requires_grad=True)
+        state = (torch.randn(batch, H, dtype=torch.float64),)
+        got, final = graphs.run_graphed(cell, x, state, False, run_autograd)
+        want, want_final = engine.run(ref, x, state, engine="reference")
+        _close([got, *final], [want, *want_final])
+        g = torch.autograd.grad(got.sum(), [x, *cell.parameters()])
+        w = torch.autograd.grad(want.sum(), [x, *ref.parameters()])
+        _close(g, w)
+        return graphs.capture_count() - start
+
+    assert [call(2), call(2), call(2)] == [0, 1, 1]
+    assert [call(3), call(3), call(4), call(4)] == [1, 2, 2, 3]
+    assert call(3) == 3  # still kept: B = 2 was the least recent
+    assert [call(2), call(2)] == [3, 4]  # dropped: counted anew, then captured again
+    assert len(graphs._cells[cell].entries) == 2
+
+
+def test_inference_records_a_forward_graph_alone(eager):
+    ours, ref = _pair(MUT1Cell)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with torch.no_grad():
+        for _ in range(2):
+            _close([ours(x)[0]], [ref(x)[0]])
+    for graphs_ in graphs._cells.values():
+        assert all(e.replay_backward is None for e in graphs_.entries.values())
+    # a training call of the same shape is another recording
+    _check_calls(ours, ref, calls=1)
+
+
+def test_a_parameter_changed_before_the_backward_pass_is_an_error(eager):
+    ours, _ = _pair(MUT1Cell, layers=1, bidirectional=False)
+    out, _ = ours(torch.randn(T, B, I, dtype=torch.float64))
+    with torch.no_grad():
+        next(ours.parameters()).add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
+
+
+def test_second_derivatives_are_refused(eager):
+    ours, _ = _pair(MUT1Cell, layers=1, bidirectional=False)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad(ours(x)[0].square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        g.sum().backward()
+
+
+def test_a_step_that_cannot_be_recorded_keeps_the_loop(eager, monkeypatch):
+    def refuse(fn, pool):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs, "_record_eager", refuse)
+    cell = MUT1Cell(I, H).double()
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    state = (torch.zeros(B, H, dtype=torch.float64),)
+    want, _ = engine.run(cell, x, state, engine="reference")
+    with pytest.raises(RuntimeError, match="not permitted"):
+        graphs.run_graphed(cell, x, state, False, run_autograd, force=True)
+    graphs.run_graphed(cell, x, state, False, run_autograd)  # first call: the loop
+    with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph"):
+        got, _ = graphs.run_graphed(cell, x, state, False, run_autograd)
+    _close([got], [want])
+    assert "not permitted" in graphs._cells[cell].broken
+
+
+def test_forced_graphs_refuse_what_they_cannot_run(eager):
+    ours, _ = _pair(MUT1Cell, layers=1, bidirectional=False)
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    with pytest.raises(ValueError, match="engine 'graph'.*lengths"):
+        ours(x, lengths=torch.tensor([6, 5, 2]))
+    assert "graph" in engine.ENGINES
+
+
+def test_forced_graphs_need_a_cuda_tensor(fresh):
+    layer = Recurrent(MUT1Cell, I, H)
+    layer.engine = "graph"
+    with pytest.raises(ValueError, match=r"engine 'graph' cannot run MUT1Cell on a tensor on cpu"):
+        layer(torch.randn(T, B, I))
+
+
+def test_auto_keeps_the_loop_on_the_cpu(fresh):
+    cell = MUT1Cell(I, H)
+    x = torch.randn(T, B, I)
+    assert not graphs.graphs_run(cell, x, (torch.zeros(B, H),), None)
+
+
+def test_checkpointed_segments_on_forced_graphs(eager):
+    """Segments of 4 steps under recomputation: a segment's backward reruns its forward pass
+    on the graphs, which the other segment's calls have overwritten."""
+    ours, ref = _pair(MUT1Cell, layers=1, bidirectional=True)
+    ours.checkpoint = 4
+    _check_calls(ours, ref, calls=2)
+
+
+# -- the real graphs -------------------------------------------------------------------------
+@CUDA
+@pytest.mark.parametrize("name", list(CELLS))
+def test_cuda_every_cell_equals_the_cpu_reference(fresh, name):
+    ours, ref = _pair(CELLS[name], device="cuda")
+    ref.cpu()
+    before = graphs.capture_count()
+    for _ in range(3):
+        x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+        h0 = _h0(ref, B)
+        x_gpu = x.detach().cuda().requires_grad_()
+        h0_gpu = (
+            tuple(h.detach().cuda().requires_grad_() for h in h0)
+            if isinstance(h0, tuple)
+            else h0.detach().cuda().requires_grad_()
+        )
+        got_out, got_grads = _results(ours, x_gpu, h0_gpu)
+        want_out, want_grads = _results(ref, x, h0)
+        _close(got_out, want_out, 1e-9)
+        _close(got_grads, want_grads, 1e-9)
+    assert graphs.capture_count() - before == 4
+
+
+@CUDA
+def test_cuda_auto_takes_graphs_from_the_second_call(fresh):
+    ours, ref = _pair(MUT1Cell, device="cuda", dtype=torch.float32)
+    ours.engine = None
+    before = graphs.capture_count()
+    _check_calls(ours, ref, calls=1, device="cuda", dtype=torch.float32, tol=1e-5)
+    assert graphs.capture_count() == before
+    _check_calls(ours, ref, calls=2, device="cuda", dtype=torch.float32, tol=1e-5)
+    assert graphs.capture_count() - before == 4
+    lstm = Recurrent(CELLS["lstm"], I, H).cuda()  # torch.nn's math: cuDNN, no graphs
+    for _ in range(3):
+        lstm(torch.randn(T, B, I, device="cuda"))
+    assert graphs.capture_count() - before == 4
+
+
+@CUDA
+@pytest.mark.parametrize("order", ["last first", "first first"])
+def test_cuda_two_forward_passes_and_retained_backward(fresh, order):
+    ours, ref = _pair(NASCell, layers=1, bidirectional=False, device="cuda")
+    xs = [
+        torch.randn(T, B, I, device="cuda", dtype=torch.float64, requires_grad=True) for _ in "ab"
+    ]
+    outs = [ours(x)[0] for x in xs]
+    dout = torch.randn(T, B, H, device="cuda", dtype=torch.float64)
+    for k in [1, 0] if order == "last first" else [0, 1]:
+        for _ in range(2):  # the second backward pass reruns the forward graph first
+            got = torch.autograd.grad(outs[k], [xs[k], *ours.parameters()], dout, retain_graph=True)
+            want = torch.autograd.grad(ref(xs[k])[0], [xs[k], *ref.parameters()], dout)
+            _close(got, want, 1e-9)
+
+
+@CUDA
+def test_cuda_inference_and_training_trajectory(fresh):
+    ours, ref = _pair(MUT1Cell, device="cuda", dtype=torch.float32)
+    ref.engine = "autograd"
+    with torch.no_grad():
+        x = torch.randn(T, B, I, device="cuda")
+        for _ in range(2):
+            _close([ours(x)[0]], [ref(x)[0]], 1e-5)
+    opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in (ours, ref)]
+    for _ in range(5):
+        x = torch.randn(T, B, I, device="cuda")
+        for model, opt in zip((ours, ref), opts):
+            opt.zero_grad()
+            model(x)[0].square().mean().backward()
+            opt.step()
+    _close(list(ours.parameters()), list(ref.parameters()), 1e-4)
