@@ -46,6 +46,10 @@ def _on(name: str, H: int, path: str) -> torch.nn.Module:
     return model
 
 
+def _models_names() -> list[str]:
+    return ["torch LSTM", *(f"{name} [{path}]" for name in CELLS for path in ("graph", "loop"))]
+
+
 def _models(H: int) -> dict[str, torch.nn.Module]:
     models = {"torch LSTM": build("torch LSTM", H)}
     for name in CELLS:
@@ -62,14 +66,19 @@ def time_shapes(shapes, repeats: int):
         x = rnn_speed._input(100, B, H)
         fns = {}
         for name, model in _models(H).items():
-            fwd, train = step_fns(model, x)
-            fwd()  # the graph path's first call records; the timed calls replay
-            train()
+            try:
+                fwd, train = step_fns(model, x)
+                fwd()  # the graph path's first call records; the timed calls replay
+                train()
+            except RuntimeError as err:  # reported, and the other models still timed
+                print(f"  {name} at B={B} H={H} failed: {err}", file=sys.stderr, flush=True)
+                continue
             fns[(name, "forward")] = fwd
             fns[(name, "training")] = train
         measured = interleaved(fns, repeats)
+        nan = float("nan")
         times[(B, H)] = {
-            mode: {name: measured[(name, mode)] for name, m in fns if m == mode}
+            mode: {name: measured.get((name, mode), nan) for name in _models_names()}
             for mode in ("forward", "training")
         }
         rnnkit.engine.graphs.clear()
