@@ -19,7 +19,6 @@ from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import ConvLSTMCell, MUT1Cell, NASCell
 from rnnkit.engine import graphs
-from rnnkit.engine.sequence import run_autograd
 
 TOL = 1e-10
 I, H, T, B = 3, 4, 6, 3
@@ -60,10 +59,10 @@ def _h0(layer, batch, device="cpu", dtype=torch.float64):
     return h0 if len(h0) > 1 else h0[0]
 
 
-def _results(layer, x, h0, seed=7):
+def _results(layer, x, h0, seed=7, lengths=None):
     """Outputs, final states and the gradients of a random weighting of them with respect to
     the input, the initial state and every parameter."""
-    out, h_n = layer(x, h0)
+    out, h_n = layer(x, h0, lengths=lengths)
     h_n = h_n if isinstance(h_n, tuple) else (h_n,)
     gen = torch.Generator().manual_seed(seed)
 
@@ -174,7 +173,7 @@ def test_auto_captures_a_shape_at_its_nth_call_and_keeps_a_few(eager, monkeypatc
     def call(batch):
         x = torch.randn(T, batch, I, dtype=torch.float64, requires_grad=True)
         state = (torch.randn(batch, H, dtype=torch.float64),)
-        got, final = graphs.run_graphed(cell, x, state, False, run_autograd)
+        got, final = graphs.run_graphed(cell, x, state, None, False)
         want, want_final = engine.run(ref, x, state, engine="reference")
         _close([got, *final], [want, *want_final])
         g = torch.autograd.grad(got.sum(), [x, *cell.parameters()])
@@ -228,20 +227,44 @@ def test_a_step_that_cannot_be_recorded_keeps_the_loop(eager, monkeypatch):
     state = (torch.zeros(B, H, dtype=torch.float64),)
     want, _ = engine.run(cell, x, state, engine="reference")
     with pytest.raises(RuntimeError, match="not permitted"):
-        graphs.run_graphed(cell, x, state, False, run_autograd, force=True)
-    graphs.run_graphed(cell, x, state, False, run_autograd)  # first call: the loop
+        graphs.run_graphed(cell, x, state, None, False, force=True)
+    graphs.run_graphed(cell, x, state, None, False)  # first call: the loop
     with pytest.warns(RuntimeWarning, match="could not be recorded as a CUDA graph"):
-        got, _ = graphs.run_graphed(cell, x, state, False, run_autograd)
+        got, _ = graphs.run_graphed(cell, x, state, None, False)
     _close([got], [want])
     assert "not permitted" in graphs._cells[cell].broken
 
 
-def test_forced_graphs_refuse_what_they_cannot_run(eager):
-    ours, _ = _pair(MUT1Cell, layers=1, bidirectional=False)
-    x = torch.randn(T, B, I, dtype=torch.float64)
-    with pytest.raises(ValueError, match="engine 'graph'.*lengths"):
-        ours(x, lengths=torch.tensor([6, 5, 2]))
-    assert "graph" in engine.ENGINES
+@pytest.mark.parametrize("name", ["mut1", "lstm_peephole", "nas"])
+def test_lengths_change_from_call_to_call_on_one_recording(eager, name):
+    """With lengths the recording is the masked loop, the lengths an input like x: new
+    lengths at every call, one recording per layer-direction, the reference's results."""
+    ours, ref = _pair(CELLS[name])
+    before = graphs.capture_count()
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(3):
+        lengths = torch.randint(1, T + 1, (B,), generator=gen)
+        x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+        h0 = _h0(ours, B)
+        got_out, got_grads = _results(ours, x, h0, lengths=lengths)
+        want_out, want_grads = _results(ref, x, h0, lengths=lengths)
+        _close(got_out, want_out)
+        _close(got_grads, want_grads)
+    assert graphs.capture_count() - before == 4
+
+
+def test_two_calls_with_other_lengths_before_their_backward_passes(eager):
+    ours, ref = _pair(MUT1Cell, layers=1, bidirectional=True)
+    xs = [torch.randn(T, B, I, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    lengths = [torch.tensor([6, 2, 4]), torch.tensor([3, 6, 1])]
+    outs = [ours(x, lengths=n)[0] for x, n in zip(xs, lengths)]
+    dout = torch.randn(T, B, 2 * H, dtype=torch.float64)
+    for k in (0, 1):
+        got = torch.autograd.grad(outs[k], [xs[k], *ours.parameters()], dout)
+        want = torch.autograd.grad(
+            ref(xs[k], lengths=lengths[k])[0], [xs[k], *ref.parameters()], dout
+        )
+        _close(got, want)
 
 
 def test_forced_graphs_need_a_cuda_tensor(fresh):
@@ -254,7 +277,7 @@ def test_forced_graphs_need_a_cuda_tensor(fresh):
 def test_auto_keeps_the_loop_on_the_cpu(fresh):
     cell = MUT1Cell(I, H)
     x = torch.randn(T, B, I)
-    assert not graphs.graphs_run(cell, x, (torch.zeros(B, H),), None)
+    assert not graphs.graphs_run(cell, x, (torch.zeros(B, H),))
 
 
 def test_checkpointed_segments_on_forced_graphs(eager):
@@ -335,3 +358,30 @@ def test_cuda_inference_and_training_trajectory(fresh):
             model(x)[0].square().mean().backward()
             opt.step()
     _close(list(ours.parameters()), list(ref.parameters()), 1e-4)
+
+
+@CUDA
+def test_cuda_lengths_on_one_recording_while_earlier_graphs_live(fresh):
+    """ "auto" with new lengths at every call: the first call runs the sorted loop, and its
+    graph (kept alive here, with the parameters' gradient nodes made on the default stream)
+    lives on while the second records; every call's outputs and gradients, taken after all
+    three ran, are the CPU reference's."""
+    ours, ref = _pair(MUT1Cell, device="cuda")
+    ours.engine = None
+    ref.cpu()
+    before = graphs.capture_count()
+    gen = torch.Generator().manual_seed(5)
+    calls = []
+    for _ in range(3):
+        lengths = torch.randint(1, T + 1, (B,), generator=gen)
+        x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+        x_gpu = x.detach().cuda().requires_grad_()
+        calls.append((x, x_gpu, lengths, ours(x_gpu, lengths=lengths.cuda())[0]))
+    assert graphs.capture_count() - before == 4
+    dout = torch.randn(T, B, 2 * H, dtype=torch.float64)
+    for x, x_gpu, lengths, out in calls:
+        want_out = ref(x, lengths=lengths)[0]
+        _close([out.detach()], [want_out.detach()], 1e-9)
+        got = torch.autograd.grad(out, [x_gpu, *ours.parameters()], dout.cuda())
+        want = torch.autograd.grad(want_out, [x, *ref.parameters()], dout)
+        _close(got, want, 1e-9)

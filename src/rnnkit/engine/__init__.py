@@ -17,7 +17,7 @@ their math. The engine picks one of these paths (``engine=`` names them):
 * ``"graph"``: the autograd loop recorded once per shape as two CUDA graphs (forward, and its
   backward) and replayed: one launch from Python per pass instead of a few dozen per step
   (:mod:`rnnkit.engine.graphs`). "auto" takes it on the GPU for the cells without a cuDNN
-  kernel, from a shape's second call on, for batches without lengths.
+  kernel, from a shape's second call on; with lengths, every row over all T steps, masked.
 * ``"reference"``: :func:`rnnkit.loop.run_cell`, the plain masked loop; the oracle.
 * ``"auto"`` (the default): one time step of a small batch on the CPU (streaming,
   generation) with torch.nn's math as torch's one-step op (:mod:`rnnkit.engine.single_step`);
@@ -191,8 +191,8 @@ def _auto(cell, x, state, lengths, reverse, graphs=True):
         # alone, and the plan caches make two traces differ)
         return _reference(cell, x, state, lengths, reverse)
     name = choose(cell, x, lengths)
-    if graphs and name == "autograd" and graphs_run(cell, x, state, lengths):
-        return run_graphed(cell, x, state, reverse, run_autograd)
+    if graphs and name == "autograd" and graphs_run(cell, x, state):
+        return run_graphed(cell, x, state, lengths, reverse)
     return _PATHS[name](cell, x, state, lengths, reverse)
 
 
@@ -208,10 +208,10 @@ def _run_graph(cell, x, state, lengths, reverse):
             "engine 'graph' cannot run inside a torch.func transform, under forward-mode AD or "
             "under torch.jit.trace: use engine 'auto' or 'autograd' there"
         )
-    problem = graph_problem(cell, x, state, lengths)
+    problem = graph_problem(cell, x, state)
     if problem is not None:
         raise ValueError(f"engine 'graph' cannot run {type(cell).__name__} on {problem}")
-    return run_graphed(cell, x, state, reverse, run_autograd, force=True)
+    return run_graphed(cell, x, state, lengths, reverse, force=True)
 
 
 def _reference(cell, x, state, lengths, reverse):

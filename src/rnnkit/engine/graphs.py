@@ -27,13 +27,19 @@ first replay may have reused the saved activations' memory for its temporaries),
 the forward graph again from its own saved input first. Autograd's version counters reject a
 backward after a parameter or the input changed in place, as they do for any saved tensor.
 
+Lengths: a recording is made for a shape, not for lengths; with lengths it is the masked loop
+over all T steps (each row's state frozen past its length, its outputs zero there, the
+backward direction reversed within each valid part), with the lengths copied in at each call
+like the input. It does the padded work, which on the GPU costs far less than the launches a
+shrinking batch would save.
+
 When: "auto" takes this path for a cell that would run the autograd loop on a CUDA tensor,
-without lengths (a batch with lengths has its own plan each time, and a graph per plan would
-rarely be replayed), outside autocast and outside another graph's capture, from the
-``CAPTURE_AFTER``-th call of a shape on (the first calls run the autograd loop: a capture
-costs a few plain calls, which a shape called once never repays). ``engine="graph"`` forces
-it from the first call. A cell whose step cannot be captured (a host synchronisation, a
-data-dependent branch) warns once and keeps the autograd loop.
+outside autocast and outside another graph's capture, from the ``CAPTURE_AFTER``-th call of a
+shape on (the first calls run the autograd loop: a capture costs a few plain calls, which a
+shape called once never repays). ``engine="graph"`` forces it from the first call. A cell
+whose step cannot be captured (a host synchronisation, a data-dependent branch) warns once and
+keeps the autograd loop. Second derivatives (``create_graph=True``) are refused with an error:
+use ``engine="autograd"`` for them.
 """
 
 from __future__ import annotations
@@ -47,8 +53,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
+from .sequence import run_autograd
 
 __all__ = [
     "CACHE_SIZE",
@@ -91,6 +99,7 @@ class _Entry:
     replay_backward: Callable[[], None] | None  # None: recorded without gradients
     x: Tensor  # (T, B, ...) static input
     states: tuple[Tensor, ...]  # (B, ·) static initial state
+    lengths: Tensor | None  # (B,) int64 static lengths (None: recorded without)
     outputs: tuple[Tensor, ...]  # out (T, B, O), *final state: the forward graph's results
     grad_outputs: tuple[Tensor | None, ...]  # their gradients, read by the backward graph
     grads: tuple[Tensor | None, ...]  # d x, d states..., d params... (None: none asked for)
@@ -116,16 +125,16 @@ def clear(cell: RecurrentCell | None = None) -> None:
 
 
 def _params(cell: RecurrentCell) -> list[Tensor]:
-    return list(cell.parameters())
+    return [p for _, p in cell.named_parameters()]
 
 
 def _training(x: Tensor, state: State, params: list[Tensor]) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *params))
 
 
-def graphs_run(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None) -> bool:
+def graphs_run(cell: RecurrentCell, x: Tensor, state: State) -> bool:
     """Whether "auto" may run ``cell`` on ``x`` in graphs (see the module's docstring)."""
-    if not GRAPHS or lengths is not None or not x.is_cuda:
+    if not GRAPHS or not x.is_cuda:
         return False
     if torch.cuda.is_current_stream_capturing() or torch.is_autocast_enabled("cuda"):
         return False
@@ -135,10 +144,8 @@ def graphs_run(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | N
     return all(t.device == x.device for t in (*state, *_params(cell)))
 
 
-def graph_problem(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor | None):
+def graph_problem(cell: RecurrentCell, x: Tensor, state: State) -> str | None:
     """Why ``engine="graph"`` cannot run this call, or None."""
-    if lengths is not None:
-        return "a batch with lengths (graphs are recorded per shape; use engine 'auto')"
     if _BACKEND == "cuda" and not x.is_cuda:
         return f"a tensor on {x.device} (CUDA graphs need a CUDA tensor)"
     if _BACKEND == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -151,14 +158,16 @@ def graph_problem(cell: RecurrentCell, x: Tensor, state: State, lengths: Tensor 
     return None
 
 
-def _key(cell, x, state, reverse, params, training) -> tuple:
+def _key(cell, x, state, lengths, reverse, params, training) -> tuple:
     return (
         tuple(x.shape),
         x.dtype,
         x.device,
         bool(reverse),
+        lengths is not None,  # the values are an input of the recording, not part of it
         tuple((tuple(s.shape), s.dtype) for s in state),
         training,
+        torch.is_inference_mode_enabled(),
         x.requires_grad,
         tuple(s.requires_grad for s in state),
         tuple((p.data_ptr(), tuple(p.shape), p.dtype, p.requires_grad) for p in params),
@@ -170,26 +179,27 @@ def run_graphed(
     cell: RecurrentCell,
     x: Tensor,
     state: State,
+    lengths: Tensor | None,
     reverse: bool,
-    run_loop: Callable[[RecurrentCell, Tensor, State, Tensor | None, bool], tuple[Tensor, State]],
     force: bool = False,
 ) -> tuple[Tensor, State]:
-    """``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ·)) without lengths, as
-    ``run_loop`` (the autograd loop) computes it, replayed from graphs of this shape; the
-    first calls of a shape run ``run_loop`` itself unless ``force``."""
+    """``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ·)) with optional
+    ``lengths`` (B,) (validated), replayed from graphs of this shape: without lengths the
+    autograd loop, with them the masked loop over all T steps. The first calls of a shape run
+    the autograd loop itself unless ``force``."""
     params = _params(cell)
     training = _training(x, state, params)
-    key = _key(cell, x, state, reverse, params, training)
+    key = _key(cell, x, state, lengths, reverse, params, training)
     graphs = _cells.setdefault(cell, _CellGraphs())
     entry = graphs.entries.get(key)
     if entry is None:
         seen = graphs.seen.get(key, 0) + 1
         if not force and seen < CAPTURE_AFTER:
             graphs.seen[key] = seen
-            return run_loop(cell, x, state, None, reverse)
+            return run_autograd(cell, x, state, lengths, reverse)
         graphs.seen.pop(key, None)
         try:
-            entry = _capture(cell, x, state, reverse, params, training, run_loop)
+            entry = _capture(cell, x, state, lengths, reverse, training)
         except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
             if force:
                 raise
@@ -200,40 +210,44 @@ def run_graphed(
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return run_loop(cell, x, state, None, reverse)
+            return run_autograd(cell, x, state, lengths, reverse)
         graphs.entries[key] = entry
         while len(graphs.entries) > CACHE_SIZE:
             graphs.entries.popitem(last=False)
     else:
         graphs.entries.move_to_end(key)
     if not training:
-        _load(entry, x, state)
+        _load(entry, x, state, lengths)
         entry.replay_forward()
         entry.owner = None
         out, *final = (t.clone() for t in entry.outputs)
         return out, tuple(final)
-    out, *final = _Replay.apply(entry, x, *state, *params)
+    out, *final = _Replay.apply(entry, lengths, x, *state, *params)
     return out, tuple(final)
 
 
-def _load(entry: _Entry, x: Tensor, state: State) -> None:
+def _load(entry: _Entry, x: Tensor, state: State, lengths: Tensor | None) -> None:
     with torch.no_grad():
         entry.x.copy_(x)
         for static, s in zip(entry.states, state):
             static.copy_(s)
+        if lengths is not None:
+            assert entry.lengths is not None  # (the key holds whether there are lengths)
+            entry.lengths.copy_(lengths)
 
 
 class _Replay(torch.autograd.Function):
-    """(entry, x, *states, *params) -> (out, *final state), from the entry's graphs."""
+    """(entry, lengths, x, *states, *params) -> (out, *final state), from the entry's graphs."""
 
     @staticmethod
-    def forward(ctx, entry: _Entry, x: Tensor, *rest: Tensor):
+    def forward(ctx, entry: _Entry, lengths: Tensor | None, x: Tensor, *rest: Tensor):
         n = len(entry.states)
-        _load(entry, x, rest[:n])
+        _load(entry, x, rest[:n], lengths)
         entry.replay_forward()
         token = object()
         entry.owner = token
         ctx.entry, ctx.token, ctx.n = entry, token, n
+        ctx.lengths = None if lengths is None else lengths.clone()
         ctx.save_for_backward(x, *rest)  # the input for a re-replay; params: version checks
         return tuple(t.clone() for t in entry.outputs)
 
@@ -243,7 +257,7 @@ class _Replay(torch.autograd.Function):
         entry: _Entry = ctx.entry
         saved = ctx.saved_tensors
         if entry.owner is not ctx.token:  # another call ran the graphs since this one
-            _load(entry, saved[0], saved[1 : 1 + ctx.n])
+            _load(entry, saved[0], saved[1 : 1 + ctx.n], ctx.lengths)
             entry.replay_forward()
         for static, g in zip(entry.grad_outputs, grad_outputs):
             if static is not None:
@@ -252,26 +266,54 @@ class _Replay(torch.autograd.Function):
         entry.replay_backward()
         # the backward graph's temporaries may lie where the saved activations were
         entry.owner = None
-        return (None, *(None if g is None else g.clone() for g in entry.grads))
+        return (None, None, *(None if g is None else g.clone() for g in entry.grads))
 
 
-def _capture(cell, x, state, reverse, params, training, run_loop) -> _Entry:
+class _Loop(torch.nn.Module):
+    """The recorded loop as a module, so that ``functional_call`` can hand the cell fresh
+    aliases of its parameters: leaves of the recording alone, whose gradient nodes are made
+    on the capturing stream, not kept from the caller's graphs."""
+
+    def __init__(self, cell: RecurrentCell, lengths: Tensor | None, reverse: bool) -> None:
+        super().__init__()
+        self.cell, self.lengths, self.reverse = cell, lengths, reverse
+
+    def forward(self, x: Tensor, state: State):
+        if self.lengths is None:
+            return run_autograd(self.cell, x, state, None, self.reverse)
+        # every row over all T steps, masked past its length: a recording for any lengths
+        from ..loop import reverse_padded, run_cell  # (it imports this package)
+
+        if not self.reverse:
+            return run_cell(self.cell, x, state, self.lengths)
+        out, final = run_cell(self.cell, reverse_padded(x, self.lengths), state, self.lengths)
+        return reverse_padded(out, self.lengths), final
+
+
+def _capture(cell, x, state, lengths, reverse, training) -> _Entry:
     """Record the graphs of this call's shape (see the module's docstring)."""
     global _captures
-    static_x = x.detach().clone().requires_grad_(training and x.requires_grad)
-    static_states = tuple(
-        s.detach().clone().requires_grad_(training and s.requires_grad) for s in state
-    )
-    inputs = (static_x, *static_states, *params)
-    wants = [training and t.requires_grad for t in inputs]
-    asked = [t for t, w in zip(inputs, wants) if w]
+    static_x = x.detach().clone()
+    static_states = tuple(s.detach().clone() for s in state)
+    static_lengths = None if lengths is None else lengths.to(x.device, torch.int64, copy=True)
+    named = dict(cell.named_parameters())
+    wants = [training and t.requires_grad for t in (x, *state, *named.values())]
+    loop = _Loop(cell, static_lengths, reverse)
     live: dict[str, tuple[Tensor, ...]] = {}
 
     def forward() -> tuple[Tensor, ...]:
+        # fresh leaves sharing the static buffers' and the parameters' memory
+        xa = static_x.detach().requires_grad_(wants[0])
+        sa = tuple(s.detach().requires_grad_(w) for s, w in zip(static_states, wants[1:]))
+        pa = {
+            f"cell.{k}": p.detach().requires_grad_(w)
+            for (k, p), w in zip(named.items(), wants[1 + len(sa) :])
+        }
         # the recording keeps its activations in the graphs' pool, whatever saved-tensor hooks
         # are around the call (recomputation, offloading): they would not be recorded
         with torch.set_grad_enabled(training), _kept_as_they_are():
-            out, final = run_loop(cell, static_x, static_states, None, reverse)
+            out, final = functional_call(loop, pa, (xa, sa))
+        live["inputs"] = (xa, *sa, *pa.values())
         live["outputs"] = (out, *final)
         return live["outputs"]
 
@@ -280,15 +322,17 @@ def _capture(cell, x, state, reverse, params, training, run_loop) -> _Entry:
     def backward() -> tuple[Tensor | None, ...]:
         outs = [o for o, g in zip(live["outputs"], grad_outputs) if g is not None]
         gs = [g for g in grad_outputs if g is not None]
+        asked = [t for t, w in zip(live["inputs"], wants) if w]
         got = iter(torch.autograd.grad(outs, asked, gs, allow_unused=True))
         return tuple(next(got) if w else None for w in wants)
 
     record = _record_cuda if _BACKEND == "cuda" else _record_eager
     if _BACKEND == "cuda":
         _warm_up(x.device, forward, backward, grad_outputs, training)
+        live.clear()  # the warm-up's graph goes before the recording starts
     pool: list = []
     replay_forward, outputs = record(forward, pool)
-    replay_backward, grads = None, tuple(None for _ in inputs)
+    replay_backward, grads = None, tuple(None for _ in wants)
     if training:
         grad_outputs[:] = [torch.zeros_like(o) if o.requires_grad else None for o in outputs]
         replay_backward, grads = record(backward, pool)
@@ -298,6 +342,7 @@ def _capture(cell, x, state, reverse, params, training, run_loop) -> _Entry:
         replay_backward=replay_backward,
         x=static_x,
         states=static_states,
+        lengths=static_lengths,
         outputs=tuple(o.detach() for o in outputs),
         grad_outputs=tuple(grad_outputs) if training else (),
         grads=tuple(grads),
@@ -323,6 +368,7 @@ def _warm_up(device, forward, backward, grad_outputs, training) -> None:
             if training:
                 grad_outputs[:] = [torch.ones_like(o) if o.requires_grad else None for o in outputs]
                 backward()
+            del outputs
     torch.cuda.current_stream(device).wait_stream(side)
     grad_outputs.clear()
 
