@@ -385,3 +385,25 @@ def test_cuda_lengths_on_one_recording_while_earlier_graphs_live(fresh):
         got = torch.autograd.grad(out, [x_gpu, *ours.parameters()], dout.cuda())
         want = torch.autograd.grad(want_out, [x, *ref.parameters()], dout)
         _close(got, want, 1e-9)
+
+
+def test_transforms_keep_the_traced_loop(eager):
+    """Inside torch.func (here grad) the forced path refuses, and "auto" may not graph: a
+    transform traces the loop's ops, which a replay does not run."""
+    cell = MUT1Cell(I, H).double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    state = (torch.zeros(B, H, dtype=torch.float64),)
+
+    def forced(x_):
+        return engine.run(cell, x_, state, engine="graph")[0].sum()
+
+    with pytest.raises(ValueError, match="engine 'graph' cannot run MUT1Cell on a call inside"):
+        torch.func.grad(forced)(x)
+    seen = []
+
+    def probe(x_):
+        seen.append(graphs._transformed(cell, x_, state))
+        return x_.square().sum()
+
+    torch.func.grad(probe)(x)
+    assert seen == [True] and not graphs._transformed(cell, x, state)

@@ -203,11 +203,6 @@ def _auto_without_graphs(cell, x, state, lengths, reverse):
 
 
 def _run_graph(cell, x, state, lengths, reverse):
-    if under_functorch() or forward_ad_on(cell, x, state) or jit_tracing():
-        raise ValueError(
-            "engine 'graph' cannot run inside a torch.func transform, under forward-mode AD or "
-            "under torch.jit.trace: use engine 'auto' or 'autograd' there"
-        )
     problem = graph_problem(cell, x, state)
     if problem is not None:
         raise ValueError(f"engine 'graph' cannot run {type(cell).__name__} on {problem}")

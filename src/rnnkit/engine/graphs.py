@@ -56,7 +56,8 @@ from torch.autograd.function import once_differentiable
 from torch.func import functional_call
 
 from ..cells.base import RecurrentCell, State
-from .sequence import run_autograd
+from ._tracing import jit_tracing, under_functorch
+from .sequence import forward_ad_on, run_autograd
 
 __all__ = [
     "CACHE_SIZE",
@@ -134,7 +135,7 @@ def _training(x: Tensor, state: State, params: list[Tensor]) -> bool:
 
 def graphs_run(cell: RecurrentCell, x: Tensor, state: State) -> bool:
     """Whether "auto" may run ``cell`` on ``x`` in graphs (see the module's docstring)."""
-    if not GRAPHS or not x.is_cuda:
+    if not GRAPHS or not x.is_cuda or _transformed(cell, x, state):
         return False
     if torch.cuda.is_current_stream_capturing() or torch.is_autocast_enabled("cuda"):
         return False
@@ -144,8 +145,24 @@ def graphs_run(cell: RecurrentCell, x: Tensor, state: State) -> bool:
     return all(t.device == x.device for t in (*state, *_params(cell)))
 
 
+def _transformed(cell: RecurrentCell, x: Tensor, state: State) -> bool:
+    """Whether a transform that traces torch ops runs (torch.func, forward-mode AD,
+    torch.jit.trace, torch.compile): they need the loop's ops, not a replay."""
+    return (
+        under_functorch()
+        or forward_ad_on(cell, x, state)
+        or jit_tracing()
+        or torch.compiler.is_compiling()
+    )
+
+
 def graph_problem(cell: RecurrentCell, x: Tensor, state: State) -> str | None:
     """Why ``engine="graph"`` cannot run this call, or None."""
+    if _transformed(cell, x, state):
+        return (
+            "a call inside torch.func, forward-mode AD, torch.jit.trace or torch.compile (they "
+            "trace the loop's ops; use engine 'auto' or 'autograd')"
+        )
     if _BACKEND == "cuda" and not x.is_cuda:
         return f"a tensor on {x.device} (CUDA graphs need a CUDA tensor)"
     if _BACKEND == "cuda" and torch.cuda.is_current_stream_capturing():
