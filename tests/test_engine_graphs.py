@@ -188,6 +188,29 @@ def test_auto_captures_a_shape_at_its_nth_call_and_keeps_a_few(eager, monkeypatc
     assert len(graphs._cells[cell].entries) == 2
 
 
+def test_a_cell_cycling_through_more_shapes_than_kept_stops_recording(eager, monkeypatch):
+    """Each recording costs a few plain calls: once DROP_LIMIT recordings were dropped from a
+    full cache, the cell keeps the loop, its graphs freed, its results unchanged."""
+    monkeypatch.setattr(graphs, "CAPTURE_AFTER", 1)
+    monkeypatch.setattr(graphs, "CACHE_SIZE", 2)
+    monkeypatch.setattr(graphs, "DROP_LIMIT", 3)
+    cell = MUT1Cell(I, H).double()
+    start = graphs.capture_count()
+    for batch in (2, 3, 4, 5):
+        x = torch.randn(T, batch, I, dtype=torch.float64)
+        graphs.run_graphed(cell, x, (torch.zeros(batch, H, dtype=torch.float64),), None, False)
+    assert graphs.capture_count() - start == 4 and graphs._cells[cell].broken is None
+    x = torch.randn(T, 6, I, dtype=torch.float64, requires_grad=True)
+    state = (torch.zeros(6, H, dtype=torch.float64),)
+    graphs.run_graphed(cell, x, state, None, False)  # the third drop
+    assert "more shapes" in graphs._cells[cell].broken
+    assert not graphs._cells[cell].entries
+    got, _ = graphs.run_graphed(cell, x, state, None, False)
+    want, _ = engine.run(cell, x, state, engine="reference")
+    _close([got], [want])
+    assert graphs.capture_count() - start == 5
+
+
 def test_inference_records_a_forward_graph_alone(eager):
     ours, ref = _pair(MUT1Cell)
     x = torch.randn(T, B, I, dtype=torch.float64)

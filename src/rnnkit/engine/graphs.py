@@ -76,6 +76,11 @@ CAPTURE_AFTER = 2
 # Graphs kept per cell, the least recently used dropped first: each holds the activations of
 # one training step of its shape in its own memory pool.
 CACHE_SIZE = 4
+# A cell whose recordings have been dropped this many times cycles through more shapes than
+# the cache keeps (each recording costs a few plain calls): "auto" stops recording it.
+DROP_LIMIT = 4 * CACHE_SIZE
+# Shapes counted towards CAPTURE_AFTER per cell (the least recent forgotten first).
+SEEN_SIZE = 64
 # Plain calls on a side stream before a capture (cuBLAS workspaces, lazy initialisation).
 WARMUP = 2
 
@@ -111,7 +116,8 @@ class _Entry:
 class _CellGraphs:
     entries: OrderedDict = field(default_factory=OrderedDict)
     seen: dict = field(default_factory=dict)
-    broken: str | None = None  # why a capture failed: the cell keeps the autograd loop
+    dropped: int = 0  # recordings dropped from the cache
+    broken: str | None = None  # why "auto" stopped recording the cell: it keeps the loop
 
 
 _cells: weakref.WeakKeyDictionary[RecurrentCell, _CellGraphs] = weakref.WeakKeyDictionary()
@@ -210,17 +216,20 @@ def run_graphed(
     graphs = _cells.setdefault(cell, _CellGraphs())
     entry = graphs.entries.get(key)
     if entry is None:
-        seen = graphs.seen.get(key, 0) + 1
-        if not force and seen < CAPTURE_AFTER:
-            graphs.seen[key] = seen
+        seen = graphs.seen.pop(key, 0) + 1
+        if not force and (graphs.broken is not None or seen < CAPTURE_AFTER):
+            if graphs.broken is None:
+                graphs.seen[key] = seen  # (the most recent last: the oldest go first)
+                while len(graphs.seen) > SEEN_SIZE:
+                    del graphs.seen[next(iter(graphs.seen))]
             return run_autograd(cell, x, state, lengths, reverse)
-        graphs.seen.pop(key, None)
         try:
             entry = _capture(cell, x, state, lengths, reverse, training)
         except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
             if force:
                 raise
             graphs.broken = f"{type(err).__name__}: {err}"
+            graphs.entries.clear()
             warnings.warn(
                 f"rnnkit.engine: {type(cell).__name__}'s step could not be recorded as a CUDA "
                 f"graph ({graphs.broken}); it keeps the autograd loop",
@@ -231,6 +240,10 @@ def run_graphed(
         graphs.entries[key] = entry
         while len(graphs.entries) > CACHE_SIZE:
             graphs.entries.popitem(last=False)
+            graphs.dropped += 1
+        if not force and graphs.dropped >= DROP_LIMIT:
+            graphs.broken = f"more shapes in turn than CACHE_SIZE = {CACHE_SIZE} keeps"
+            graphs.entries.clear()
     else:
         graphs.entries.move_to_end(key)
     if not training:
