@@ -2,8 +2,8 @@
 
 On the GPU the cells without torch.nn's math (peephole and LayerNorm LSTM, the GRU with the
 reset before, MGU, MUT1-3, NAS, ConvLSTM, a user's own cell) run the autograd loop over
-``cell.step``: per step a product and a dozen small pointwise kernels forwards, twice that
-backwards, each launched from Python. At the sizes of recurrent layers the GPU waits for the
+``cell.step``: per step a product and its pointwise ops (MUT1: 15 forwards, 15 backwards),
+each launched from Python. At the sizes of recurrent layers the GPU waits for the
 launches, not for the arithmetic.
 
 This path records the whole training step of one layer-direction once per shape as two CUDA
