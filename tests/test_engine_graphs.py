@@ -10,6 +10,7 @@ tests named ``test_cuda_*`` run the real graphs on a GPU.
 
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 import pytest
@@ -209,6 +210,36 @@ def test_a_cell_cycling_through_more_shapes_than_kept_stops_recording(eager, mon
     want, _ = engine.run(cell, x, state, engine="reference")
     _close([got], [want])
     assert graphs.capture_count() - start == 5
+
+
+def test_the_recordings_of_all_cells_share_one_memory_limit(eager, monkeypatch):
+    """Each recording here reserves 50 bytes (a stand-in count of the allocator's), the limit
+    is 120: a third recording drops the least recently replayed one, of whichever cell."""
+    ticks = itertools.count(0, 50)
+    monkeypatch.setattr(graphs, "_reserved", lambda device: next(ticks))
+    monkeypatch.setattr(graphs, "MEMORY_LIMIT", 120)
+    cells = [MUT1Cell(I, H).double() for _ in range(2)]
+    ref = MUT1Cell(I, H).double()
+
+    def call(k, batch):
+        x = torch.randn(T, batch, I, dtype=torch.float64, requires_grad=True)
+        state = (torch.zeros(batch, H, dtype=torch.float64),)
+        got, _ = graphs.run_graphed(cells[k], x, state, None, False, force=True)
+        ref.load_state_dict(cells[k].state_dict())
+        _close([got], [engine.run(ref, x, state, engine="reference")[0]])
+
+    def kept(k):
+        return sorted(key[0][1] for key in graphs._cells[cells[k]].entries)
+
+    call(0, 2)
+    call(1, 2)
+    assert graphs.memory_held() == 100
+    call(0, 2)  # a replay: cell 0's recording is now the more recent
+    call(1, 3)
+    assert (kept(0), kept(1)) == ([2], [3]) and graphs.memory_held() == 100
+    call(1, 2)
+    assert (kept(0), kept(1)) == ([], [2, 3])
+    assert graphs._cells[cells[0]].dropped == 1 and graphs._cells[cells[1]].dropped == 1
 
 
 def test_inference_records_a_forward_graph_alone(eager):

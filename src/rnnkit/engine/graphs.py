@@ -36,7 +36,9 @@ shrinking batch would save.
 When: "auto" takes this path for a cell that would run the autograd loop on a CUDA tensor,
 outside autocast and outside another graph's capture, from the ``CAPTURE_AFTER``-th call of a
 shape on (the first calls run the autograd loop: a capture costs a few plain calls, which a
-shape called once never repays). ``engine="graph"`` forces it from the first call. A cell
+shape called once never repays). ``engine="graph"`` forces it from the first call. Each cell
+keeps ``CACHE_SIZE`` recordings, and all cells together at most ``MEMORY_FRACTION`` of the
+device's memory, the least recently replayed dropped first. A cell
 whose step cannot be captured (a host synchronisation, a data-dependent branch) warns once and
 keeps the autograd loop. Second derivatives (``create_graph=True``) are refused with an error:
 use ``engine="autograd"`` for them.
@@ -44,6 +46,7 @@ use ``engine="autograd"`` for them.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 import weakref
 from collections import OrderedDict
@@ -63,9 +66,12 @@ __all__ = [
     "CACHE_SIZE",
     "CAPTURE_AFTER",
     "GRAPHS",
+    "MEMORY_FRACTION",
+    "MEMORY_LIMIT",
     "capture_count",
     "clear",
     "graphs_run",
+    "memory_held",
     "run_graphed",
 ]
 
@@ -79,6 +85,11 @@ CACHE_SIZE = 4
 # A cell whose recordings have been dropped this many times cycles through more shapes than
 # the cache keeps (each recording costs a few plain calls): "auto" stops recording it.
 DROP_LIMIT = 4 * CACHE_SIZE
+# The recordings of all cells together hold at most this share of a device's memory in their
+# pools (the activations of a training step each), the least recently replayed dropped first;
+# MEMORY_LIMIT, in bytes, overrides it.
+MEMORY_FRACTION = 0.25
+MEMORY_LIMIT: int | None = None
 # Shapes counted towards CAPTURE_AFTER per cell (the least recent forgotten first).
 SEEN_SIZE = 64
 # Plain calls on a side stream before a capture (cuBLAS workspaces, lazy initialisation).
@@ -110,6 +121,8 @@ class _Entry:
     grad_outputs: tuple[Tensor | None, ...]  # their gradients, read by the backward graph
     grads: tuple[Tensor | None, ...]  # d x, d states..., d params... (None: none asked for)
     owner: object = None  # the call whose input the forward graph last ran (None: nobody's)
+    nbytes: int = 0  # device memory the recording reserved (its pool and static buffers)
+    used: int = 0  # when it last ran (a tick of _clock)
 
 
 @dataclass
@@ -121,6 +134,18 @@ class _CellGraphs:
 
 
 _cells: weakref.WeakKeyDictionary[RecurrentCell, _CellGraphs] = weakref.WeakKeyDictionary()
+_clock = itertools.count()
+
+
+def memory_held(device: torch.device | str | None = None) -> int:
+    """Bytes of device memory the recordings keep (on ``device``, or on every device)."""
+    want = None if device is None else torch.device(device)
+    return sum(
+        e.nbytes
+        for g in list(_cells.values())
+        for e in g.entries.values()
+        if want is None or e.x.device == want
+    )
 
 
 def clear(cell: RecurrentCell | None = None) -> None:
@@ -224,7 +249,9 @@ def run_graphed(
                     del graphs.seen[next(iter(graphs.seen))]
             return run_autograd(cell, x, state, lengths, reverse)
         try:
+            before = _reserved(x.device)
             entry = _capture(cell, x, state, lengths, reverse, training)
+            entry.nbytes = max(0, _reserved(x.device) - before)
         except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
             if force:
                 raise
@@ -241,11 +268,14 @@ def run_graphed(
         while len(graphs.entries) > CACHE_SIZE:
             graphs.entries.popitem(last=False)
             graphs.dropped += 1
+        entry.used = next(_clock)
+        _make_room(entry)
         if not force and graphs.dropped >= DROP_LIMIT:
             graphs.broken = f"more shapes in turn than CACHE_SIZE = {CACHE_SIZE} keeps"
             graphs.entries.clear()
     else:
         graphs.entries.move_to_end(key)
+        entry.used = next(_clock)
     if not training:
         _load(entry, x, state, lengths)
         entry.replay_forward()
@@ -254,6 +284,45 @@ def run_graphed(
         return out, tuple(final)
     out, *final = _Replay.apply(entry, lengths, x, *state, *params)
     return out, tuple(final)
+
+
+def _memory_limit(device: torch.device) -> int:
+    if MEMORY_LIMIT is not None:
+        return MEMORY_LIMIT
+    if _BACKEND != "cuda":
+        return 2**62
+    return int(MEMORY_FRACTION * torch.cuda.get_device_properties(device).total_memory)
+
+
+def _reserved(device: torch.device) -> int:
+    """Device memory reserved by torch's allocator, its free cached blocks released first (a
+    capture releases them too)."""
+    if _BACKEND != "cuda":
+        return 0
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_reserved(device)
+
+
+def _make_room(newest: _Entry) -> None:
+    """Drop the least recently replayed recordings on ``newest``'s device (of any cell) while
+    they hold more than the limit together; the newest stays."""
+    device = newest.x.device
+    limit = _memory_limit(device)
+    while True:
+        held = [
+            (e.used, g, k, e)
+            for g in list(_cells.values())
+            for k, e in g.entries.items()
+            if e.x.device == device
+        ]
+        if sum(h[3].nbytes for h in held) <= limit:
+            return
+        older = [h for h in held if h[3] is not newest]
+        if not older:
+            return
+        _, g, k, _ = min(older, key=lambda h: h[0])
+        del g.entries[k]
+        g.dropped += 1
 
 
 def _load(entry: _Entry, x: Tensor, state: State, lengths: Tensor | None) -> None:
