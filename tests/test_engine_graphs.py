@@ -10,7 +10,9 @@ tests named ``test_cuda_*`` run the real graphs on a GPU.
 
 from __future__ import annotations
 
+import gc
 import itertools
+import weakref
 from functools import partial
 
 import pytest
@@ -240,6 +242,19 @@ def test_the_recordings_of_all_cells_share_one_memory_limit(eager, monkeypatch):
     call(1, 2)
     assert (kept(0), kept(1)) == ([], [2, 3])
     assert graphs._cells[cells[0]].dropped == 1 and graphs._cells[cells[1]].dropped == 1
+
+
+def test_a_deleted_cell_takes_its_recordings_with_it(eager):
+    """The recordings are kept per cell in a weak map: nothing in them may hold the cell, or
+    a model's graphs (and their memory) would outlive it."""
+    ours, _ = _pair(MUT1Cell, layers=1, bidirectional=False)
+    x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
+    ours(x)[0].sum().backward()
+    cell = weakref.ref(ours.cells[0])
+    assert cell() in graphs._cells and graphs._cells[cell()].entries
+    del ours
+    gc.collect()
+    assert cell() is None and not list(graphs._cells.keys())
 
 
 def test_inference_records_a_forward_graph_alone(eager):

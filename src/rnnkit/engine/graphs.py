@@ -397,7 +397,9 @@ def _capture(cell, x, state, lengths, reverse, training) -> _Entry:
     static_lengths = None if lengths is None else lengths.to(x.device, torch.int64, copy=True)
     named = dict(cell.named_parameters())
     wants = [training and t.requires_grad for t in (x, *state, *named.values())]
-    loop = _Loop(cell, static_lengths, reverse)
+    # a weak reference: the recording is kept in a map weakly keyed by the cell, so nothing in
+    # it may hold the cell
+    cell_ref = weakref.ref(cell)
     live: dict[str, tuple[Tensor, ...]] = {}
 
     def forward() -> tuple[Tensor, ...]:
@@ -410,6 +412,7 @@ def _capture(cell, x, state, lengths, reverse, training) -> _Entry:
         }
         # the recording keeps its activations in the graphs' pool, whatever saved-tensor hooks
         # are around the call (recomputation, offloading): they would not be recorded
+        loop = _Loop(cell_ref(), static_lengths, reverse)
         with torch.set_grad_enabled(training), _kept_as_they_are():
             out, final = functional_call(loop, pa, (xa, sa))
         live["inputs"] = (xa, *sa, *pa.values())
