@@ -7,7 +7,7 @@
 #      (every route of the fused cells with lengths), then the full grid if time allows.
 # Run from the repository root with a Python whose torch sees a CUDA device; rnnkit is taken
 # from src/ (no install). Logs and tables go to $OUT (or ./gpu_check):
-#   bash benchmarks/gpu_check.sh   # H100: tests 1 min, graphs 2 min, --quick 1.5 min, routes 20 s
+#   bash benchmarks/gpu_check.sh   # H200: tests 35 s, graphs 2 min, --quick 1.5 min, routes 20 s
 set -u -o pipefail
 out=${OUT:-gpu_check}
 mkdir -p "$out"
