@@ -22,7 +22,8 @@ their math. The engine picks one of these paths (``engine=`` names them):
 * ``"auto"`` (the default): one time step of a small batch on the CPU (streaming,
   generation) with torch.nn's math as torch's one-step op (:mod:`rnnkit.engine.single_step`);
   otherwise for a plain LSTM fused, else native, else fused (GRU and Elman
-  off the CPU, where cuDNN beats a loop of small kernels), else autograd. A plain LSTM with many
+  off the CPU, where cuDNN beats a loop of small kernels), else autograd, which on the GPU is
+  recorded as CUDA graphs from a shape's second call. A plain LSTM with many
   distinct lengths runs its first steps (every row still running) fused and the shrinking
   batch after them in the compiled loop; when the shortest sequence is short, all of it in
   the compiled loop, which costs less than many fused calls. Inside a ``torch.func``
@@ -197,8 +198,9 @@ def _auto(cell, x, state, lengths, reverse, graphs=True):
 
 
 def _auto_without_graphs(cell, x, state, lengths, reverse):
-    """ "auto" in the segments of ``checkpoint=K``: each segment's activations are recomputed
-    in the backward pass anyway, and a graph's pool would keep one segment's for good."""
+    """The path "auto" takes in the segments of ``checkpoint=K``: no graphs, since each
+    segment's activations are recomputed in the backward pass anyway, and a graph's pool would
+    keep one segment's for good."""
     return _auto(cell, x, state, lengths, reverse, graphs=False)
 
 
