@@ -46,6 +46,7 @@ use ``engine="autograd"`` for them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import warnings
 import weakref
@@ -249,9 +250,10 @@ def run_graphed(
                     del graphs.seen[next(iter(graphs.seen))]
             return run_autograd(cell, x, state, lengths, reverse)
         try:
-            before = _reserved(x.device)
-            entry = _capture(cell, x, state, lengths, reverse, training)
-            entry.nbytes = max(0, _reserved(x.device) - before)
+            with _on(x.device):
+                before = _reserved(x.device)
+                entry = _capture(cell, x, state, lengths, reverse, training)
+                entry.nbytes = max(0, _reserved(x.device) - before)
         except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
             if force:
                 raise
@@ -278,12 +280,19 @@ def run_graphed(
         entry.used = next(_clock)
     if not training:
         _load(entry, x, state, lengths)
-        entry.replay_forward()
+        with _on(x.device):
+            entry.replay_forward()
         entry.owner = None
         out, *final = (t.clone() for t in entry.outputs)
         return out, tuple(final)
     out, *final = _Replay.apply(entry, lengths, x, *state, *params)
     return out, tuple(final)
+
+
+def _on(device: torch.device):
+    """The recording's device as the current one (a graph is captured and launched on the
+    current device's streams), for a tensor on another GPU than the current one."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _memory_limit(device: torch.device) -> int:
@@ -342,7 +351,8 @@ class _Replay(torch.autograd.Function):
     def forward(ctx, entry: _Entry, lengths: Tensor | None, x: Tensor, *rest: Tensor):
         n = len(entry.states)
         _load(entry, x, rest[:n], lengths)
-        entry.replay_forward()
+        with _on(x.device):
+            entry.replay_forward()
         token = object()
         entry.owner = token
         ctx.entry, ctx.token, ctx.n = entry, token, n
@@ -355,14 +365,15 @@ class _Replay(torch.autograd.Function):
     def backward(ctx, *grad_outputs: Tensor):
         entry: _Entry = ctx.entry
         saved = ctx.saved_tensors
-        if entry.owner is not ctx.token:  # another call ran the graphs since this one
-            _load(entry, saved[0], saved[1 : 1 + ctx.n], ctx.lengths)
-            entry.replay_forward()
-        for static, g in zip(entry.grad_outputs, grad_outputs):
-            if static is not None:
-                static.copy_(g)
-        assert entry.replay_backward is not None  # a training call records both
-        entry.replay_backward()
+        with _on(entry.x.device):
+            if entry.owner is not ctx.token:  # another call ran the graphs since this one
+                _load(entry, saved[0], saved[1 : 1 + ctx.n], ctx.lengths)
+                entry.replay_forward()
+            for static, g in zip(entry.grad_outputs, grad_outputs):
+                if static is not None:
+                    static.copy_(g)
+            assert entry.replay_backward is not None  # a training call records both
+            entry.replay_backward()
         # the backward graph's temporaries may lie where the saved activations were
         entry.owner = None
         return (None, None, *(None if g is None else g.clone() for g in entry.grads))
