@@ -257,6 +257,63 @@ def test_a_deleted_cell_takes_its_recordings_with_it(eager):
     assert cell() is None and not list(graphs._cells.keys())
 
 
+def test_steps_bucket_is_the_grid():
+    expected = {1: 8, 8: 8, 9: 16, 16: 16, 17: 24, 25: 32, 33: 48, 49: 64, 65: 96, 97: 128}
+    expected.update({100: 128, 129: 184, 185: 256, 257: 368, 369: 512, 500: 512, 513: 728})
+    assert {T: graphs.steps_bucket(T) for T in expected} == expected
+    got = [graphs.steps_bucket(T) for T in range(1, 2000)]
+    assert got == sorted(got) and all(T <= b < 1.5 * T + 8 for T, b in enumerate(got, 1))
+
+
+def test_a_cell_called_with_many_lengths_records_buckets(eager):
+    """More distinct T than CACHE_SIZE: the cell records T rounded up to the grid, as the
+    masked loop; calls with and without lengths share a bucket's recording, and each call's
+    outputs, final states and gradients are the reference's, also when an earlier, longer
+    call of the same bucket left its steps in the buffers."""
+    ours = Recurrent(MUT1Cell, I, H, bidirectional=True).double()
+    ref = Recurrent(MUT1Cell, I, H, bidirectional=True).double()
+    ref.load_state_dict(ours.state_dict())
+    ours.engine, ref.engine = "graph", "reference"
+    before = graphs.capture_count()
+    gen = torch.Generator().manual_seed(11)
+    for k, steps in enumerate([9, 12, 15, 18, 21, 23, 10, 17, 22, 23]):
+        x = torch.randn(steps, B, I, dtype=torch.float64, requires_grad=True)
+        h0 = _h0(ours, B)
+        lengths = None if k % 3 == 0 else torch.randint(1, steps + 1, (B,), generator=gen)
+        got_out, got_grads = _results(ours, x, h0, lengths=lengths)
+        want_out, want_grads = _results(ref, x, h0, lengths=lengths)
+        _close(got_out, want_out)
+        _close(got_grads, want_grads)
+    for cell in ours.cells:
+        assert graphs._cells[cell].bucketed
+        assert sorted(key[0][0] for key in graphs._cells[cell].entries) == [16, 24]
+    # 4 exact shapes, then the buckets 24 and 16, for each direction
+    assert graphs.capture_count() - before == 2 * (4 + 2)
+
+
+@pytest.mark.parametrize("bucketed", [False, True])
+def test_nan_padding_is_never_read(eager, bucketed):
+    """With lengths, x past each length may hold anything (NaN here): the recording zeroes it
+    before the input projection, whose weight's gradient would otherwise meet 0·NaN. The
+    oracle is the reference on the same x with its padding zeroed."""
+    ours, ref = _pair(MUT1Cell)
+    if bucketed:
+        for cell in ours.cells:
+            graphs._cells.setdefault(cell, graphs._CellGraphs()).bucketed = True
+    lengths = torch.tensor([6, 2, 4])
+    valid = (torch.arange(T).unsqueeze(1) < lengths).unsqueeze(-1)
+    for _ in range(2):
+        x = torch.randn(T, B, I, dtype=torch.float64).masked_fill(~valid, float("nan"))
+        x.requires_grad_(True)
+        clean = x.detach().masked_fill(~valid, 0.0).requires_grad_(True)
+        h0 = _h0(ours, B)
+        got_out, got_grads = _results(ours, x, h0, lengths=lengths)
+        want_out, want_grads = _results(ref, clean, h0, lengths=lengths)
+        assert not any(g.isnan().any() for g in got_grads)
+        _close(got_out, want_out)
+        _close(got_grads, want_grads)
+
+
 def test_inference_records_a_forward_graph_alone(eager):
     ours, ref = _pair(MUT1Cell)
     x = torch.randn(T, B, I, dtype=torch.float64)

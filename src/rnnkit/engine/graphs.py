@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import warnings
 import weakref
 from collections import OrderedDict
@@ -74,6 +75,7 @@ __all__ = [
     "graphs_run",
     "memory_held",
     "run_graphed",
+    "steps_bucket",
 ]
 
 # "auto" uses graphs on the GPU (False: never; engine="graph" still forces them).
@@ -91,6 +93,11 @@ DROP_LIMIT = 4 * CACHE_SIZE
 # MEMORY_LIMIT, in bytes, overrides it.
 MEMORY_FRACTION = 0.25
 MEMORY_LIMIT: int | None = None
+# A cell called with more distinct sequence lengths T than CACHE_SIZE (batches padded to their
+# longest sequence, say) records T rounded up to a grid about sqrt(2) apart (steps_bucket), as
+# the masked loop with each call's lengths (its T for a batch without them), and keeps
+# BUCKETED_CACHE_SIZE such recordings: a few shapes in all, at most half again the steps.
+BUCKETED_CACHE_SIZE = 3 * CACHE_SIZE
 # Shapes counted towards CAPTURE_AFTER per cell (the least recent forgotten first).
 SEEN_SIZE = 64
 # Plain calls on a side stream before a capture (cuBLAS workspaces, lazy initialisation).
@@ -131,6 +138,8 @@ class _CellGraphs:
     entries: OrderedDict = field(default_factory=OrderedDict)
     seen: dict = field(default_factory=dict)
     dropped: int = 0  # recordings dropped from the cache
+    steps_seen: dict = field(default_factory=dict)  # the distinct T it was called with
+    bucketed: bool = False  # records T rounded up to steps_bucket(T)
     broken: str | None = None  # why "auto" stopped recording the cell: it keeps the loop
 
 
@@ -207,13 +216,22 @@ def graph_problem(cell: RecurrentCell, x: Tensor, state: State) -> str | None:
     return None
 
 
-def _key(cell, x, state, lengths, reverse, params, training) -> tuple:
+def steps_bucket(T: int) -> int:
+    """The steps a bucketed cell records for a call of T steps: the least of 8, 16, 24, 32,
+    48, 64, 96, 128, 184, 256, 368, 512, ... (8·ceil(2^(k/2))) that is at least T."""
+    k = 0
+    while (steps := 8 * math.ceil(2 ** (k / 2))) < T:
+        k += 1
+    return steps
+
+
+def _key(cell, x, state, steps, masked, reverse, params, training) -> tuple:
     return (
-        tuple(x.shape),
+        (steps, *x.shape[1:]),
         x.dtype,
         x.device,
         bool(reverse),
-        lengths is not None,  # the values are an input of the recording, not part of it
+        masked,  # the lengths are an input of the recording, not part of it
         tuple((tuple(s.shape), s.dtype) for s in state),
         training,
         torch.is_inference_mode_enabled(),
@@ -238,8 +256,20 @@ def run_graphed(
     the autograd loop itself unless ``force``."""
     params = _params(cell)
     training = _training(x, state, params)
-    key = _key(cell, x, state, lengths, reverse, params, training)
     graphs = _cells.setdefault(cell, _CellGraphs())
+    T = x.shape[0]
+    if not graphs.bucketed:
+        graphs.steps_seen.pop(T, None)
+        graphs.steps_seen[T] = None
+        while len(graphs.steps_seen) > SEEN_SIZE:
+            del graphs.steps_seen[next(iter(graphs.steps_seen))]
+        if len(graphs.steps_seen) > CACHE_SIZE:
+            graphs.bucketed, graphs.dropped = True, 0
+            graphs.entries.clear()
+            graphs.seen.clear()
+    steps = steps_bucket(T) if graphs.bucketed else T
+    masked = lengths is not None or graphs.bucketed
+    key = _key(cell, x, state, steps, masked, reverse, params, training)
     entry = graphs.entries.get(key)
     if entry is None:
         seen = graphs.seen.pop(key, 0) + 1
@@ -252,7 +282,7 @@ def run_graphed(
         try:
             with _on(x.device):
                 before = _reserved(x.device)
-                entry = _capture(cell, x, state, lengths, reverse, training)
+                entry = _capture(cell, x, state, lengths, reverse, training, steps, masked)
                 entry.nbytes = max(0, _reserved(x.device) - before)
         except Exception as err:  # noqa: BLE001 - any failure to record keeps the plain loop
             if force:
@@ -267,13 +297,14 @@ def run_graphed(
             )
             return run_autograd(cell, x, state, lengths, reverse)
         graphs.entries[key] = entry
-        while len(graphs.entries) > CACHE_SIZE:
+        capacity = BUCKETED_CACHE_SIZE if graphs.bucketed else CACHE_SIZE
+        while len(graphs.entries) > capacity:
             graphs.entries.popitem(last=False)
             graphs.dropped += 1
         entry.used = next(_clock)
         _make_room(entry)
         if not force and graphs.dropped >= DROP_LIMIT:
-            graphs.broken = f"more shapes in turn than CACHE_SIZE = {CACHE_SIZE} keeps"
+            graphs.broken = f"more shapes in turn than its {capacity} recordings keep"
             graphs.entries.clear()
     else:
         graphs.entries.move_to_end(key)
@@ -283,7 +314,7 @@ def run_graphed(
         with _on(x.device):
             entry.replay_forward()
         entry.owner = None
-        out, *final = (t.clone() for t in entry.outputs)
+        out, *final = _outputs(entry, T)
         return out, tuple(final)
     out, *final = _Replay.apply(entry, lengths, x, *state, *params)
     return out, tuple(final)
@@ -335,13 +366,24 @@ def _make_room(newest: _Entry) -> None:
 
 
 def _load(entry: _Entry, x: Tensor, state: State, lengths: Tensor | None) -> None:
+    """Copy a call's input in. A bucketed recording's steps past the call's T keep what an
+    earlier call left there; the masked loop zeroes every row's steps past its length."""
+    T = x.shape[0]
     with torch.no_grad():
-        entry.x.copy_(x)
+        entry.x[:T].copy_(x)
         for static, s in zip(entry.states, state):
             static.copy_(s)
-        if lengths is not None:
-            assert entry.lengths is not None  # (the key holds whether there are lengths)
-            entry.lengths.copy_(lengths)
+        if entry.lengths is not None:
+            if lengths is None:  # (a bucketed call without lengths: every row runs T steps)
+                entry.lengths.fill_(T)
+            else:
+                entry.lengths.copy_(lengths)
+
+
+def _outputs(entry: _Entry, T: int) -> tuple[Tensor, ...]:
+    """Copies of the call's outputs: the first T steps of out, and the final states."""
+    out, *final = entry.outputs
+    return (out[:T].clone(), *(f.clone() for f in final))
 
 
 class _Replay(torch.autograd.Function):
@@ -358,7 +400,7 @@ class _Replay(torch.autograd.Function):
         ctx.entry, ctx.token, ctx.n = entry, token, n
         ctx.lengths = None if lengths is None else lengths.clone()
         ctx.save_for_backward(x, *rest)  # the input for a re-replay; params: version checks
-        return tuple(t.clone() for t in entry.outputs)
+        return _outputs(entry, x.shape[0])
 
     @staticmethod
     @once_differentiable
@@ -369,14 +411,21 @@ class _Replay(torch.autograd.Function):
             if entry.owner is not ctx.token:  # another call ran the graphs since this one
                 _load(entry, saved[0], saved[1 : 1 + ctx.n], ctx.lengths)
                 entry.replay_forward()
-            for static, g in zip(entry.grad_outputs, grad_outputs):
-                if static is not None:
-                    static.copy_(g)
+            T = saved[0].shape[0]
+            for k, (static, g) in enumerate(zip(entry.grad_outputs, grad_outputs)):
+                if static is not None:  # (out's gradient: its first T steps)
+                    (static[:T] if k == 0 else static).copy_(g)
             assert entry.replay_backward is not None  # a training call records both
             entry.replay_backward()
         # the backward graph's temporaries may lie where the saved activations were
         entry.owner = None
-        return (None, None, *(None if g is None else g.clone() for g in entry.grads))
+        dx, *rest = entry.grads
+        return (
+            None,
+            None,
+            None if dx is None else dx[:T].clone(),
+            *(None if g is None else g.clone() for g in rest),
+        )
 
 
 class _Loop(torch.nn.Module):
@@ -392,20 +441,31 @@ class _Loop(torch.nn.Module):
         if self.lengths is None:
             return run_autograd(self.cell, x, state, None, self.reverse)
         # every row over all T steps, masked past its length: a recording for any lengths
-        from ..loop import reverse_padded, run_cell  # (it imports this package)
+        from ..loop import reverse_padded, run_cell, valid_steps  # (it imports this package)
 
+        # the padding zeroed first: whatever lies there (NaN padding, or a longer call's steps
+        # in a bucketed recording) would meet the input weight's gradient as 0·NaN = NaN
+        valid = valid_steps(x.shape[0], self.lengths)  # (T, B)
+        x = x.masked_fill(~valid.view(*valid.shape, *([1] * (x.dim() - 2))), 0.0)
         if not self.reverse:
             return run_cell(self.cell, x, state, self.lengths)
         out, final = run_cell(self.cell, reverse_padded(x, self.lengths), state, self.lengths)
         return reverse_padded(out, self.lengths), final
 
 
-def _capture(cell, x, state, lengths, reverse, training) -> _Entry:
-    """Record the graphs of this call's shape (see the module's docstring)."""
+def _capture(cell, x, state, lengths, reverse, training, steps, masked) -> _Entry:
+    """Record the graphs of this call's shape, over ``steps`` >= T steps, as the masked loop
+    if ``masked`` (see the module's docstring)."""
     global _captures
-    static_x = x.detach().clone()
+    T = x.shape[0]
+    static_x = x.new_zeros(steps, *x.shape[1:])
+    static_x[:T] = x.detach()
     static_states = tuple(s.detach().clone() for s in state)
-    static_lengths = None if lengths is None else lengths.to(x.device, torch.int64, copy=True)
+    static_lengths = None
+    if masked:
+        static_lengths = torch.full((x.shape[1],), T, dtype=torch.int64, device=x.device)
+        if lengths is not None:
+            static_lengths.copy_(lengths)
     named = dict(cell.named_parameters())
     wants = [training and t.requires_grad for t in (x, *state, *named.values())]
     # a weak reference: the recording is kept in a map weakly keyed by the cell, so nothing in
