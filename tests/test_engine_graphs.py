@@ -269,7 +269,8 @@ def test_a_cell_called_with_many_lengths_records_buckets(eager):
     """More distinct T than CACHE_SIZE: the cell records T rounded up to the grid, as the
     masked loop; calls with and without lengths share a bucket's recording, and each call's
     outputs, final states and gradients are the reference's, also when an earlier, longer
-    call of the same bucket left its steps in the buffers."""
+    call of the same bucket left its steps in the buffers. A window of calls with one T
+    turns the buckets off."""
     ours = Recurrent(MUT1Cell, I, H, bidirectional=True).double()
     ref = Recurrent(MUT1Cell, I, H, bidirectional=True).double()
     ref.load_state_dict(ours.state_dict())
@@ -289,6 +290,14 @@ def test_a_cell_called_with_many_lengths_records_buckets(eager):
         assert sorted(key[0][0] for key in graphs._cells[cell].entries) == [16, 24]
     # 4 exact shapes, then the buckets 24 and 16, for each direction
     assert graphs.capture_count() - before == 2 * (4 + 2)
+    # one T for a whole window of calls: exact recordings again
+    for _ in range(graphs.STEPS_WINDOW):
+        x = torch.randn(7, B, I, dtype=torch.float64)
+        with torch.no_grad():
+            _close([ours(x)[0]], [ref(x)[0]])
+    for cell in ours.cells:
+        assert not graphs._cells[cell].bucketed
+        assert [key[0][0] for key in graphs._cells[cell].entries] == [7]
 
 
 @pytest.mark.parametrize("bucketed", [False, True])

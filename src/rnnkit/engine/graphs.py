@@ -51,7 +51,7 @@ import itertools
 import math
 import warnings
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -93,11 +93,13 @@ DROP_LIMIT = 4 * CACHE_SIZE
 # MEMORY_LIMIT, in bytes, overrides it.
 MEMORY_FRACTION = 0.25
 MEMORY_LIMIT: int | None = None
-# A cell called with more distinct sequence lengths T than CACHE_SIZE (batches padded to their
-# longest sequence, say) records T rounded up to a grid about sqrt(2) apart (steps_bucket), as
-# the masked loop with each call's lengths (its T for a batch without them), and keeps
-# BUCKETED_CACHE_SIZE such recordings: a few shapes in all, at most half again the steps.
+# A cell called with more distinct sequence lengths T than CACHE_SIZE in its last STEPS_WINDOW
+# calls (batches padded to their longest sequence, say) records T rounded up to a grid about
+# sqrt(2) apart (steps_bucket), as the masked loop with each call's lengths (its T for a batch
+# without them), and keeps BUCKETED_CACHE_SIZE such recordings: a few shapes in all, at most
+# half again the steps. With CACHE_SIZE // 2 or fewer distinct T there, it records T again.
 BUCKETED_CACHE_SIZE = 3 * CACHE_SIZE
+STEPS_WINDOW = 32
 # Shapes counted towards CAPTURE_AFTER per cell (the least recent forgotten first).
 SEEN_SIZE = 64
 # Plain calls on a side stream before a capture (cuBLAS workspaces, lazy initialisation).
@@ -138,7 +140,9 @@ class _CellGraphs:
     entries: OrderedDict = field(default_factory=OrderedDict)
     seen: dict = field(default_factory=dict)
     dropped: int = 0  # recordings dropped from the cache
-    steps_seen: dict = field(default_factory=dict)  # the distinct T it was called with
+    # T of its last STEPS_WINDOW calls: more distinct ones than CACHE_SIZE turn the buckets on,
+    # CACHE_SIZE // 2 or fewer off again
+    recent_steps: deque = field(default_factory=lambda: deque(maxlen=STEPS_WINDOW))
     bucketed: bool = False  # records T rounded up to steps_bucket(T)
     broken: str | None = None  # why "auto" stopped recording the cell: it keeps the loop
 
@@ -258,15 +262,13 @@ def run_graphed(
     training = _training(x, state, params)
     graphs = _cells.setdefault(cell, _CellGraphs())
     T = x.shape[0]
-    if not graphs.bucketed:
-        graphs.steps_seen.pop(T, None)
-        graphs.steps_seen[T] = None
-        while len(graphs.steps_seen) > SEEN_SIZE:
-            del graphs.steps_seen[next(iter(graphs.steps_seen))]
-        if len(graphs.steps_seen) > CACHE_SIZE:
-            graphs.bucketed, graphs.dropped = True, 0
-            graphs.entries.clear()
-            graphs.seen.clear()
+    graphs.recent_steps.append(T)
+    distinct = len(set(graphs.recent_steps))
+    if distinct > CACHE_SIZE if not graphs.bucketed else distinct <= CACHE_SIZE // 2:
+        graphs.bucketed = not graphs.bucketed  # (the margin between the two: no flapping)
+        graphs.dropped = 0
+        graphs.entries.clear()
+        graphs.seen.clear()
     steps = steps_bucket(T) if graphs.bucketed else T
     masked = lengths is not None or graphs.bucketed
     key = _key(cell, x, state, steps, masked, reverse, params, training)
