@@ -256,8 +256,9 @@ def run_graphed(
 ) -> tuple[Tensor, State]:
     """``cell`` over ``x`` (T, B, ...) from ``state`` (tuple of (B, ·)) with optional
     ``lengths`` (B,) (validated), replayed from graphs of this shape: without lengths the
-    autograd loop, with them the masked loop over all T steps. The first calls of a shape run
-    the autograd loop itself unless ``force``."""
+    autograd loop, with them the masked loop over all T steps (for a cell called with many T,
+    the masked loop over ``steps_bucket(T)`` steps). The first calls of a shape run the
+    autograd loop itself unless ``force``."""
     params = _params(cell)
     training = _training(x, state, params)
     graphs = _cells.setdefault(cell, _CellGraphs())
