@@ -560,3 +560,42 @@ def test_transforms_keep_the_traced_loop(eager):
 
     torch.func.grad(probe)(x)
     assert seen == [True] and not graphs._transformed(cell, x, state)
+
+
+@CUDA
+def test_cuda_buckets_and_nan_padding(fresh):
+    """Many T: bucketed recordings on the GPU, NaN padding past the lengths, each call against
+    the CPU reference on the same input with its padding zeroed."""
+    ours, ref = _pair(MUT1Cell, device="cuda")
+    ref.cpu()
+    gen = torch.Generator().manual_seed(13)
+    for k, steps in enumerate([9, 12, 15, 18, 21, 23, 10, 17, 22]):
+        lengths = None if k % 3 == 0 else torch.randint(1, steps + 1, (B,), generator=gen)
+        x = torch.randn(steps, B, I, dtype=torch.float64)
+        if lengths is not None:
+            valid = (torch.arange(steps).unsqueeze(1) < lengths).unsqueeze(-1)
+            x = x.masked_fill(~valid, float("nan"))
+            clean = x.masked_fill(~valid, 0.0)
+        else:
+            clean = x.clone()
+        x_gpu = x.cuda().requires_grad_()
+        clean.requires_grad_(True)
+        h0 = _h0(ref, B)
+        h0_gpu = h0.detach().cuda().requires_grad_()
+        got_out, got_grads = _results(ours, x_gpu, h0_gpu, lengths=lengths)
+        want_out, want_grads = _results(ref, clean, h0, lengths=lengths)
+        _close(got_out, want_out, 1e-9)
+        _close(got_grads, want_grads, 1e-9)
+    assert all(graphs._cells[cell].bucketed for cell in ours.cells)
+
+
+@CUDA
+def test_cuda_memory_limit_keeps_the_newest(fresh, monkeypatch):
+    """A limit below one recording: each new recording drops the others (of any cell), the
+    allocator's count of it is positive, and the results stay the reference's."""
+    monkeypatch.setattr(graphs, "MEMORY_LIMIT", 1)
+    ours, ref = _pair(MUT1Cell, layers=1, bidirectional=True, device="cuda")
+    _check_calls(ours, ref, calls=2, device="cuda")
+    kept = [e for cell in ours.cells for e in graphs._cells[cell].entries.values()]
+    assert len(kept) == 1 and kept[0].nbytes > 0
+    assert graphs.memory_held("cuda") == kept[0].nbytes

@@ -154,6 +154,8 @@ _clock = itertools.count()
 def memory_held(device: torch.device | str | None = None) -> int:
     """Bytes of device memory the recordings keep (on ``device``, or on every device)."""
     want = None if device is None else torch.device(device)
+    if want is not None and want.type == "cuda" and want.index is None:
+        want = torch.device("cuda", torch.cuda.current_device())  # ("cuda": the current one)
     return sum(
         e.nbytes
         for g in list(_cells.values())
