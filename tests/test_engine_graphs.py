@@ -341,6 +341,51 @@ def test_gradcheck_through_the_replays(eager, lengths):
     assert graphs.capture_count() - before == 1
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"merge_mode": "sum", "residual": True},
+        {"batch_first": True},
+        {"dropout": 0.3, "merge_mode": "ave"},
+    ],
+    ids=["sum-residual", "batch-first", "ave-dropout"],
+)
+@pytest.mark.parametrize("form", ["padded", "packed", "unbatched"])
+def test_the_layer_around_the_graphs(eager, options, form):
+    """The layer's own work around each layer-direction (merging, residual connections,
+    dropout between the layers, the batch-first layout, a PackedSequence, an unbatched
+    sequence) with the graphs inside it:
+    outputs and every gradient against the reference runner, over two calls."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(1)
+    ours = Recurrent(MUT1Cell, H, H, 2, bidirectional=True, **options).double()
+    ref = Recurrent(MUT1Cell, H, H, 2, bidirectional=True, **options).double()
+    ref.load_state_dict(ours.state_dict())
+    ours.engine, ref.engine = "graph", "reference"
+    first = options.get("batch_first", False)
+    lengths = torch.tensor([6, 4, 3])
+    for _ in range(2):
+        shape = (T, H) if form == "unbatched" else ((B, T, H) if first else (T, B, H))
+        x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+        def run(layer, x=x):
+            torch.manual_seed(5)  # (the same dropout masks between the layers for both)
+            if form == "packed":
+                packed = pack_padded_sequence(x, lengths, batch_first=first)
+                out, _ = pad_packed_sequence(layer(packed)[0], batch_first=first)
+            else:
+                out = layer(x)[0]
+            gen = torch.Generator().manual_seed(3)
+            w = torch.randn(out.shape, generator=gen, dtype=out.dtype)
+            return out, torch.autograd.grad((out * w).sum(), [x, *layer.parameters()])
+
+        got, got_grads = run(ours)
+        want, want_grads = run(ref)
+        _close([got], [want])
+        _close(got_grads, want_grads)
+
+
 def test_inference_records_a_forward_graph_alone(eager):
     ours, ref = _pair(MUT1Cell)
     x = torch.randn(T, B, I, dtype=torch.float64)
