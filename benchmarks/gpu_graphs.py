@@ -8,7 +8,7 @@ from Python). torch.nn.LSTM (cuDNN) is timed in the same rounds; the models take
 repeat, each number the median. T = 100, I = H, float32; the training step is forward plus the
 gradients of the input and every parameter, as in rnn_speed.py. Then one training step's peak
 memory and the memory a model holds between steps (a graph keeps its pool) at T = 500,
-B = 128, H = 512.
+B = 128, H = 512; and steps whose T changes from call to call (buckets of T).
 
     python benchmarks/gpu_graphs.py              # about two minutes on an H100
     python benchmarks/gpu_graphs.py --quick      # three shapes
@@ -20,6 +20,7 @@ import argparse
 import datetime
 import platform
 import sys
+import time
 
 import rnn_speed
 import torch
@@ -86,6 +87,41 @@ def time_shapes(shapes, repeats: int):
     return times
 
 
+def variable_steps(
+    names, B: int = 32, H: int = 256, calls: int = 40, seed: int = 0
+) -> dict[str, float]:
+    """Seconds per training step when every call brings its own T, drawn from [50, 100] with
+    lengths spread over [T/2, T] (batches padded to their longest sequence): "auto" (which
+    records buckets of T on the GPU) against the autograd loop, and torch.nn.LSTM on the same
+    padded batches. The same T and lengths for every model; the models take turns call by
+    call; ``calls`` warm-up calls first (the graph path records its buckets there)."""
+    gen = torch.Generator().manual_seed(seed)
+    batches = []
+    for _ in range(2 * calls):
+        T = int(torch.randint(50, 101, (1,), generator=gen))
+        lengths = torch.randint(T // 2, T + 1, (B,), generator=gen)
+        lengths[0] = T
+        batches.append((rnn_speed._input(T, B, H), lengths.to(rnn_speed.DEVICE)))
+    models = {}
+    for name in names:
+        if name == "torch LSTM":
+            models[name] = build(name, H)
+        else:
+            path = None if name.endswith("[auto]") else "autograd"
+            models[name] = _on(name.split(" [")[0], H, path)
+    spent = dict.fromkeys(names, 0.0)
+    for k, (x, lengths) in enumerate(batches):
+        for name, model in models.items():
+            start = time.perf_counter()
+            out, _ = model(x) if name == "torch LSTM" else model(x, lengths=lengths)
+            torch.autograd.grad(out.sum(), [x, *model.parameters()])
+            rnn_speed._sync()
+            if k >= calls:
+                spent[name] += time.perf_counter() - start
+    rnnkit.engine.graphs.clear()
+    return {name: t / calls for name, t in spent.items()}
+
+
 def memory(names, T: int = 500, B: int = 128, H: int = 512) -> dict[str, tuple[float, float]]:
     """(peak MB of one training step over what was allocated before it, MB the model's
     recorded graphs keep between steps) per model; the step measured is the second."""
@@ -148,6 +184,20 @@ def main() -> None:
         print(table(f"T=100, {mode}: time / torch.nn.LSTM's (cuDNN)", header, rows))
         rows = [[name, *ratios(f"{name} [graph]", f"{name} [loop]", 3)] for name in CELLS]
         print(table(f"T=100, {mode}: graph / autograd loop", header, rows), flush=True)
+
+    names = ["torch LSTM", "MUT1 [auto]", "MUT1 [loop]", "NAS [auto]", "NAS [loop]"]
+    varied = variable_steps(names)
+    lstm = varied["torch LSTM"]
+    rows = [[n, f"{t * 1e3:.2f}", f"{t / lstm:.2f}"] for n, t in varied.items()]
+    print(
+        table(
+            "Training steps of 50-100 steps each, lengths over [T/2, T], B=32, H=256 "
+            "(torch LSTM: padded, no lengths)",
+            ["model", "ms per step", "/ torch LSTM"],
+            rows,
+        ),
+        flush=True,
+    )
 
     names = ["torch LSTM", "MUT1 [graph]", "MUT1 [loop]", "NAS [graph]", "NAS [loop]"]
     mem = memory(names)
