@@ -124,10 +124,10 @@ class _Entry:
 
     replay_forward: Callable[[], None]
     replay_backward: Callable[[], None] | None  # None: recorded without gradients
-    x: Tensor  # (T, B, ...) static input
+    x: Tensor  # (steps, B, ...) static input, steps >= the calls' T (a bucket's)
     states: tuple[Tensor, ...]  # (B, ·) static initial state
     lengths: Tensor | None  # (B,) int64 static lengths (None: recorded without)
-    outputs: tuple[Tensor, ...]  # out (T, B, O), *final state: the forward graph's results
+    outputs: tuple[Tensor, ...]  # out (steps, B, O), *final state: the forward graph's results
     grad_outputs: tuple[Tensor | None, ...]  # their gradients, read by the backward graph
     grads: tuple[Tensor | None, ...]  # d x, d states..., d params... (None: none asked for)
     owner: object = None  # the call whose input the forward graph last ran (None: nobody's)
