@@ -21,7 +21,7 @@ import torch
 from cell_zoo import CELLS
 from rnnkit import Recurrent, engine
 from rnnkit.cells import ConvLSTMCell, MUT1Cell, NASCell
-from rnnkit.engine import graphs
+from rnnkit.engine import graph_record, graphs
 
 TOL = 1e-10
 I, H, T, B = 3, 4, 6, 3
@@ -419,7 +419,7 @@ def test_a_step_that_cannot_be_recorded_keeps_the_loop(eager, monkeypatch):
     def refuse(fn, pool):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(graphs, "_record_eager", refuse)
+    monkeypatch.setattr(graph_record, "record_eager", refuse)
     cell = MUT1Cell(I, H).double()
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     state = (torch.zeros(B, H, dtype=torch.float64),)
