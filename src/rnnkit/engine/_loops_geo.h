@@ -191,6 +191,7 @@ static void step_mm(const Geo& g, i64 s, i64 m, i64 n, i64 k, const T* A, i64 ld
         else
             mm_nn<T>(rows, n, k, a, la, W, ldw, beta, c, lc);
     };
+    t_back = s & 1;  // every other step reads W from its far end (see "Sweeps that turn back")
     if (!g.any_frozen(s)) return product(m, A, lda, C, ldc);
     std::vector<i64>& live = g.live;
     live.clear();

@@ -66,6 +66,35 @@ static void by_columns(i64 m, i64 n, i64 k, F product) {
     }
 }
 
+// Sweeps that turn back. A product on a few rows reads its whole slice of W_hh for little
+// arithmetic. When the slice is larger than the core's L2 cache (NAS at H = 512 on 2 threads:
+// 4 MiB a core, against 2 MiB of L2 on the Intel Xeon), a sweep in the same order at every step
+// misses the L2 on every line, since the lines it reads first are the ones the step before
+// evicted first, and the step waits on L3. So the own kernel reads every other step's panels
+// from the last to the first (t_back, set by step_mm from the step's parity): that sweep starts
+// on the lines the step before read last, still in the L2. The order changes no value: each
+// output column is the same sum, whichever panel comes first.
+// (python benchmarks/turn_back.py: time with the sweeps turning back over the same steps
+// without, one process, taking turns)
+static int g_turn_back = 1;
+static thread_local bool t_back = false;
+
+// For measurements and tests: whether every other step's products read their panels from the
+// far end (1, the default) or all from the first (0).
+extern "C" void rnnkit_set_turn_back(int on) { g_turn_back = on; }
+extern "C" int rnnkit_turn_back() { return g_turn_back; }
+
+// A call of one row takes the own kernel for a product whose slice of W, per thread, holds at
+// least this many bytes (set from native.one_row_bytes() at load: three quarters of the L2
+// cache). Such a slice streams from L3 at every step of the BLAS's matrix-vector product, and
+// the own kernel turning back reads part of it from the L2: training steps of the native-loop
+// LSTM, the GRU and NAS at B = 1, H = 512 (2, 1.5 and 4 MiB a thread) took 0.71-0.87 of the
+// BLAS's time (three runs, Intel Xeon, 2 MiB of L2). Below it the two trade places from shape
+// to shape (the own kernel 0.78-1.12 of the BLAS at H = 256; 1.2 and 1.5 for Elman and MUT1
+// at H = 512, whose slices are 0.5-1 MiB), so the BLAS keeps those, as before.
+static i64 g_one_row_bytes = i64(3) << 19;
+extern "C" void rnnkit_set_one_row_bytes(long long bytes) { g_one_row_bytes = bytes; }
+
 // ---------------------------------------------------------------------------------------------
 // The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA, AVX-512)
 // ---------------------------------------------------------------------------------------------
@@ -213,12 +242,14 @@ static void micro_rows(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i6
 }
 
 // C[:, lo:hi] of an (m, ·) output: panel p (columns lo + p·PW ...) starts at B0 + p·pstride,
-// its rows sb apart.
+// its rows sb apart; back: the panels from the last to the first (see "Sweeps that turn back").
 template <typename T>
 static void own_product(i64 m, i64 lo, i64 hi, i64 k, const T* A, i64 lda, const T* B0,
-                        i64 pstride, i64 sb, T* C, i64 ldc, bool acc) {
+                        i64 pstride, i64 sb, T* C, i64 ldc, bool acc, bool back) {
     constexpr i64 PW = 2 * Simd<T>::L;
-    for (i64 j0 = lo, p = 0; j0 < hi; j0 += PW, ++p) {
+    const i64 panels = (hi - lo + PW - 1) / PW;
+    for (i64 q = 0; q < panels; ++q) {
+        const i64 p = back ? panels - 1 - q : q, j0 = lo + p * PW;
         const i64 w = hi - j0 < PW ? hi - j0 : PW;
         const T* B = B0 + p * pstride;
         if (w == PW)
@@ -292,9 +323,9 @@ static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
 }
 #endif
 
-// Whether this call's products take the own kernel (set from the geometry block): a batch of at
-// least 2 rows (one row is a matrix-vector product, bound by reading W either way) and enough
-// steps times rows to pay for packing W once (about three passes over W).
+// Whether this call's products take the own kernel (set from the geometry block): enough steps
+// times rows to pay for packing W once (about three passes over W). A call of one row takes it
+// only for the products whose slice of W is too large for the L2 cache (see own_mm).
 [[maybe_unused]] static thread_local bool t_own = false;
 static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS at load
 
@@ -349,7 +380,7 @@ static void begin_call(i64 steps, i64 B) {
     t_call_rows = B;
 #ifdef RNNKIT_OWN_PRODUCTS
     g_call.fetch_add(1, std::memory_order_relaxed);
-    t_own = g_own_min_rows >= 0 && B >= 2 && steps * B >= g_own_min_rows;
+    t_own = g_own_min_rows >= 0 && steps * B >= g_own_min_rows;
 #else
     (void)steps, (void)B;
 #endif
@@ -374,10 +405,15 @@ static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
 static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
 #endif
 
+// How many threads by_panels splits an (m, n) product over k into.
+static i64 own_threads(i64 m, i64 n, i64 k, i64 PW) {
+    const i64 rows = g_split_by_call ? t_call_rows : m;
+    return t_threads <= 1 || n < 2 * PW || rows * n * k < OWN_SPLIT_MACS ? 1 : t_threads;
+}
+
 template <typename F>
 static void by_panels(i64 m, i64 n, i64 k, i64 PW, F product) {
-    const i64 rows = g_split_by_call ? t_call_rows : m;
-    if (t_threads <= 1 || n < 2 * PW || rows * n * k < OWN_SPLIT_MACS) {
+    if (own_threads(m, n, k, PW) == 1) {
         product(0, n);
         return;
     }
@@ -398,10 +434,13 @@ static bool own_mm(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw
 #ifdef RNNKIT_OWN_PRODUCTS
     if (!t_own || m > g_own_max_rows || m > g_split_rows) return false;
     constexpr i64 PW = 2 * Simd<T>::L;
+    if (t_call_rows == 1 && n * k * i64(sizeof(T)) / own_threads(1, n, k, PW) < g_one_row_bytes)
+        return false;  // a slice that stays in the L2: the BLAS's matrix-vector product
     g_own_count.fetch_add(1, std::memory_order_relaxed);
+    const bool back = g_turn_back && t_back;  // (read here: t_back is the calling thread's)
     by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {
         const T* P = packed_columns<T, TRANS>(W, ldw, lo, hi, k);
-        own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0));
+        own_product<T>(m, lo, hi, k, A, lda, P, k * PW, PW, C, ldc, beta != T(0), back);
     });
     return true;
 #else

@@ -76,6 +76,14 @@ OWN_MIN_ROWS = 64
 # AVX-512, MKL's own AVX-512 kernels are faster from about 64 rows on (Intel Xeon), so there the
 # products of more rows go to the BLAS (``python benchmarks/rnn_products.py``, "loops").
 OWN_MAX_ROWS = {512: 48, 256: 256}
+# A call of one row takes the loops' own kernel for a recurrent product whose slice of W_hh per
+# thread holds at least this share of the core's L2 cache (smaller slices stay in the L2, where
+# the BLAS's matrix-vector product is faster; see "Sweeps that turn back" in _loops_products.h).
+ONE_ROW_L2_SHARE = 0.75
+# The L2 cache size assumed where the system does not report it, and where Linux reports it
+# when glibc does not.
+L2_FALLBACK_BYTES = 1 << 20
+L2_SIZE_FILE = Path("/sys/devices/system/cpu/cpu0/cache/index2/size")
 
 
 def _cpu_model() -> str:
@@ -181,6 +189,13 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_live_rows.restype = None
     lib.rnnkit_live_rows.argtypes = []
     lib.rnnkit_live_rows.restype = ctypes.c_int
+    lib.rnnkit_set_turn_back.argtypes = [ctypes.c_int]
+    lib.rnnkit_set_turn_back.restype = None
+    lib.rnnkit_turn_back.argtypes = []
+    lib.rnnkit_turn_back.restype = ctypes.c_int
+    lib.rnnkit_set_one_row_bytes.argtypes = [ctypes.c_longlong]
+    lib.rnnkit_set_one_row_bytes.restype = None
+    lib.rnnkit_set_one_row_bytes(one_row_bytes())
     lib.rnnkit_live_product_count.argtypes = []
     lib.rnnkit_live_product_count.restype = ctypes.c_ulonglong
     lib.rnnkit_own_products.argtypes = []
@@ -291,6 +306,55 @@ def set_live_rows(on: bool) -> None:
 def live_rows() -> bool:
     """The current :func:`set_live_rows` setting (False without compiled loops)."""
     return _switch("live_rows")
+
+
+def set_turn_back(on: bool) -> None:
+    """Whether every other step's recurrent products on the loops' own kernel read their packed
+    W_hh from the far end (True, the default: they start on the lines the step before read
+    last, still in the core's L2 cache, where a slice of W_hh larger than the L2 would otherwise
+    stream from L3 at every step) or every step's from the start (False). The order changes no
+    value. For measurements and tests."""
+    _set_switch("turn_back", on)
+
+
+def turn_back() -> bool:
+    """The current :func:`set_turn_back` setting (False without compiled loops)."""
+    return _switch("turn_back")
+
+
+def l2_bytes() -> int:
+    """The L2 cache of one core in bytes, as the system reports it (``L2_FALLBACK_BYTES`` where
+    it does not)."""
+    try:
+        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        size = 0
+    if size and size > 0:
+        return int(size)
+    try:  # Linux without glibc's value: sysfs ("2048K")
+        text = L2_SIZE_FILE.read_text().strip()
+        units = {"K": 1 << 10, "M": 1 << 20}
+        return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
+    except (OSError, ValueError, IndexError):
+        return L2_FALLBACK_BYTES
+
+
+def one_row_bytes() -> int:
+    """From how many bytes of W_hh per thread a call of one row computes a recurrent product
+    with the loops' own kernel (turning back every other step) instead of the BLAS's
+    matrix-vector product: ``ONE_ROW_L2_SHARE`` of :func:`l2_bytes`."""
+    return int(ONE_ROW_L2_SHARE * l2_bytes())
+
+
+def set_one_row_bytes(size: int | None) -> None:
+    """Set :func:`one_row_bytes`'s threshold (None: back to the default; 0: every product of a
+    call of one row takes the own kernel). For measurements and tests."""
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise ValueError(f"size must be an int >= 0 or None, got {size!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    lib.rnnkit_set_one_row_bytes(one_row_bytes() if size is None else size)
 
 
 def live_product_count() -> int:
