@@ -1,12 +1,13 @@
-"""Sweeps that turn back: the compiled loops' recurrent products on few rows, now and earlier.
+"""Sweeps that turn back, and calls of one row: the compiled loops' recurrent products, now and
+earlier.
 
 A recurrent product on a few rows reads its whole slice of W_hh at every step for little
 arithmetic; when the slice is larger than a core's L2 cache, the step waits on L3. The loops'
 own kernel now reads every other step's packed W_hh from the far end, so that each sweep starts
 on the lines the sweep before read last, still in the L2; and a call of one row takes the own
-kernel (turning back) for a product whose slice per thread holds at least three quarters of the
-L2, where it took the BLAS's matrix-vector product before (``_loops_products.h``, "Sweeps that
-turn back"; ``engine.native.set_turn_back``, ``set_one_row_bytes``).
+kernel (its columns split over the threads from 2^16 multiply-adds), where it took the BLAS's
+matrix-vector product before (``_loops_products.h``, "Sweeps that turn back";
+``engine.native.set_turn_back``, ``set_one_row``).
 
 For each model and shape, this times the training step (forward, then the gradients with respect
 to the input and every parameter) and the forward pass alone in both forms, in one process: the
@@ -15,8 +16,8 @@ faster on this machine, whichever it is), and the median of the rounds' own rati
 column gives the training step now over ``torch.nn.LSTM``'s, timed in the same rounds (also
 back to back in alternating order).
 
-    python benchmarks/turn_back.py                 # about 4 minutes on 2 cores
-    python benchmarks/turn_back.py --quick         # B = 1, H = 512 only
+    python benchmarks/turn_back.py                 # about 5 minutes on 2 cores
+    python benchmarks/turn_back.py --quick         # B = 1, H = 64 only
 """
 
 from __future__ import annotations
@@ -33,14 +34,14 @@ from rnnkit.engine import native
 
 T = 100
 MODELS = ("LSTM [native loop]", "GRU", "Elman", "MUT1", "NAS")
-SHAPES = ((1, 512), (1, 256), (4, 512), (32, 512), (32, 256))
+SHAPES = ((1, 64), (1, 256), (1, 512), (4, 512), (32, 256), (32, 512))
 
 
 def use(now: bool) -> None:
     """The loops as they are now (True) or as they were (False: every sweep from the first
-    panel, and a call of one row always on the BLAS)."""
+    panel, and a call of one row on the BLAS)."""
     native.set_turn_back(now)
-    native.set_one_row_bytes(None if now else 1 << 62)
+    native.set_one_row(now)
 
 
 def timed(fn) -> float:
@@ -87,17 +88,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="B = 1, H = 512 only")
+    parser.add_argument("--quick", action="store_true", help="B = 1, H = 64 only")
     add_allocator_flag(parser)
     args = parser.parse_args()
     if not native.available() or not native.own_products():
         parser.error("needs the compiled loops with their own product kernel (AVX2 + FMA)")
     apply_machine_args(args)
     print_header(
-        "Sweeps that turn back: now / earlier",
+        "Sweeps that turn back, and calls of one row: now / earlier",
         args.threads,
-        f"T = {T}, I = H, float32, L2 cache {native.l2_bytes() >> 10} KiB a core "
-        f"(one-row threshold {native.one_row_bytes() >> 10} KiB of W_hh per thread)",
+        f"T = {T}, I = H, float32",
         f"{args.rounds} rounds, each form of each step back to back in alternating order; "
         "median of the rounds' ratios",
     )

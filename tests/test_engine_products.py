@@ -30,8 +30,8 @@ LOOP_CELLS = sorted(
 
 @pytest.fixture
 def own_kernel():
-    """Every call with a batch of 2 rows or more takes the own kernel; yields a function that
-    says how many products it computed since the fixture started."""
+    """Every call takes the own kernel; yields a function that says how many products it
+    computed since the fixture started."""
     native.set_own_min_rows(0)
     native.set_own_max_rows(1 << 30)
     start = native.own_product_count()
@@ -265,76 +265,62 @@ def test_turning_back_changes_no_value(name, with_lengths, own_kernel):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.fixture
-def one_row_threshold():
-    """Yields native.set_one_row_bytes; the default comes back afterwards."""
-    try:
-        yield native.set_one_row_bytes
-    finally:
-        native.set_one_row_bytes(None)
-
-
-@pytest.mark.parametrize("name", ["lstm", "nas", "gru_reset_before"])
-def test_a_call_of_one_row_takes_the_own_kernel_for_a_large_slice(
-    name, own_kernel, one_row_threshold
-):
-    """A batch of one sequence takes the own kernel only for products whose slice of W_hh per
-    thread reaches the threshold (0 here: every product), else the BLAS (a threshold above any
-    slice); both give the reference runner's values in float64, and each other's to rounding
-    in float32."""
+@pytest.mark.parametrize("name", ["lstm", "nas", "gru_reset_before", "elman_tanh"])
+def test_a_call_of_one_row_takes_the_own_kernel(name, own_kernel):
+    """A batch of one sequence takes the own kernel (``native.set_one_row(False)`` gives it the
+    BLAS): both give the reference runner's values in float64, and each other's to rounding in
+    float32."""
     got = {}
-    for dtype in (torch.float64, torch.float32):
-        torch.manual_seed(6)
-        layer = Recurrent(CELLS[name], I, H, 1, bidirectional=True).to(dtype)
-        layer.engine = "native"
-        gen = torch.Generator().manual_seed(7)
-        x = torch.randn(T, 1, I, generator=gen, dtype=dtype, requires_grad=True)
-        n = 2
-        parts = tuple(
-            torch.randn(n, 1, *s, generator=gen, dtype=dtype, requires_grad=True)
-            for s in layer.state_shapes
-        )
-        h0 = parts if len(parts) > 1 else parts[0]
-        for threshold in (0, 1 << 40):
-            one_row_threshold(threshold)
-            before = own_kernel()
-            got[dtype, threshold] = _grads(layer, x, h0, None)
-            took_own = own_kernel() > before
-            assert took_own == (threshold == 0)
-        layer.engine = "reference"
-        got[dtype, "reference"] = _grads(layer, x, h0, None)
-    for threshold in (0, 1 << 40):
-        for a, b in zip(got[torch.float64, threshold], got[torch.float64, "reference"]):
+    try:
+        for dtype in (torch.float64, torch.float32):
+            torch.manual_seed(6)
+            layer = Recurrent(CELLS[name], I, H, 1, bidirectional=True).to(dtype)
+            layer.engine = "native"
+            gen = torch.Generator().manual_seed(7)
+            x = torch.randn(T, 1, I, generator=gen, dtype=dtype, requires_grad=True)
+            parts = tuple(
+                torch.randn(2, 1, *s, generator=gen, dtype=dtype, requires_grad=True)
+                for s in layer.state_shapes
+            )
+            h0 = parts if len(parts) > 1 else parts[0]
+            for on in (True, False):
+                native.set_one_row(on)
+                before = own_kernel()
+                got[dtype, on] = _grads(layer, x, h0, None)
+                assert (own_kernel() > before) == on
+            layer.engine = "reference"
+            got[dtype, "reference"] = _grads(layer, x, h0, None)
+    finally:
+        native.set_one_row(True)
+    for on in (True, False):
+        for a, b in zip(got[torch.float64, on], got[torch.float64, "reference"]):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
-    for a, b in zip(got[torch.float32, 0], got[torch.float32, 1 << 40]):
+    for a, b in zip(got[torch.float32, True], got[torch.float32, False]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_the_one_row_threshold_is_a_share_of_the_l2_cache(monkeypatch):
-    assert native.one_row_bytes() == int(native.ONE_ROW_L2_SHARE * native.l2_bytes())
-    monkeypatch.setattr(native.os, "sysconf", lambda name: 3 << 20)
-    assert native.l2_bytes() == 3 << 20
-    assert native.one_row_bytes() == int(native.ONE_ROW_L2_SHARE * (3 << 20))
-
-
-def test_the_l2_size_falls_back_when_the_system_does_not_say(monkeypatch, tmp_path):
-    def unknown(name):
-        raise ValueError(name)
-
-    monkeypatch.setattr(native.os, "sysconf", unknown)
-    size = tmp_path / "size"
-    size.write_text("1280K\n")
-    monkeypatch.setattr(native, "L2_SIZE_FILE", size)
-    assert native.l2_bytes() == 1280 << 10
-    size.write_text("2M\n")
-    assert native.l2_bytes() == 2 << 20
-    size.write_text("garbled\n")
-    assert native.l2_bytes() == native.L2_FALLBACK_BYTES
-    monkeypatch.setattr(native, "L2_SIZE_FILE", tmp_path / "absent")
-    assert native.l2_bytes() == native.L2_FALLBACK_BYTES
-
-
-@pytest.mark.parametrize("size", [-1, 1.5, True, "1M"])
-def test_the_one_row_threshold_must_be_a_byte_count(size):
-    with pytest.raises(ValueError, match=r"size must be an int >= 0 or None, got"):
-        native.set_one_row_bytes(size)
+def test_a_call_of_one_row_splits_its_columns_without_changing_a_value(own_kernel):
+    """A call of one row splits a product's columns over the threads from 2^16 multiply-adds
+    (here the LSTM's 4H x H = 512 x 128); each column is the same sum on one thread or two, so
+    the results are the same bits, and in float64 the reference runner's."""
+    kept = torch.get_num_threads()
+    results = {}
+    try:
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(8)
+            layer = Recurrent(CELLS["lstm"], 128, 128).to(dtype)
+            x = torch.randn(12, 1, 128, dtype=dtype, requires_grad=True)
+            h0 = tuple(torch.randn(1, 1, 128, dtype=dtype, requires_grad=True) for _ in "hc")
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                layer.engine = "native"
+                results[dtype, threads] = _grads(layer, x, h0, None)
+            layer.engine = "reference"
+            results[dtype, "reference"] = _grads(layer, x, h0, None)
+    finally:
+        torch.set_num_threads(kept)
+    assert own_kernel() > 0
+    for a, b in zip(results[torch.float32, 1], results[torch.float32, 2]):
+        assert torch.equal(a, b)
+    for a, b in zip(results[torch.float64, 2], results[torch.float64, "reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -2,8 +2,8 @@
 //
 // Compiled on first use by rnnkit/engine/native.py and called through ctypes; no torch headers,
 // so it builds in a second or two. The recurrent products go to the loops' own register-blocked
-// kernel (AVX2 + FMA or AVX-512 builds, a batch of 2 rows or more; see "The recurrent products
-// on few rows") or else to the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
+// kernel (AVX2 + FMA or AVX-512 builds; see "The recurrent products on few rows") or else to
+// the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
 // the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
 // libgomp, which the loader shares).
 //

@@ -84,16 +84,22 @@ static thread_local bool t_back = false;
 extern "C" void rnnkit_set_turn_back(int on) { g_turn_back = on; }
 extern "C" int rnnkit_turn_back() { return g_turn_back; }
 
-// A call of one row takes the own kernel for a product whose slice of W, per thread, holds at
-// least this many bytes (set from native.one_row_bytes() at load: three quarters of the L2
-// cache). Such a slice streams from L3 at every step of the BLAS's matrix-vector product, and
-// the own kernel turning back reads part of it from the L2: training steps of the native-loop
-// LSTM, the GRU and NAS at B = 1, H = 512 (2, 1.5 and 4 MiB a thread) took 0.71-0.87 of the
-// BLAS's time (three runs, Intel Xeon, 2 MiB of L2). Below it the two trade places from shape
-// to shape (the own kernel 0.78-1.12 of the BLAS at H = 256; 1.2 and 1.5 for Elman and MUT1
-// at H = 512, whose slices are 0.5-1 MiB), so the BLAS keeps those, as before.
-static i64 g_one_row_bytes = i64(3) << 19;
-extern "C" void rnnkit_set_one_row_bytes(long long bytes) { g_one_row_bytes = bytes; }
+// Calls of one row (B = 1) take the own kernel too (g_one_row), and split a product's columns
+// over the threads from ONE_ROW_SPLIT multiply-adds, as the BLAS path does (split_columns):
+// a product on one row reads a value of W for every multiply-add, so it is worth two cores'
+// caches and bandwidth well before its arithmetic is. They kept the BLAS's matrix-vector
+// product before; its calls cost more than the product at small H, and read all of W from the
+// same end at every step at large H. Training steps at B = 1, T = 100, own kernel over the BLAS
+// (Intel Xeon, 2 threads; docs/benchmarks.md, "Sweeps that turn back"): 0.67-0.93 at H = 64,
+// 0.66-0.89 at H = 128, 0.77-0.90 at H = 256, 0.69-0.88 at H = 512, every loop cell measured.
+// Split by the multiply-adds of the rows (below 2^19 with AVX-512), Elman and MUT1 at H = 512
+// kept 1 MiB of W on one core and took 1.2 and 1.4 times the BLAS's time.
+static int g_one_row = 1;
+static constexpr i64 ONE_ROW_SPLIT = i64(1) << 16;
+
+// For measurements: whether calls of one row take the own kernel (1, the default) or the BLAS.
+extern "C" void rnnkit_set_one_row(int on) { g_one_row = on; }
+extern "C" int rnnkit_one_row() { return g_one_row; }
 
 // ---------------------------------------------------------------------------------------------
 // The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA, AVX-512)
@@ -324,8 +330,8 @@ static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
 #endif
 
 // Whether this call's products take the own kernel (set from the geometry block): enough steps
-// times rows to pay for packing W once (about three passes over W). A call of one row takes it
-// only for the products whose slice of W is too large for the L2 cache (see own_mm).
+// times rows to pay for packing W once (about three passes over W); a call of one row only
+// with g_one_row.
 [[maybe_unused]] static thread_local bool t_own = false;
 static i64 g_own_min_rows = 64;  // steps × batch; set from native.OWN_MIN_ROWS at load
 
@@ -380,7 +386,7 @@ static void begin_call(i64 steps, i64 B) {
     t_call_rows = B;
 #ifdef RNNKIT_OWN_PRODUCTS
     g_call.fetch_add(1, std::memory_order_relaxed);
-    t_own = g_own_min_rows >= 0 && steps * B >= g_own_min_rows;
+    t_own = g_own_min_rows >= 0 && (B >= 2 || g_one_row) && steps * B >= g_own_min_rows;
 #else
     (void)steps, (void)B;
 #endif
@@ -406,9 +412,11 @@ static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
 #endif
 
 // How many threads by_panels splits an (m, n) product over k into.
+// (a call of one row: from ONE_ROW_SPLIT multiply-adds, see g_one_row).
 static i64 own_threads(i64 m, i64 n, i64 k, i64 PW) {
     const i64 rows = g_split_by_call ? t_call_rows : m;
-    return t_threads <= 1 || n < 2 * PW || rows * n * k < OWN_SPLIT_MACS ? 1 : t_threads;
+    const i64 least = t_call_rows == 1 ? ONE_ROW_SPLIT : OWN_SPLIT_MACS;
+    return t_threads <= 1 || n < 2 * PW || rows * n * k < least ? 1 : t_threads;
 }
 
 template <typename F>
@@ -434,8 +442,6 @@ static bool own_mm(i64 m, i64 n, i64 k, const T* A, i64 lda, const T* W, i64 ldw
 #ifdef RNNKIT_OWN_PRODUCTS
     if (!t_own || m > g_own_max_rows || m > g_split_rows) return false;
     constexpr i64 PW = 2 * Simd<T>::L;
-    if (t_call_rows == 1 && n * k * i64(sizeof(T)) / own_threads(1, n, k, PW) < g_one_row_bytes)
-        return false;  // a slice that stays in the L2: the BLAS's matrix-vector product
     g_own_count.fetch_add(1, std::memory_order_relaxed);
     const bool back = g_turn_back && t_back;  // (read here: t_back is the calling thread's)
     by_panels(m, n, k, PW, [&](i64 lo, i64 hi) {

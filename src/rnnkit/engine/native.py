@@ -10,9 +10,8 @@ C++ compiler instead of the tens of seconds that torch's headers cost, and it do
 torch's C++ ABI. A compiled loop removes the Python interpreter from the time loop (about
 25 µs per step of a Python loop, which dominates at small batch sizes) and fuses each step's
 pointwise math into one pass over memory. Built with AVX2 and FMA or with AVX-512, the loops
-compute the recurrent products of a batch of 2 rows or more with their own kernel instead of the
-BLAS (``OWN_MIN_ROWS``, ``OWN_MAX_ROWS``, docs/engine.md "The recurrent products: rnnkit's own
-kernel").
+compute the recurrent products with their own kernel instead of the BLAS (``OWN_MIN_ROWS``,
+``OWN_MAX_ROWS``, docs/engine.md "The recurrent products: rnnkit's own kernel").
 
 The library is built on first use into ``<rnnkit cache>/build`` (``$RNNKIT_CACHE`` or
 ``~/.cache/rnnkit``) under a name that hashes the source (``_loops.cpp`` and its parts), the
@@ -68,22 +67,14 @@ HEADER = 11  # int64 entries before the per-step arrays in a geometry block
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
-# products (AVX2 + FMA or AVX-512 builds; a batch of at least 2 rows; see _loops.cpp): enough
-# rows to pay for packing W_hh once per call.
+# products (AVX2 + FMA or AVX-512 builds; a batch of one row too, unless set_one_row(False); see
+# _loops.cpp): enough rows to pay for packing W_hh once per call.
 OWN_MIN_ROWS = 64
 # The most rows (the step's active batch) a recurrent product may have to take the own kernel,
 # by its vector width in bits: with AVX2 it beat MKL up to 128 rows and more (AMD EPYC); with
 # AVX-512, MKL's own AVX-512 kernels are faster from about 64 rows on (Intel Xeon), so there the
 # products of more rows go to the BLAS (``python benchmarks/rnn_products.py``, "loops").
 OWN_MAX_ROWS = {512: 48, 256: 256}
-# A call of one row takes the loops' own kernel for a recurrent product whose slice of W_hh per
-# thread holds at least this share of the core's L2 cache (smaller slices stay in the L2, where
-# the BLAS's matrix-vector product is faster; see "Sweeps that turn back" in _loops_products.h).
-ONE_ROW_L2_SHARE = 0.75
-# The L2 cache size assumed where the system does not report it, and where Linux reports it
-# when glibc does not.
-L2_FALLBACK_BYTES = 1 << 20
-L2_SIZE_FILE = Path("/sys/devices/system/cpu/cpu0/cache/index2/size")
 
 
 def _cpu_model() -> str:
@@ -193,9 +184,10 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_turn_back.restype = None
     lib.rnnkit_turn_back.argtypes = []
     lib.rnnkit_turn_back.restype = ctypes.c_int
-    lib.rnnkit_set_one_row_bytes.argtypes = [ctypes.c_longlong]
-    lib.rnnkit_set_one_row_bytes.restype = None
-    lib.rnnkit_set_one_row_bytes(one_row_bytes())
+    lib.rnnkit_set_one_row.argtypes = [ctypes.c_int]
+    lib.rnnkit_set_one_row.restype = None
+    lib.rnnkit_one_row.argtypes = []
+    lib.rnnkit_one_row.restype = ctypes.c_int
     lib.rnnkit_live_product_count.argtypes = []
     lib.rnnkit_live_product_count.restype = ctypes.c_ulonglong
     lib.rnnkit_own_products.argtypes = []
@@ -322,39 +314,16 @@ def turn_back() -> bool:
     return _switch("turn_back")
 
 
-def l2_bytes() -> int:
-    """The L2 cache of one core in bytes, as the system reports it (``L2_FALLBACK_BYTES`` where
-    it does not)."""
-    try:
-        size = os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        size = 0
-    if size and size > 0:
-        return int(size)
-    try:  # Linux without glibc's value: sysfs ("2048K")
-        text = L2_SIZE_FILE.read_text().strip()
-        units = {"K": 1 << 10, "M": 1 << 20}
-        return int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text)
-    except (OSError, ValueError, IndexError):
-        return L2_FALLBACK_BYTES
+def set_one_row(on: bool) -> None:
+    """Whether a call of one row (B = 1) computes its recurrent products with the loops' own
+    kernel (True, the default; its columns split over the threads from 2^16 multiply-adds) or
+    with the BLAS's matrix-vector product (False, as before). For measurements and tests."""
+    _set_switch("one_row", on)
 
 
-def one_row_bytes() -> int:
-    """From how many bytes of W_hh per thread a call of one row computes a recurrent product
-    with the loops' own kernel (turning back every other step) instead of the BLAS's
-    matrix-vector product: ``ONE_ROW_L2_SHARE`` of :func:`l2_bytes`."""
-    return int(ONE_ROW_L2_SHARE * l2_bytes())
-
-
-def set_one_row_bytes(size: int | None) -> None:
-    """Set :func:`one_row_bytes`'s threshold (None: back to the default; 0: every product of a
-    call of one row takes the own kernel). For measurements and tests."""
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-        raise ValueError(f"size must be an int >= 0 or None, got {size!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    lib.rnnkit_set_one_row_bytes(one_row_bytes() if size is None else size)
+def one_row() -> bool:
+    """The current :func:`set_one_row` setting (False without compiled loops)."""
+    return _switch("one_row")
 
 
 def live_product_count() -> int:
