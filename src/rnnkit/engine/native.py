@@ -66,6 +66,8 @@ HEADER = 11  # int64 entries before the per-step arrays in a geometry block
 # Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
+# The compiled loops' on/off switches (set_<name> and <name> below), each on by default.
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row")
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
 # products (AVX2 + FMA or AVX-512 builds; a batch of one row too, unless set_one_row(False); see
 # _loops.cpp): enough rows to pay for packing W_hh once per call.
@@ -172,22 +174,10 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_own_max_rows.argtypes = [ctypes.c_longlong]
     lib.rnnkit_set_own_max_rows.restype = None
     lib.rnnkit_set_own_max_rows(OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0))
-    lib.rnnkit_set_split_by_call.argtypes = [ctypes.c_int]
-    lib.rnnkit_set_split_by_call.restype = None
-    lib.rnnkit_split_by_call.argtypes = []
-    lib.rnnkit_split_by_call.restype = ctypes.c_int
-    lib.rnnkit_set_live_rows.argtypes = [ctypes.c_int]
-    lib.rnnkit_set_live_rows.restype = None
-    lib.rnnkit_live_rows.argtypes = []
-    lib.rnnkit_live_rows.restype = ctypes.c_int
-    lib.rnnkit_set_turn_back.argtypes = [ctypes.c_int]
-    lib.rnnkit_set_turn_back.restype = None
-    lib.rnnkit_turn_back.argtypes = []
-    lib.rnnkit_turn_back.restype = ctypes.c_int
-    lib.rnnkit_set_one_row.argtypes = [ctypes.c_int]
-    lib.rnnkit_set_one_row.restype = None
-    lib.rnnkit_one_row.argtypes = []
-    lib.rnnkit_one_row.restype = ctypes.c_int
+    for name in SWITCHES:  # rnnkit_set_<name>(int) and rnnkit_<name>() -> int
+        put, get = getattr(lib, f"rnnkit_set_{name}"), getattr(lib, f"rnnkit_{name}")
+        put.argtypes, put.restype = [ctypes.c_int], None
+        get.argtypes, get.restype = [], ctypes.c_int
     lib.rnnkit_live_product_count.argtypes = []
     lib.rnnkit_live_product_count.restype = ctypes.c_ulonglong
     lib.rnnkit_own_products.argtypes = []
