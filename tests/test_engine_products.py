@@ -206,11 +206,8 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-SWITCHES = (
-    "split_by_call",
-    "live_rows",
-    "turn_back",
-)  # native.set_<name> and native.<name>, both on
+# native.set_<name> and native.<name>, each on by default
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row")
 
 
 @pytest.mark.parametrize("name", SWITCHES)

@@ -411,8 +411,8 @@ static constexpr i64 OWN_SPLIT_MACS = i64(1) << 19;
 static constexpr i64 OWN_SPLIT_MACS = i64(1) << 17;
 #endif
 
-// How many threads by_panels splits an (m, n) product over k into.
-// (a call of one row: from ONE_ROW_SPLIT multiply-adds, see g_one_row).
+// How many threads by_panels splits an (m, n) product over k into: all of them from
+// OWN_SPLIT_MACS multiply-adds with the call's rows, or for a call of one row from ONE_ROW_SPLIT.
 static i64 own_threads(i64 m, i64 n, i64 k, i64 PW) {
     const i64 rows = g_split_by_call ? t_call_rows : m;
     const i64 least = t_call_rows == 1 ? ONE_ROW_SPLIT : OWN_SPLIT_MACS;
