@@ -321,3 +321,67 @@ def test_a_call_of_one_row_splits_its_columns_without_changing_a_value(own_kerne
         assert torch.equal(a, b)
     for a, b in zip(results[torch.float64, 2], results[torch.float64, "reference"]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# -- the pointwise pass's split over the threads ----------------------------------------------
+
+# cells whose backward pass sums per-thread partials (peephole and layer-norm gradients): their
+# float32 results depend on the split of the rows to rounding
+PER_THREAD_SUMS = ("lstm_peephole", "layernorm_lstm")
+
+
+@pytest.mark.parametrize("name", LOOP_CELLS)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_the_pointwise_split_changes_no_value(name, with_lengths):
+    """A step's pointwise pass works row by row, so splitting its rows over two threads (line
+    0: every step of two rows or more) gives the values of one thread (a line no step reaches)
+    bit for bit in float32, to rounding for the cells that sum per-thread partials; in float64
+    both equal the reference runner's. Lengths make the steps' rows shrink, bidirectional
+    layers run both directions."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    results = {}
+    try:
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(6)
+            layer = Recurrent(CELLS[name], I, H, 1, bidirectional=True).to(dtype)
+            layer.engine = "native"
+            x, h0, lengths = _inputs(layer, dtype, seed=3)
+            lengths = lengths if with_lengths else None
+            for line in (0, 1 << 40):
+                native.set_rows_split(line, line)
+                results[dtype, line] = _grads(layer, x, h0, lengths)
+            layer.engine = "reference"
+            results[dtype, "reference"] = _grads(layer, x, h0, lengths)
+    finally:
+        native.set_rows_split(None)
+        torch.set_num_threads(kept)
+    for a, b in zip(results[torch.float32, 0], results[torch.float32, 1 << 40]):
+        if name in PER_THREAD_SUMS:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        else:
+            assert torch.equal(a, b)
+    for line in (0, 1 << 40):
+        for a, b in zip(results[torch.float64, line], results[torch.float64, "reference"]):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_elman_splits_its_pointwise_pass_from_its_own_line():
+    """The defaults: the gated cells split a step's pointwise pass from 8192 values, Elman from
+    4096; set_rows_split sets both, None restores them, and a line that is not a count is
+    refused with its name."""
+    assert native.ROWS_SPLIT == (8192, 4096)
+    assert native.rows_split() == native.ROWS_SPLIT
+    try:
+        native.set_rows_split(5, 7)
+        assert native.rows_split() == (5, 7)
+        native.set_rows_split(9)
+        assert native.rows_split() == (9, 4096)
+    finally:
+        native.set_rows_split(None)
+    assert native.rows_split() == (8192, 4096)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="values must be an int >= 0 or None, got"):
+            native.set_rows_split(bad)
+        with pytest.raises(ValueError, match="elman must be an int >= 0 or None, got"):
+            native.set_rows_split(None, bad)

@@ -36,7 +36,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
             elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
-        });
+        }, g_elman_rows_split);
     }
 }
 
@@ -51,7 +51,7 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
             if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * H, 0, size_t(H) * sizeof(T));
             elman_bwd_row<T, RELU>(H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                                    dgx + (o + r) * H);
-        });
+        }, g_elman_rows_split);
         // dh_prev = dpre · W_hh; a frozen row's dh passes through
         step_mm<T, false>(g, s, n, H, H, dgx + o * H, H, Whh, H, T(0), dh, H, true);
         g.unturn(dh, s, H);

@@ -136,10 +136,29 @@ struct Geo {
     }
 };
 
-// f(row, thread) for row < n; split over threads when the step is large enough to pay for it.
+// The pointwise pass of a step, f(row, thread) for row < n, split over the threads from `least`
+// values (rows times width): g_rows_split for the gated cells, g_elman_rows_split for Elman.
+// Elman's pass is one add and one tanh a value and its product is split over the threads from
+// 8 rows at H = 256 (own_threads), yet it ran on one thread below 8192 values, so a batch of 16
+// to 31 rows at H = 256, or the steps of a batch of 32 with lengths after its first sequence
+// ended, took a fifth longer a step than one of 32 rows. Training step per step, Intel Xeon,
+// 2 threads, 8192 -> 4096 values (python benchmarks/rows_split.py): Elman B = 31, H = 256
+// 120 -> 110 µs, B = 64 and 100 at H = 64 -11 % and -13 %; from 2048 values it cost 15-20 % at
+// B = 32, H = 64 and B = 16, H = 128. The gated cells' passes lost 3-15 % below 8192 values
+// (GRU and LSTM at H = 64, B = 16-32) and gained nothing above it (16384, 32768).
+static i64 g_rows_split = 8192;
+static i64 g_elman_rows_split = 4096;
+
+// For measurements and tests: from how many values (rows times width) a step's pointwise pass
+// splits over the threads, the gated cells' and Elman's.
+extern "C" void rnnkit_set_rows_split(long long values, long long elman) {
+    g_rows_split = values, g_elman_rows_split = elman;
+}
+extern "C" long long rnnkit_rows_split(int elman) { return elman ? g_elman_rows_split : g_rows_split; }
+
 template <typename F>
-static void for_rows(const Geo& g, i64 n, i64 width, F&& f) {
-    if (g.threads <= 1 || n < 2 || n * width < 8192) {
+static void for_rows(const Geo& g, i64 n, i64 width, F&& f, i64 least = g_rows_split) {
+    if (g.threads <= 1 || n < 2 || n * width < least) {
         for (i64 r = 0; r < n; ++r) f(r, 0);
         return;
     }

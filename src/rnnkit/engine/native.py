@@ -66,6 +66,9 @@ HEADER = 11  # int64 entries before the per-step arrays in a geometry block
 # Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
 # (each core keeps its slice in cache across steps; see split_columns in _loops.cpp).
 SPLIT_ROWS = 256
+# A step's pointwise pass splits its rows over the threads from this many values (rows times
+# width: G for the gated cells, H for Elman), (gated cells, Elman); see for_rows in _loops_geo.h.
+ROWS_SPLIT = (8192, 4096)
 # The compiled loops' on/off switches (set_<name> and <name> below), each on by default.
 SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row")
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
@@ -174,6 +177,11 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_set_own_max_rows.argtypes = [ctypes.c_longlong]
     lib.rnnkit_set_own_max_rows.restype = None
     lib.rnnkit_set_own_max_rows(OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0))
+    lib.rnnkit_set_rows_split.argtypes = [ctypes.c_longlong, ctypes.c_longlong]
+    lib.rnnkit_set_rows_split.restype = None
+    lib.rnnkit_set_rows_split(*ROWS_SPLIT)
+    lib.rnnkit_rows_split.argtypes = [ctypes.c_int]
+    lib.rnnkit_rows_split.restype = ctypes.c_longlong
     for name in SWITCHES:  # rnnkit_set_<name>(int) and rnnkit_<name>() -> int
         put, get = getattr(lib, f"rnnkit_set_{name}"), getattr(lib, f"rnnkit_{name}")
         put.argtypes, put.restype = [ctypes.c_int], None
@@ -246,6 +254,31 @@ def set_own_max_rows(rows: int | None) -> None:
     if rows is None:
         rows = OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0)
     lib.rnnkit_set_own_max_rows(rows)
+
+
+def set_rows_split(values: int | None, elman: int | None = None) -> None:
+    """From how many values (rows times width) a step's pointwise pass splits its rows over the
+    threads: ``values`` for the gated cells, ``elman`` for Elman (None: the defaults,
+    :data:`ROWS_SPLIT`; 0: every step of two rows or more). For measurements and tests."""
+    for name, given in (("values", values), ("elman", elman)):
+        if given is not None and (
+            isinstance(given, bool) or not isinstance(given, int) or given < 0
+        ):
+            raise ValueError(f"{name} must be an int >= 0 or None, got {given!r}")
+    lib = load()
+    if lib is None:
+        raise RuntimeError("the compiled loops are unavailable")
+    gated = ROWS_SPLIT[0] if values is None else values
+    lib.rnnkit_set_rows_split(gated, ROWS_SPLIT[1] if elman is None else elman)
+
+
+def rows_split() -> tuple[int, int] | None:
+    """The current :func:`set_rows_split` values, (gated cells, Elman); None without compiled
+    loops."""
+    lib = load()
+    if lib is None:
+        return None
+    return int(lib.rnnkit_rows_split(0)), int(lib.rnnkit_rows_split(1))
 
 
 def _set_switch(name: str, on: bool) -> None:
