@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import platform
+import time
+from collections.abc import Callable
 
 import torch
 
@@ -50,3 +52,27 @@ def apply_machine_args(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     if args.reuse_freed_memory:
         rnnkit.engine.reuse_freed_memory()
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds one call of ``fn`` takes."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def paired_ratios(
+    fn: Callable[[], object], use: Callable[[bool], None], rounds: int
+) -> list[float]:
+    """Each round's time of ``fn`` with ``use(True)`` over its time with ``use(False)``, the two
+    calls back to back in alternating order (on a shared machine the second call of a pair
+    often reads faster, whichever it is); ``use(True)`` is left in force."""
+    ratios = []
+    for r in range(rounds):
+        got = {}
+        for form in (True, False) if r % 2 == 0 else (False, True):
+            use(form)
+            got[form] = timed(fn)
+        ratios.append(got[True] / got[False])
+    use(True)
+    return ratios

@@ -3,14 +3,17 @@
 //
 // Build and run (the same flags as rnnkit/engine/native.py):
 //
-//   g++ -O3 -march=native -std=c++17 -fno-math-errno -fno-trapping-math -D__FAST_MATH__ \
-//       -fopenmp -o /tmp/own_kernel_rows benchmarks/own_kernel_rows.cpp && /tmp/own_kernel_rows
+//   g++ -O3 -march=native -mprefer-vector-width=512 -std=c++17 -fno-math-errno \
+//       -fno-trapping-math -D__FAST_MATH__ -fopenmp -o /tmp/own_kernel_rows \
+//       benchmarks/own_kernel_rows.cpp && /tmp/own_kernel_rows
 //
 // To time another version of the kernel, point RNNKIT_LOOPS at its source:
 //
-//   git show REV:src/rnnkit/engine/_loops.cpp > /tmp/loops_rev.cpp
-//   g++ ... -DRNNKIT_LOOPS='"/tmp/loops_rev.cpp"' -o /tmp/own_kernel_rows_rev \
+//   mkdir /tmp/rev && for f in $(git ls-tree --name-only REV src/rnnkit/engine/ | grep _loops);
+//       do git show REV:$f > /tmp/rev/$(basename $f); done
+//   g++ ... -DRNNKIT_LOOPS='"/tmp/rev/_loops.cpp"' -o /tmp/own_kernel_rows_rev \
 //       benchmarks/own_kernel_rows.cpp
+// (REV from 060d431 on: the products take a sweep direction)
 //
 // Both builds print one line per row count; run them in turn a few times and compare the best
 // times (the machine's noise moves a single run by 10-30 %).
@@ -44,8 +47,9 @@ int main(int argc, char** argv) {
         for (int rep = 0; rep < REPEATS; ++rep) {
             const auto start = std::chrono::steady_clock::now();
             for (int k = 0; k < CALLS; ++k)
+                // every other product turned back, as the loops' steps are (t_back)
                 own_product<float>(m, 0, H, H, a.data(), H, panels, H * PW, PW, c.data(), H,
-                                   false);
+                                   false, (k & 1) != 0);
             const std::chrono::duration<double, std::micro> spent =
                 std::chrono::steady_clock::now() - start;
             if (spent.count() / CALLS < best) best = spent.count() / CALLS;

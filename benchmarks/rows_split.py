@@ -21,10 +21,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, print_header
+from machine import add_allocator_flag, apply_machine_args, paired_ratios, print_header, timed
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -54,12 +53,6 @@ def use(now: bool, gated_too: bool) -> None:
         native.set_rows_split(8192, 8192)
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def spread_lengths(B: int) -> torch.Tensor:
     return torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
 
@@ -75,23 +68,20 @@ def measure(name: str, B: int, H: int, lengths: bool, rounds: int) -> dict[str, 
         use(now, gated)
         for fn in (train, full, train):
             fn()  # warm-up: compiled loops, packed copies, allocator
-    ratios: list[float] = []
+    earlier_ms = []
+    for _ in range(3):
+        use(False, gated)
+        earlier_ms.append(timed(train) * 1e3)
+    ratios = paired_ratios(train, lambda now: use(now, gated), rounds)
     to_full: list[float] = []
-    earlier_ms: list[float] = []
-    for r in range(rounds):
-        order = (True, False) if r % 2 == 0 else (False, True)
-        got = {}
-        for now in order:
-            use(now, gated)
-            got[now] = timed(train)
-        ratios.append(got[True] / got[False])
-        earlier_ms.append(got[False] * 1e3)
-        if lengths:
-            use(True, gated)
-            pair = (train, full) if r % 2 == 0 else (full, train)
-            first, second = timed(pair[0]), timed(pair[1])
-            mine, base = (first, second) if r % 2 == 0 else (second, first)
-            to_full.append(mine / base)
+    if lengths:  # now: the step with lengths over the full step, back to back, alternating
+        use(True, gated)
+        chosen = {"step": train}
+
+        def pick(with_lengths: bool) -> None:
+            chosen["step"] = train if with_lengths else full
+
+        to_full = paired_ratios(lambda: chosen["step"](), pick, rounds)
     native.set_rows_split(None)
     result = {"ratio": statistics.median(ratios), "earlier ms": statistics.median(earlier_ms)}
     if lengths:

@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import statistics
-import time
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, print_header
+from machine import add_allocator_flag, apply_machine_args, paired_ratios, print_header
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -84,12 +83,6 @@ class Switch:
         return self.found[key]
 
 
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def measure(switch: Switch, name: str, B: int, H: int, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
     forward, train = step_fns(build(name, H), _input(T, B, H))
@@ -97,18 +90,14 @@ def measure(switch: Switch, name: str, B: int, H: int, rounds: int) -> dict[str,
         switch.current = which
         for fn in (train, forward, train):
             fn()  # warm-up: packed copies, allocator
-    result = {}
-    for key, fn in (("train", train), ("forward", forward)):
-        ratios = []
-        for r in range(rounds):
-            got = {}
-            for which in ("256", "512") if r % 2 == 0 else ("512", "256"):
-                switch.current = which
-                got[which] = timed(fn)
-            ratios.append(got["512"] / got["256"])
-        result[key] = statistics.median(ratios)
-    switch.current = "512"
-    return result
+
+    def use(wide: bool) -> None:
+        switch.current = "512" if wide else "256"
+
+    return {
+        key: statistics.median(paired_ratios(fn, use, rounds))
+        for key, fn in (("train", train), ("forward", forward))
+    }
 
 
 def main() -> None:

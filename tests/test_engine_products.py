@@ -207,7 +207,7 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
 
 
 # native.set_<name> and native.<name>, each on by default
-SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row")
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows")
 
 
 @pytest.mark.parametrize("name", SWITCHES)
@@ -321,6 +321,76 @@ def test_a_call_of_one_row_splits_its_columns_without_changing_a_value(own_kerne
         assert torch.equal(a, b)
     for a, b in zip(results[torch.float64, 2], results[torch.float64, "reference"]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+# -- products of one to three rows, several panels at a time ---------------------------------
+
+
+def _few_rows_results(name, width, batch, steps, lengths):
+    """{(dtype, few_rows or "reference"): outputs, finals and gradients} for a bidirectional
+    layer of cell ``name`` on ``batch`` rows with ``lengths``."""
+    results = {}
+    try:
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(9)
+            layer = Recurrent(CELLS[name], 5, width, 1, bidirectional=True).to(dtype)
+            gen = torch.Generator().manual_seed(10)
+            x = torch.randn(steps, batch, 5, generator=gen, dtype=dtype, requires_grad=True)
+            parts = tuple(
+                torch.randn(2, batch, *s, generator=gen, dtype=dtype, requires_grad=True)
+                for s in layer.state_shapes
+            )
+            h0 = parts if len(parts) > 1 else parts[0]
+            for on in (True, False):
+                native.set_few_rows(on)
+                layer.engine = "native"
+                results[dtype, on] = _grads(layer, x, h0, lengths)
+            layer.engine = "reference"
+            results[dtype, "reference"] = _grads(layer, x, h0, lengths)
+    finally:
+        native.set_few_rows(True)
+    return results
+
+
+def _same_bits_and_reference(results):
+    for a, b in zip(results[torch.float32, True], results[torch.float32, False]):
+        assert torch.equal(a, b)
+    for a, b in zip(results[torch.float64, True], results[torch.float64, "reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", LOOP_CELLS)
+@pytest.mark.parametrize("batch", [1, 3, 14])
+def test_few_rows_take_several_panels_without_changing_a_value(name, batch, own_kernel):
+    """Products of 1 to 3 rows run 4 (one row) or 2 (two, three) full panels of W at a time,
+    then the rest one by one, and a partial last panel: each output column is the same sum
+    either way, so the results are the bits of one panel at a time (float32), and in float64
+    the reference runner's. H = 72 gives the forward products 2 to 18 full panels and a partial one (AVX-512,
+    float32: 32 columns a panel), the backward ones 2 and a partial one; with lengths 9, 6 and
+    3 the sorted steps have 3, 2 and 1 rows, with 14 sequences 14 down to 1 (blocks of rows,
+    then few), and T = 9 steps both sweep directions."""
+    lengths = {
+        1: None,
+        3: torch.tensor([9, 6, 3]),
+        14: torch.tensor([9, 9, 9, 9, 8, 7, 6, 5, 4, 3, 2, 1, 9, 9]),
+    }[batch]
+    _same_bits_and_reference(_few_rows_results(name, 72, batch, 9, lengths))
+    assert own_kernel() > 0
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_few_rows_keep_their_values_on_split_columns(name, own_kernel):
+    """On two threads a product of H = 256 splits its columns (the second thread's block starts
+    mid-matrix), and the grouped panels start from there: the same bits as one panel at a time,
+    and in float64 the reference runner's."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        results = _few_rows_results(name, 256, 3, 4, torch.tensor([4, 3, 2]))
+    finally:
+        torch.set_num_threads(kept)
+    _same_bits_and_reference(results)
+    assert own_kernel() > 0
 
 
 # -- the pointwise pass's split over the threads ----------------------------------------------

@@ -101,6 +101,12 @@ static constexpr i64 ONE_ROW_SPLIT = i64(1) << 16;
 extern "C" void rnnkit_set_one_row(int on) { g_one_row = on; }
 extern "C" int rnnkit_one_row() { return g_one_row; }
 
+// For measurements and tests: whether the own kernel's products of 1 to 3 rows take several
+// panels of W at a time (1, the default; micro_panels) or one (0).
+static int g_few_rows = 1;
+extern "C" void rnnkit_set_few_rows(int on) { g_few_rows = on; }
+extern "C" int rnnkit_few_rows() { return g_few_rows; }
+
 // ---------------------------------------------------------------------------------------------
 // The recurrent products on few rows: rnnkit's own register-blocked kernel (AVX2 + FMA, AVX-512)
 // ---------------------------------------------------------------------------------------------
@@ -122,6 +128,7 @@ extern "C" int rnnkit_one_row() { return g_one_row; }
 #include <immintrin.h>
 
 #include <atomic>
+#include <type_traits>
 #include <vector>
 
 template <typename T>
@@ -247,11 +254,105 @@ static void micro_rows(i64 m, i64 k, const T* A, i64 lda, const T* B, i64 sb, i6
     if (r < m) micro_tail<T, FULL>(m - r, k, A + r * lda, lda, B, sb, w, C + r * ldc, ldc, acc);
 }
 
+// Products of 1 to 3 rows: NP full panels at a time, the panels pstride apart and their output
+// columns PW apart. micro on R < 4 rows keeps 2R chains of multiply-adds, each waiting on the
+// one before it (4 cycles on the Intel Xeon), so a panel took as long on 1 row as on 4; with NP
+// panels at once there are 2·R·NP chains. Each output is still the sum over kk = 0..k-1 in
+// order, the same bits as micro's.
+template <typename T, int R, int NP>
+static inline void micro_panels(i64 k, const T* A, i64 lda, const T* B, i64 pstride, i64 sb,
+                                T* C, i64 ldc, bool acc) {
+    using S = Simd<T>;
+    using V = typename S::V;
+    constexpr int L = S::L, PW = 2 * L;
+    V c0[NP][R], c1[NP][R];
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 3
+        for (int r = 0; r < R; ++r) c0[p][r] = c1[p][r] = S::zero();
+    for (i64 kk = 0; kk < k; ++kk) {
+        V a[R];
+#pragma GCC unroll 3
+        for (int r = 0; r < R; ++r) a[r] = S::bcast(A + r * lda + kk);
+#pragma GCC unroll 4
+        for (int p = 0; p < NP; ++p) {
+            const T* b = B + p * pstride + kk * sb;
+            V b0 = S::load(b), b1 = S::load(b + L);
+            if (R > 1) asm("" : "+x"(b0), "+x"(b1));  // one load each (see micro)
+#pragma GCC unroll 3
+            for (int r = 0; r < R; ++r) {
+                c0[p][r] = S::fma(a[r], b0, c0[p][r]);
+                c1[p][r] = S::fma(a[r], b1, c1[p][r]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int p = 0; p < NP; ++p)
+#pragma GCC unroll 3
+        for (int r = 0; r < R; ++r) {
+            T* c = C + p * PW + r * ldc;
+            S::store(c, acc ? S::add(S::load(c), c0[p][r]) : c0[p][r]);
+            S::store(c + L, acc ? S::add(S::load(c + L), c1[p][r]) : c1[p][r]);
+        }
+}
+
+// Panels per micro_panels call on R rows: 4 on one row (8 chains), 2 on two or three (8, 12).
+template <int R>
+static constexpr int few_row_panels() {
+    return R == 1 ? 4 : 2;
+}
+
+// The full panels q0 .. q0 + count - 1 (in the sweep's order) of a product on R < 4 rows,
+// several at a time; their indices run from the last to the first when back.
+template <typename T, int R>
+static void few_rows(i64 k, const T* A, i64 lda, const T* B0, i64 pstride, i64 sb, T* C,
+                     i64 ldc, bool acc, i64 lo, i64 count, bool back, i64 panels) {
+    constexpr int NP = few_row_panels<R>();
+    constexpr i64 PW = 2 * Simd<T>::L;
+    i64 q = 0;
+    for (; q + NP <= count; q += NP) {
+        // the group's first panel: forward, q; turned back, the group ends at panels - 1 - q
+        const i64 p = back ? panels - q - NP : q;
+        micro_panels<T, R, NP>(k, A, lda, B0 + p * pstride, pstride, sb, C + lo + p * PW, ldc,
+                               acc);
+    }
+    for (; q < count; ++q) {
+        const i64 p = back ? panels - 1 - q : q;
+        micro<T, R, true>(k, A, lda, B0 + p * pstride, sb, PW, C + lo + p * PW, ldc, acc);
+    }
+}
+
+// few_rows on m = R < 4 rows: the full panels of columns lo..hi several at a time, in the
+// sweep's order (back: from the last to the first), and a partial last panel on its own.
+template <typename T>
+static void few_row_product(i64 m, i64 lo, i64 hi, i64 k, const T* A, i64 lda, const T* B0,
+                            i64 pstride, i64 sb, T* C, i64 ldc, bool acc, bool back) {
+    constexpr i64 PW = 2 * Simd<T>::L;
+    const i64 full = (hi - lo) / PW, w = hi - lo - full * PW;
+    auto run = [&](auto rows) {
+        constexpr int R = decltype(rows)::value;
+        const T* last = B0 + full * pstride;
+        if (back && w)  // turned back, the partial panel comes first
+            micro<T, R, false>(k, A, lda, last, sb, w, C + lo + full * PW, ldc, acc);
+        few_rows<T, R>(k, A, lda, B0, pstride, sb, C, ldc, acc, lo, full, back, full);
+        if (!back && w) micro<T, R, false>(k, A, lda, last, sb, w, C + lo + full * PW, ldc, acc);
+    };
+    if (m == 1) run(std::integral_constant<int, 1>());
+    if (m == 2) run(std::integral_constant<int, 2>());
+    if (m == 3) run(std::integral_constant<int, 3>());
+}
+
 // C[:, lo:hi] of an (m, ·) output: panel p (columns lo + p·PW ...) starts at B0 + p·pstride,
 // its rows sb apart; back: the panels from the last to the first (see "Sweeps that turn back").
+// A product of 1 to 3 rows (a batch of so few, or the last steps of a batch with lengths) takes
+// several panels at a time (few_row_product). The last 1 to 3 rows of a larger product stay in
+// micro_rows: taken after the blocks, several panels at a time, they read each panel once more
+// from L2 and gained nothing measurable (Intel Xeon, B = 13, 25 and 32 with lengths, paired).
 template <typename T>
 static void own_product(i64 m, i64 lo, i64 hi, i64 k, const T* A, i64 lda, const T* B0,
                         i64 pstride, i64 sb, T* C, i64 ldc, bool acc, bool back) {
+    if (m < 4 && g_few_rows)
+        return few_row_product<T>(m, lo, hi, k, A, lda, B0, pstride, sb, C, ldc, acc, back);
     constexpr i64 PW = 2 * Simd<T>::L;
     const i64 panels = (hi - lo + PW - 1) / PW;
     for (i64 q = 0; q < panels; ++q) {

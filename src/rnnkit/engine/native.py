@@ -76,7 +76,7 @@ SPLIT_ROWS = 256
 # width: G for the gated cells, H for Elman), (gated cells, Elman); see for_rows in _loops_geo.h.
 ROWS_SPLIT = (8192, 4096)
 # The compiled loops' on/off switches (set_<name> and <name> below), each on by default.
-SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row")
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows")
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
 # products (AVX2 + FMA or AVX-512 builds; a batch of one row too, unless set_one_row(False); see
 # _loops.cpp): enough rows to pay for packing W_hh once per call.
@@ -353,6 +353,19 @@ def set_one_row(on: bool) -> None:
 def one_row() -> bool:
     """The current :func:`set_one_row` setting (False without compiled loops)."""
     return _switch("one_row")
+
+
+def set_few_rows(on: bool) -> None:
+    """Whether the own kernel's products of 1 to 3 rows run several panels of W_hh at a time
+    (True, the default: 4 on one row, 2 on two or three, so that more chains of multiply-adds
+    overlap) or one at a time (False, as before). The same bits either way. For measurements and
+    tests."""
+    _set_switch("few_rows", on)
+
+
+def few_rows() -> bool:
+    """The current :func:`set_few_rows` setting (False without compiled loops)."""
+    return _switch("few_rows")
 
 
 def live_product_count() -> int:
