@@ -365,10 +365,10 @@ def test_few_rows_take_several_panels_without_changing_a_value(name, batch, own_
     """Products of 1 to 3 rows run 4 (one row) or 2 (two, three) full panels of W at a time,
     then the rest one by one, and a partial last panel: each output column is the same sum
     either way, so the results are the bits of one panel at a time (float32), and in float64
-    the reference runner's. H = 72 gives the forward products 2 to 18 full panels and a partial one (AVX-512,
-    float32: 32 columns a panel), the backward ones 2 and a partial one; with lengths 9, 6 and
-    3 the sorted steps have 3, 2 and 1 rows, with 14 sequences 14 down to 1 (blocks of rows,
-    then few), and T = 9 steps both sweep directions."""
+    the reference runner's. H = 72 gives the forward products 2 to 18 full panels and a
+    partial one (AVX-512, float32: 32 columns a panel), the backward ones 2 and a partial one;
+    with lengths 9, 6 and 3 the sorted steps have 3, 2 and 1 rows, with 14 sequences 14 down
+    to 1 (blocks of rows, then few), and T = 9 steps both sweep directions."""
     lengths = {
         1: None,
         3: torch.tensor([9, 6, 3]),
