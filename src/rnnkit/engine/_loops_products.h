@@ -296,10 +296,17 @@ static inline void micro_panels(i64 k, const T* A, i64 lda, const T* B, i64 pstr
         }
 }
 
-// Panels per micro_panels call on R rows: 4 on one row (8 chains), 2 on two or three (8, 12).
+// Panels per micro_panels call on R rows: 4 on one row (8 chains), 2 on two (8), and on three 2
+// with AVX-512's 32 registers (12) but 1 with AVX2's 16, where 12 accumulators, 4 panel vectors
+// and 3 broadcasts spill: one panel at a time took 4.46 µs, two 5.1-5.3 (own_kernel_rows.cpp,
+// AVX2 build on the Intel Xeon, H = 256; one row 3.45 -> 1.81, two 3.95 -> 2.34-2.46).
 template <int R>
 static constexpr int few_row_panels() {
+#if defined(__AVX512F__)
     return R == 1 ? 4 : 2;
+#else
+    return R == 1 ? 4 : R == 2 ? 2 : 1;
+#endif
 }
 
 // The full panels q0 .. q0 + count - 1 (in the sweep's order) of a product on R < 4 rows,
