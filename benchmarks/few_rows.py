@@ -19,11 +19,10 @@ in alternating order, and the median of the rounds' ratios (now over earlier).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, paired_ratios, print_header
+from machine import paired_ratios, paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -67,15 +66,7 @@ def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="the GRU at B = 1, H = 256 only")
-    add_allocator_flag(parser)
-    args = parser.parse_args()
-    if not native.available() or not native.own_products():
-        parser.error("needs the compiled loops with their own product kernel (AVX2 + FMA)")
-    apply_machine_args(args)
+    _, args = paired_setup(__doc__, 15, "the GRU at B = 1, H = 256 only", own_kernel=True)
     print_header(
         "Products of one to three rows, several panels at a time: now / earlier",
         args.threads,

@@ -76,3 +76,26 @@ def paired_ratios(
         ratios.append(got[True] / got[False])
     use(True)
     return ratios
+
+
+def paired_setup(
+    doc: str, rounds: int, quick: str, own_kernel: bool = False
+) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The command line of a benchmark that times two forms of the compiled loops in one
+    process (``--threads``, ``--rounds``, ``--quick``, ``--reuse-freed-memory``), parsed and
+    applied; the parser is returned for further checks. ``own_kernel``: the benchmark needs the
+    loops' own product kernel, not only the loops."""
+    from rnnkit.engine import native
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    add_allocator_flag(parser)
+    args = parser.parse_args()
+    if not native.available():
+        parser.error("needs the compiled loops")
+    if own_kernel and not native.own_products():
+        parser.error("needs the compiled loops with their own product kernel (AVX2 + FMA)")
+    apply_machine_args(args)
+    return parser, args

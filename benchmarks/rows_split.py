@@ -19,11 +19,10 @@ against 8192, the form Elman now has, to show why they keep it.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, paired_ratios, print_header, timed
+from machine import paired_ratios, paired_setup, print_header, timed
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -90,15 +89,7 @@ def measure(name: str, B: int, H: int, lengths: bool, rounds: int) -> dict[str, 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=21)
-    parser.add_argument("--quick", action="store_true", help="Elman at B = 31, H = 256 only")
-    add_allocator_flag(parser)
-    args = parser.parse_args()
-    if not native.available():
-        parser.error("needs the compiled loops")
-    apply_machine_args(args)
+    _, args = paired_setup(__doc__, 21, "Elman at B = 31, H = 256 only")
     print_header(
         "The pointwise pass split from 4096 values: now / earlier (8192)",
         args.threads,

@@ -22,12 +22,11 @@ back to back in alternating order).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, print_header
+from machine import paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -85,15 +84,7 @@ def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="B = 1, H = 64 only")
-    add_allocator_flag(parser)
-    args = parser.parse_args()
-    if not native.available() or not native.own_products():
-        parser.error("needs the compiled loops with their own product kernel (AVX2 + FMA)")
-    apply_machine_args(args)
+    _, args = paired_setup(__doc__, 15, "B = 1, H = 64 only", own_kernel=True)
     print_header(
         "Sweeps that turn back, and calls of one row: now / earlier",
         args.threads,

@@ -15,12 +15,11 @@ order, and the median of the rounds' ratios (512-bit over 256-bit) is printed.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import statistics
 
 import torch
-from machine import add_allocator_flag, apply_machine_args, paired_ratios, print_header
+from machine import paired_ratios, paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native
@@ -101,17 +100,9 @@ def measure(switch: Switch, name: str, B: int, H: int, rounds: int) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--quick", action="store_true", help="two models")
-    add_allocator_flag(parser)
-    args = parser.parse_args()
-    if not native.available():
-        parser.error("needs the compiled loops")
+    parser, args = paired_setup(__doc__, 15, "two models")
     if FLAG not in native.FLAGS:
         parser.error(f"native.FLAGS has no {FLAG}: nothing to compare")
-    apply_machine_args(args)
     wide = native.load()
     switch = Switch({"256": narrow_library(wide), "512": wide})
     native._entry = switch  # every call of the loops below goes through the switch

@@ -317,9 +317,15 @@ def test_a_call_of_one_row_splits_its_columns_without_changing_a_value(own_kerne
     finally:
         torch.set_num_threads(kept)
     assert own_kernel() > 0
-    for a, b in zip(results[torch.float32, 1], results[torch.float32, 2]):
+    _same_bits_and_reference(results, 2, 1)
+
+
+def _same_bits_and_reference(results, form=True, other=False):
+    """``results[dtype, form]`` equals ``results[torch.float32, other]`` bit for bit in float32
+    and the reference runner's in float64."""
+    for a, b in zip(results[torch.float32, form], results[torch.float32, other]):
         assert torch.equal(a, b)
-    for a, b in zip(results[torch.float64, 2], results[torch.float64, "reference"]):
+    for a, b in zip(results[torch.float64, form], results[torch.float64, "reference"]):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
@@ -350,13 +356,6 @@ def _few_rows_results(name, width, batch, steps, lengths):
     finally:
         native.set_few_rows(True)
     return results
-
-
-def _same_bits_and_reference(results):
-    for a, b in zip(results[torch.float32, True], results[torch.float32, False]):
-        assert torch.equal(a, b)
-    for a, b in zip(results[torch.float64, True], results[torch.float64, "reference"]):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", LOOP_CELLS)
