@@ -309,8 +309,8 @@ static constexpr int few_row_panels() {
 #endif
 }
 
-// The full panels q0 .. q0 + count - 1 (in the sweep's order) of a product on R < 4 rows,
-// several at a time; their indices run from the last to the first when back.
+// The first `count` full panels of a product on R < 4 rows (of `panels` in the sweep), NP at a
+// time and the rest one by one; from the last to the first when back.
 template <typename T, int R>
 static void few_rows(i64 k, const T* A, i64 lda, const T* B0, i64 pstride, i64 sb, T* C,
                      i64 ldc, bool acc, i64 lo, i64 count, bool back, i64 panels) {
