@@ -79,12 +79,17 @@ def paired_ratios(
 
 
 def paired_setup(
-    doc: str, rounds: int, quick: str, own_kernel: bool = False
+    doc: str,
+    rounds: int,
+    quick: str,
+    own_kernel: bool = False,
+    extra: Callable[[argparse.ArgumentParser], object] | None = None,
 ) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The command line of a benchmark that times two forms of the compiled loops in one
-    process (``--threads``, ``--rounds``, ``--quick``, ``--reuse-freed-memory``), parsed and
-    applied; the parser is returned for further checks. ``own_kernel``: the benchmark needs the
-    loops' own product kernel, not only the loops."""
+    process (``--threads``, ``--rounds``, ``--quick``, ``--reuse-freed-memory``, and what
+    ``extra`` adds to the parser), parsed and applied; the parser is returned for further
+    checks. ``own_kernel``: the benchmark needs the loops' own product kernel, not only the
+    loops."""
     from rnnkit.engine import native
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -92,6 +97,8 @@ def paired_setup(
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--quick", action="store_true", help=quick)
     add_allocator_flag(parser)
+    if extra is not None:
+        extra(parser)
     args = parser.parse_args()
     if not native.available():
         parser.error("needs the compiled loops")

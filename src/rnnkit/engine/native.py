@@ -50,8 +50,8 @@ SOURCE = Path(__file__).with_name("_loops.cpp")  # which includes its parts, _lo
 # -mprefer-vector-width=512: on an AVX-512 machine the pointwise loops use 512-bit vectors and
 # glibc's 16-wide exp and tanh (GCC prefers 256-bit vectors there otherwise; elsewhere the flag
 # changes nothing). Training steps paired against the 256-bit build, Intel Xeon, 2 threads:
-# 0.965-0.995, forward passes 0.86-0.97; the layer-normalised LSTM, which lost 2-8 %,
-# keeps 256 bits (_loops_nas_ln.h; python benchmarks/vector_width.py).
+# 0.965-0.995, forward passes 0.86-0.97, every loop cell (python benchmarks/loops_against.py
+# --without-flag=-mprefer-vector-width=512).
 FLAGS = (
     "-O3",
     "-march=native",
