@@ -151,9 +151,10 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
 // The rows' sums (the layer norms' mean and variance, the backward pass's Σ dx̂ and Σ dx̂·x̂)
 // are `omp simd` reductions: the compiler may add their terms in any order, which lets it
 // vectorise the loops that hold them. Without that the backward rows ran scalar, tanh and
-// sigmoids included; with it the training step took 0.93-0.99 of its time and the forward pass
-// 0.87-0.93 (B = 1-128, H = 64-512, paired, both builds in one process), and with the sums
-// vectorised 512-bit vectors beat 256-bit ones here too (training 0.97-1.00, forward 0.94-0.97).
+// sigmoids included; with it (and the gates' backward sums in loops of their own) the training
+// step took 0.90-0.97 of its time and the forward pass 0.80-0.94 (B = 1-128, H = 64-512, paired,
+// both builds in one process: python benchmarks/loops_against.py --against 915db2d), and with
+// the sums vectorised 512-bit vectors beat 256-bit ones here too (training 0.97-1.00).
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 static void layer_norm_row(i64 H, T eps, const T* __restrict v, T* __restrict xhat, T* rstd) {
@@ -239,8 +240,7 @@ static void lnlstm_bwd_row2(i64 H, T rstd_c, T m1, T m2, const T* __restrict a,
                             const T* __restrict xh, const T* __restrict gam,
                             const T* __restrict t, T* __restrict dc, T* __restrict d,
                             T* __restrict acc, T* S) {
-    T S1[4] = {0, 0, 0, 0}, S2[4] = {0, 0, 0, 0};
-#pragma omp simd reduction(+ : S1[:4], S2[:4])
+#pragma omp simd
     for (i64 j = 0; j < H; ++j) {
         const T i = a[j], f = a[H + j], gg = a[2 * H + j], o = a[3 * H + j];
         const T dct = dc[j] + rstd_c * (t[j] - m1 - chat[j] * m2);
@@ -250,15 +250,20 @@ static void lnlstm_bwd_row2(i64 H, T rstd_c, T m1, T m2, const T* __restrict a,
         for (int k = 0; k < 4; ++k) {
             acc[k * H + j] += dz[k] * xh[k * H + j];
             acc[4 * H + k * H + j] += dz[k];
-            const T dx = dz[k] * gam[k * H + j];
-            S1[k] += dx;
-            S2[k] += dx * xh[k * H + j];
-            d[k * H + j] = dx;
+            d[k * H + j] = dz[k] * gam[k * H + j];
         }
     }
+    // each gate's Σ dx̂ and Σ dx̂·x̂, over the row just written (in the L1 cache)
     for (int k = 0; k < 4; ++k) {
-        S[k] = S1[k];
-        S[4 + k] = S2[k];
+        const T *dk = d + k * H, *xk = xh + k * H;
+        T s1 = 0, s2 = 0;
+#pragma omp simd reduction(+ : s1, s2)
+        for (i64 j = 0; j < H; ++j) {
+            s1 += dk[j];
+            s2 += dk[j] * xk[j];
+        }
+        S[k] = s1;
+        S[4 + k] = s2;
     }
 }
 
