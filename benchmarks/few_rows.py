@@ -6,7 +6,7 @@ and streams W_hh's packed panels through them. On 1 to 3 rows that leaves 2 to 6
 multiply-adds, each waiting on the one before it, so a panel took as long on one row as on
 four. Such products (a batch of one to three sequences, and the last steps of a batch with
 lengths) now take 4 panels at a time on one row and 2 on two or three (``_loops_products.h``,
-``micro_panels``; ``engine.native.set_few_rows``). The values are the same bits.
+``micro_panels``; ``engine.native_switches.set_few_rows``). The values are the same bits.
 
 For each model and shape this times the training step (forward, then the gradients with respect
 to the input and every parameter), the forward pass and, from B = 2 on, the training step with
@@ -25,7 +25,7 @@ import torch
 from machine import paired_ratios, paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
-from rnnkit.engine import native
+from rnnkit.engine import native_switches
 
 T = 100
 CASES = (
@@ -56,11 +56,11 @@ def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
     if B > 1:
         fns["lengths"] = step_fns(build(name, H), x, spread_lengths(B))[1]
     for on in (True, False):
-        native.set_few_rows(on)
+        native_switches.set_few_rows(on)
         for fn in fns.values():
             fn()  # warm-up: packed copies, allocator
     return {
-        key: statistics.median(paired_ratios(fn, native.set_few_rows, rounds))
+        key: statistics.median(paired_ratios(fn, native_switches.set_few_rows, rounds))
         for key, fn in fns.items()
     }
 

@@ -46,7 +46,7 @@ median):
 * ``split on small layers`` (``engine.packing.SPLIT_MIN_ELEMENTS``): below 2^18 elements in
   the first steps' rows, the input projection and the recurrent weight gradient gather every
   row into one product; or they split off those rows on views whatever their size (0);
-* ``split by call`` (``engine.native.set_split_by_call``): the loops' own kernel splits a
+* ``split by call`` (``engine.native_switches.set_split_by_call``): the loops' own kernel splits a
   product's columns over the threads by the call's batch, or by the product's own rows (then
   the late steps of a batch with lengths ran on one core).
 
@@ -64,7 +64,7 @@ median):
   ``masked_max`` (B·numel(W_hh)) runs a batch whose longest sequence is T masked, every row
   in place and frozen past its length in the compiled loops, or sorted and packed like
   larger layers (0).
-* ``running rows`` (``engine.native.set_live_rows``): in a masked loop, a step's recurrent
+* ``running rows`` (``engine.native_switches.set_live_rows``): in a masked loop, a step's recurrent
   products run on the rows not frozen at that step (gathered, multiplied, put back) where that
   saves a block of rows of the own kernel, or on every row of the batch.
 
@@ -94,7 +94,7 @@ from rnnkit.cells import MGUCell
 from rnnkit.engine import (
     fused,
     masked,
-    native,
+    native_switches,
     packed_stack,
     packing,
     row_moves,
@@ -125,12 +125,12 @@ def _switched(step: Callable[[], None], module, name: str, value) -> Callable[[]
 
 
 class _NativeSwitch:
-    """A switch of the compiled loops (``native.set_<name>`` and ``native.<name>``) as an
-    attribute ``on``, for :func:`_switched`."""
+    """A switch of the compiled loops (``native_switches.set_<name>`` and
+    ``native_switches.<name>``) as an attribute ``on``, for :func:`_switched`."""
 
     def __init__(self, name: str) -> None:
-        self._get = getattr(native, name)
-        self._set = getattr(native, f"set_{name}")
+        self._get = getattr(native_switches, name)
+        self._set = getattr(native_switches, f"set_{name}")
 
     @property
     def on(self) -> bool:

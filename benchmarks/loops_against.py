@@ -2,7 +2,7 @@
 source without one of the build flags (``--without-flag``), or the source of another revision
 (``--against REV``).
 
-The other library is built beside the default one (``engine.native.build`` with its flags), both
+The other library is built beside the default one (``engine.native_build.build``), both
 are loaded, and the engine's kernel entry points (``native._entry``) are pointed at one or the
 other for each call. Each model's training step (forward, then the gradients with respect to the
 input and every parameter) and forward pass are timed with both libraries back to back in every
@@ -26,7 +26,7 @@ import torch
 from machine import paired_ratios, paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
-from rnnkit.engine import native
+from rnnkit.engine import native, native_build
 
 T = 100
 CASES = (
@@ -49,8 +49,8 @@ CASES = (
 def other_source(rev: str, into: Path) -> Path:
     """The loops' source (``_loops.cpp`` and its parts) of git revision ``rev``, written into
     ``into``; returns the main file."""
-    root = Path(native.SOURCE).parents[3]
-    folder = native.SOURCE.relative_to(root).parent.as_posix()
+    root = native_build.SOURCE.parents[3]
+    folder = native_build.SOURCE.relative_to(root).parent.as_posix()
     names = subprocess.run(
         ["git", "-C", str(root), "ls-tree", "--name-only", rev, f"{folder}/"],
         check=True,
@@ -65,18 +65,14 @@ def other_source(rev: str, into: Path) -> Path:
                 capture_output=True,
             ).stdout
             (into / Path(name).name).write_bytes(text)
-    return into / native.SOURCE.name
+    return into / native_build.SOURCE.name
 
 
 def other_library(now: ctypes.CDLL, source: Path, without: str | None) -> ctypes.CDLL:
-    """``source`` built with ``native.FLAGS`` less ``without``, set up as ``native.load`` sets up
-    the default library (the BLAS, the own kernel's row limits)."""
-    kept = native.FLAGS
-    native.FLAGS = tuple(f for f in kept if f != without)
-    try:
-        lib = ctypes.CDLL(str(native.build(source)))
-    finally:
-        native.FLAGS = kept
+    """``source`` built with the library's flags less ``without``, set up as ``native.load``
+    sets up the default library (the BLAS, the own kernel's row limits)."""
+    flags = tuple(f for f in native_build.FLAGS if f != without)
+    lib = ctypes.CDLL(str(native_build.build(source, flags)))
     sgemm, dgemm = native._blas_symbols()
     lib.rnnkit_set_blas.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.rnnkit_set_blas(sgemm, dgemm)
@@ -138,18 +134,22 @@ def main() -> None:
         15,
         "two models",
         extra=lambda p: (
-            p.add_argument("--without-flag", help="the other build: native.FLAGS less this"),
+            p.add_argument("--without-flag", help="the other build: the build flags less this"),
             p.add_argument("--against", help="the other build: the loops of this git revision"),
             p.add_argument("--cases", help='"model:B:H;..." (default: thirteen shapes)'),
         ),
     )
     if (args.without_flag is None) == (args.against is None):
         parser.error("give one of --without-flag and --against")
-    if args.without_flag is not None and args.without_flag not in native.FLAGS:
-        parser.error(f"native.FLAGS has no {args.without_flag}: nothing to compare")
+    if args.without_flag is not None and args.without_flag not in native_build.FLAGS:
+        parser.error(f"native_build.FLAGS has no {args.without_flag}: nothing to compare")
     now = native.load()
     with tempfile.TemporaryDirectory() as folder:
-        source = native.SOURCE if args.against is None else other_source(args.against, Path(folder))
+        source = (
+            native_build.SOURCE
+            if args.against is None
+            else other_source(args.against, Path(folder))
+        )
         switch = Switch({"other": other_library(now, source, args.without_flag), "now": now})
     native._entry = switch  # every call of the loops below goes through the switch
     other = f"without {args.without_flag}" if args.without_flag else f"the loops of {args.against}"

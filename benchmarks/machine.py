@@ -90,7 +90,7 @@ def paired_setup(
     ``extra`` adds to the parser), parsed and applied; the parser is returned for further
     checks. ``own_kernel``: the benchmark needs the loops' own product kernel, not only the
     loops."""
-    from rnnkit.engine import native
+    from rnnkit.engine import native, native_switches
 
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -102,7 +102,7 @@ def paired_setup(
     args = parser.parse_args()
     if not native.available():
         parser.error("needs the compiled loops")
-    if own_kernel and not native.own_products():
+    if own_kernel and not native_switches.own_products():
         parser.error("needs the compiled loops with their own product kernel (AVX2 + FMA)")
     apply_machine_args(args)
     return parser, args

@@ -6,8 +6,8 @@ each thread then calls sgemm on its own slice. With the own kernel, added to ``_
 AVX2 + FMA and AVX-512 builds, each thread packs its slice once per call and multiplies it in
 registers. The own kernel runs a call whose steps times batch rows reach
 ``native.OWN_MIN_ROWS``, with a batch of at least 2, for the products of at most
-``native.OWN_MAX_ROWS`` rows (by vector width); ``native.set_own_min_rows(-1)`` gives the BLAS
-back. Two measurements in one run:
+``native.OWN_MAX_ROWS`` rows (by vector width); ``native_switches.set_own_min_rows(-1)`` gives
+the BLAS back. Two measurements in one run:
 
 * ``loops``: the forward and backward loops alone, called directly on buffers, T = 100 steps
   of m rows each, µs per step. The BLAS is timed on 1 thread (one sgemm over all columns) and on
@@ -32,7 +32,7 @@ import torch
 from machine import add_allocator_flag, apply_machine_args, print_header
 from rnn_speed import _input, build, interleaved, step_fns
 
-from rnnkit.engine import native
+from rnnkit.engine import native, native_switches
 from rnnkit.engine.kernel_base import geometry
 from rnnkit.engine.packing import make_plan
 
@@ -88,8 +88,8 @@ def loops_table(H: int, rows, repeats: int) -> None:
                 fwd, bwd = _loop_calls(kind, H, m, threads)
 
                 def step(fwd=fwd, bwd=bwd, own=own) -> None:
-                    native.set_own_min_rows(0 if own else -1)
-                    native.set_own_max_rows(1 << 30)  # the kernel at every row count
+                    native_switches.set_own_min_rows(0 if own else -1)
+                    native_switches.set_own_max_rows(1 << 30)  # the kernel at every row count
                     fwd()
                     bwd()
 
@@ -101,8 +101,8 @@ def loops_table(H: int, rows, repeats: int) -> None:
                 f"{us['own2'] / us['blas2']:.2f} |",
                 flush=True,
             )
-    native.set_own_min_rows(native.OWN_MIN_ROWS)
-    native.set_own_max_rows(None)
+    native_switches.set_own_min_rows(native.OWN_MIN_ROWS)
+    native_switches.set_own_max_rows(None)
     print()
 
 
@@ -123,7 +123,7 @@ def layers_table(models, batches, H: int, repeats: int) -> None:
                 for own in (False, True):
 
                     def step(f=f, own=own) -> None:
-                        native.set_own_min_rows(native.OWN_MIN_ROWS if own else -1)
+                        native_switches.set_own_min_rows(native.OWN_MIN_ROWS if own else -1)
                         f()
 
                     fns[(label, own)] = step
@@ -137,7 +137,7 @@ def layers_table(models, batches, H: int, repeats: int) -> None:
                 f"{t[('len', True)] / t[('full', True)]:.3f} |",
                 flush=True,
             )
-    native.set_own_min_rows(native.OWN_MIN_ROWS)
+    native_switches.set_own_min_rows(native.OWN_MIN_ROWS)
     print()
 
 
@@ -151,9 +151,9 @@ def main() -> None:
     )
     add_allocator_flag(parser)
     args = parser.parse_args()
-    if not native.own_products():
+    if not native_switches.own_products():
         raise SystemExit("the compiled loops were built without their own kernel (no AVX2 + FMA)")
-    bits = native.own_vector_bits()
+    bits = native_switches.own_vector_bits()
     apply_machine_args(args)
     print_header(
         "Recurrent products: own kernel / BLAS",

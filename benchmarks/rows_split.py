@@ -4,7 +4,8 @@ A step of the compiled loops is a recurrent product, split over the threads by o
 then a pointwise pass, split by rows from a number of values (rows times width). Elman's pass
 used the gated cells' line, 8192 values, so at H = 256 a step of fewer than 32 rows ran it on
 one thread, and a batch of 32 with lengths did so at every step after its first sequence ended.
-Elman's line is now 4096 values (``_loops_geo.h``, ``for_rows``; ``engine.native.set_rows_split``).
+Elman's line is now 4096 values (``_loops_geo.h``, ``for_rows``;
+``engine.native_switches.set_rows_split``).
 
 For each model and shape, this times the training step (forward, then the gradients with respect
 to the input and every parameter) in both forms in one process, back to back in every round, in
@@ -25,7 +26,7 @@ import torch
 from machine import paired_ratios, paired_setup, print_header, timed
 from rnn_speed import _input, build, step_fns
 
-from rnnkit.engine import native
+from rnnkit.engine import native_switches
 
 T = 100
 # (model, B, H, lengths)
@@ -47,9 +48,9 @@ def use(now: bool, gated_too: bool) -> None:
     """The line of 4096 values (now: Elman's; with gated_too the gated cells' as well), or the
     earlier 8192 for every cell."""
     if now:
-        native.set_rows_split(4096 if gated_too else None, 4096)
+        native_switches.set_rows_split(4096 if gated_too else None, 4096)
     else:
-        native.set_rows_split(8192, 8192)
+        native_switches.set_rows_split(8192, 8192)
 
 
 def spread_lengths(B: int) -> torch.Tensor:
@@ -81,7 +82,7 @@ def measure(name: str, B: int, H: int, lengths: bool, rounds: int) -> dict[str, 
             chosen["step"] = train if with_lengths else full
 
         to_full = paired_ratios(lambda: chosen["step"](), pick, rounds)
-    native.set_rows_split(None)
+    native_switches.set_rows_split(None)
     result = {"ratio": statistics.median(ratios), "earlier ms": statistics.median(earlier_ms)}
     if lengths:
         result["to full"] = statistics.median(to_full)

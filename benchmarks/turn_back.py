@@ -7,7 +7,7 @@ own kernel now reads every other step's packed W_hh from the far end, so that ea
 on the lines the sweep before read last, still in the L2; and a call of one row takes the own
 kernel (its columns split over the threads from 2^16 multiply-adds), where it took the BLAS's
 matrix-vector product before (``_loops_products.h``, "Sweeps that turn back";
-``engine.native.set_turn_back``, ``set_one_row``).
+``engine.native_switches.set_turn_back``, ``set_one_row``).
 
 For each model and shape, this times the training step (forward, then the gradients with respect
 to the input and every parameter) and the forward pass alone in both forms, in one process: the
@@ -29,7 +29,7 @@ import torch
 from machine import paired_setup, print_header
 from rnn_speed import _input, build, step_fns
 
-from rnnkit.engine import native
+from rnnkit.engine import native_switches
 
 T = 100
 MODELS = ("LSTM [native loop]", "GRU", "Elman", "MUT1", "NAS")
@@ -39,8 +39,8 @@ SHAPES = ((1, 64), (1, 256), (1, 512), (4, 512), (32, 256), (32, 512))
 def use(now: bool) -> None:
     """The loops as they are now (True) or as they were (False: every sweep from the first
     panel, and a call of one row on the BLAS)."""
-    native.set_turn_back(now)
-    native.set_one_row(now)
+    native_switches.set_turn_back(now)
+    native_switches.set_one_row(now)
 
 
 def timed(fn) -> float:

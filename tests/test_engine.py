@@ -16,6 +16,7 @@ from rnnkit.engine import (
     kernel_base,
     native,
     native_memory,
+    native_switches,
     packing,
     row_moves,
     sequence,
@@ -397,18 +398,18 @@ def test_plan_places_every_row_once(lens, turn):
 def test_native_products_threaded_by_the_blas_equal_reference(make):
     """With column splitting off, the BLAS threads every recurrent product itself; the results
     still equal the reference (the default splits products of up to 256 rows)."""
-    native.set_split_rows(0)
+    native_switches.set_split_rows(0)
     try:
         _check_on_two_threads(make, torch.randint(1, 6, (40,)), T=5, reverse=True)
     finally:
-        native.set_split_rows(native.SPLIT_ROWS)
+        native_switches.set_split_rows(native.SPLIT_ROWS)
 
 
 @needs_native
 @pytest.mark.parametrize("rows", [-1, 2.5, True])
 def test_set_split_rows_rejects_bad_values(rows):
     with pytest.raises(ValueError, match="rows must be an int >= 0"):
-        native.set_split_rows(rows)
+        native_switches.set_split_rows(rows)
 
 
 # the shortest length (3) shared by two sequences, which end just before the turn

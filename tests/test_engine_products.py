@@ -11,10 +11,10 @@ import torch
 
 from cell_zoo import CELLS
 from rnnkit import Recurrent
-from rnnkit.engine import kernels, native
+from rnnkit.engine import kernels, native, native_switches
 
 pytestmark = pytest.mark.skipif(
-    not native.available() or not native.own_products(),
+    not native.available() or not native_switches.own_products(),
     reason="no compiled loops with their own product kernel here (needs AVX2 + FMA)",
 )
 
@@ -32,14 +32,14 @@ LOOP_CELLS = sorted(
 def own_kernel():
     """Every call takes the own kernel; yields a function that says how many products it
     computed since the fixture started."""
-    native.set_own_min_rows(0)
-    native.set_own_max_rows(1 << 30)
-    start = native.own_product_count()
+    native_switches.set_own_min_rows(0)
+    native_switches.set_own_max_rows(1 << 30)
+    start = native_switches.own_product_count()
     try:
-        yield lambda: native.own_product_count() - start
+        yield lambda: native_switches.own_product_count() - start
     finally:
-        native.set_own_min_rows(native.OWN_MIN_ROWS)
-        native.set_own_max_rows(None)
+        native_switches.set_own_min_rows(native.OWN_MIN_ROWS)
+        native_switches.set_own_max_rows(None)
 
 
 def _grads(layer, x, h0, lengths):
@@ -90,7 +90,7 @@ def test_float32_equals_the_blas_path_to_rounding(name, own_kernel):
     x, h0, lengths = _inputs(layer, torch.float32, seed=1)
     got = _grads(layer, x, h0, lengths)
     assert own_kernel() > 0
-    native.set_own_min_rows(-1)
+    native_switches.set_own_min_rows(-1)
     before = own_kernel()
     want = _grads(layer, x, h0, lengths)
     assert own_kernel() == before  # the BLAS this time
@@ -141,10 +141,10 @@ def test_products_over_the_row_limit_take_the_blas(own_kernel):
     layer.engine = "native"
     x = torch.randn(T, B, I)
     with torch.no_grad():
-        native.set_own_max_rows(B - 1)  # every step has B rows: all to the BLAS
+        native_switches.set_own_max_rows(B - 1)  # every step has B rows: all to the BLAS
         blas, _ = layer(x)
         assert own_kernel() == 0
-        native.set_own_max_rows(B)
+        native_switches.set_own_max_rows(B)
         own, _ = layer(x)
         assert own_kernel() == T
     torch.testing.assert_close(own, blas, rtol=1e-5, atol=1e-6)
@@ -153,12 +153,12 @@ def test_products_over_the_row_limit_take_the_blas(own_kernel):
 @pytest.mark.parametrize("rows", [-1, 1.5, True])
 def test_the_row_limit_must_be_a_count(rows):
     with pytest.raises(ValueError, match=r"rows must be an int >= 0 or None, got"):
-        native.set_own_max_rows(rows)
+        native_switches.set_own_max_rows(rows)
 
 
 def test_the_default_row_limit_follows_the_vector_width(own_kernel):
-    native.set_own_max_rows(None)
-    limit = native.OWN_MAX_ROWS[native.own_vector_bits()]
+    native_switches.set_own_max_rows(None)
+    limit = native.OWN_MAX_ROWS[native_switches.own_vector_bits()]
     layer = Recurrent(CELLS["gru"], I, H)
     layer.engine = "native"
     with torch.no_grad():
@@ -190,11 +190,11 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
             lengths = torch.randint(1, T_long + 1, (B_wide,), generator=gen)
             for engine, by_call in (("native", True), ("native", False), ("reference", True)):
                 layer.engine = engine
-                native.set_split_by_call(by_call)
+                native_switches.set_split_by_call(by_call)
                 results[dtype, engine, by_call] = _grads(layer, x, h0, lengths)
         assert own_kernel() > 0
     finally:
-        native.set_split_by_call(True)
+        native_switches.set_split_by_call(True)
         torch.set_num_threads(kept)
     for a, b in zip(
         results[torch.float32, "native", True], results[torch.float32, "native", False]
@@ -214,12 +214,12 @@ SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows")
 @pytest.mark.parametrize("on", [1, None, "yes"])
 def test_the_loops_switches_take_a_bool(name, on):
     with pytest.raises(ValueError, match="on must be a bool, got"):
-        getattr(native, f"set_{name}")(on)
+        getattr(native_switches, f"set_{name}")(on)
 
 
 @pytest.mark.parametrize("name", SWITCHES)
 def test_the_loops_switches_read_back(name):
-    put, get = getattr(native, f"set_{name}"), getattr(native, name)
+    put, get = getattr(native_switches, f"set_{name}"), getattr(native_switches, name)
     assert get() is True
     try:
         put(False)
@@ -249,10 +249,10 @@ def test_turning_back_changes_no_value(name, with_lengths, own_kernel):
         lengths = lengths if with_lengths else None
         try:
             for on in (True, False):
-                native.set_turn_back(on)
+                native_switches.set_turn_back(on)
                 results[dtype, on] = _grads(layer, x, h0, lengths)
         finally:
-            native.set_turn_back(True)
+            native_switches.set_turn_back(True)
         layer.engine = "reference"
         results[dtype, "reference"] = _grads(layer, x, h0, lengths)
     assert own_kernel() > 0
@@ -264,9 +264,9 @@ def test_turning_back_changes_no_value(name, with_lengths, own_kernel):
 
 @pytest.mark.parametrize("name", ["lstm", "nas", "gru_reset_before", "elman_tanh"])
 def test_a_call_of_one_row_takes_the_own_kernel(name, own_kernel):
-    """A batch of one sequence takes the own kernel (``native.set_one_row(False)`` gives it the
-    BLAS): both give the reference runner's values in float64, and each other's to rounding in
-    float32."""
+    """A batch of one sequence takes the own kernel (``native_switches.set_one_row(False)`` gives
+    it the BLAS): both give the reference runner's values in float64, and each other's to
+    rounding in float32."""
     got = {}
     try:
         for dtype in (torch.float64, torch.float32):
@@ -281,14 +281,14 @@ def test_a_call_of_one_row_takes_the_own_kernel(name, own_kernel):
             )
             h0 = parts if len(parts) > 1 else parts[0]
             for on in (True, False):
-                native.set_one_row(on)
+                native_switches.set_one_row(on)
                 before = own_kernel()
                 got[dtype, on] = _grads(layer, x, h0, None)
                 assert (own_kernel() > before) == on
             layer.engine = "reference"
             got[dtype, "reference"] = _grads(layer, x, h0, None)
     finally:
-        native.set_one_row(True)
+        native_switches.set_one_row(True)
     for on in (True, False):
         for a, b in zip(got[torch.float64, on], got[torch.float64, "reference"]):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
@@ -348,13 +348,13 @@ def _few_rows_results(name, width, batch, steps, lengths):
             )
             h0 = parts if len(parts) > 1 else parts[0]
             for on in (True, False):
-                native.set_few_rows(on)
+                native_switches.set_few_rows(on)
                 layer.engine = "native"
                 results[dtype, on] = _grads(layer, x, h0, lengths)
             layer.engine = "reference"
             results[dtype, "reference"] = _grads(layer, x, h0, lengths)
     finally:
-        native.set_few_rows(True)
+        native_switches.set_few_rows(True)
     return results
 
 
@@ -418,12 +418,12 @@ def test_the_pointwise_split_changes_no_value(name, with_lengths):
             x, h0, lengths = _inputs(layer, dtype, seed=3)
             lengths = lengths if with_lengths else None
             for line in (0, 1 << 40):
-                native.set_rows_split(line, line)
+                native_switches.set_rows_split(line, line)
                 results[dtype, line] = _grads(layer, x, h0, lengths)
             layer.engine = "reference"
             results[dtype, "reference"] = _grads(layer, x, h0, lengths)
     finally:
-        native.set_rows_split(None)
+        native_switches.set_rows_split(None)
         torch.set_num_threads(kept)
     for a, b in zip(results[torch.float32, 0], results[torch.float32, 1 << 40]):
         if name in PER_THREAD_SUMS:
@@ -440,17 +440,17 @@ def test_elman_splits_its_pointwise_pass_from_its_own_line():
     4096; set_rows_split sets both, None restores them, and a line that is not a count is
     refused with its name."""
     assert native.ROWS_SPLIT == (8192, 4096)
-    assert native.rows_split() == native.ROWS_SPLIT
+    assert native_switches.rows_split() == native.ROWS_SPLIT
     try:
-        native.set_rows_split(5, 7)
-        assert native.rows_split() == (5, 7)
-        native.set_rows_split(9)
-        assert native.rows_split() == (9, 4096)
+        native_switches.set_rows_split(5, 7)
+        assert native_switches.rows_split() == (5, 7)
+        native_switches.set_rows_split(9)
+        assert native_switches.rows_split() == (9, 4096)
     finally:
-        native.set_rows_split(None)
-    assert native.rows_split() == (8192, 4096)
+        native_switches.set_rows_split(None)
+    assert native_switches.rows_split() == (8192, 4096)
     for bad in (-1, 2.5, True):
         with pytest.raises(ValueError, match="values must be an int >= 0 or None, got"):
-            native.set_rows_split(bad)
+            native_switches.set_rows_split(bad)
         with pytest.raises(ValueError, match="elman must be an int >= 0 or None, got"):
-            native.set_rows_split(None, bad)
+            native_switches.set_rows_split(None, bad)

@@ -13,7 +13,7 @@ import rnnkit.engine.sequence as sequence_module
 from cell_zoo import CELLS
 from layer_steps import training_step
 from rnnkit import Recurrent
-from rnnkit.engine import kernels, native, native_memory
+from rnnkit.engine import kernels, native, native_memory, native_switches
 from rnnkit.engine import masked as masked_layout
 from rnnkit.loop import reverse_padded, run_cell
 
@@ -290,33 +290,35 @@ def test_masked_segments_of_a_checkpointed_layer(name, masked, monkeypatch):
 
 
 @needs_native
-@pytest.mark.skipif(not native.own_products(), reason="the loops' own kernel is not compiled in")
+@pytest.mark.skipif(
+    not native_switches.own_products(), reason="the loops' own kernel is not compiled in"
+)
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("name", KERNEL_CELLS)
 def test_products_on_the_running_rows(name, bidirectional, masked, monkeypatch):
     """A batch wide enough for the loops' own kernel, whose rows freeze in steps: the recurrent
     products of the steps with enough frozen rows run on the running rows alone
-    (``native.live_rows``). Values and gradients equal the reference loop's, and equal exactly
-    those of the products on every row (each row of the own kernel's product is summed alone),
-    so every kernel reads only the running rows of what those products write."""
+    (``native_switches.live_rows``). Values and gradients equal the reference loop's, and equal
+    exactly those of the products on every row (each row of the own kernel's product is summed
+    alone), so every kernel reads only the running rows of what those products write."""
     lengths = torch.tensor([7, 1, 2, 3, 7, 4, 5, 6, 1, 2, 3, 7, 2, 5])  # B = 14, T·B = 98
     torch.manual_seed(0)
     layer = Recurrent(CELLS[name], I, H, bidirectional=bidirectional).double()
     x, h0 = _inputs(layer, lengths, 0.0)
-    assert native.live_rows()
-    before = native.live_product_count()
+    assert native_switches.live_rows()
+    before = native_switches.live_product_count()
     out, finals, grads, weights = training_step(layer, x, h0, lengths)
-    assert native.live_product_count() > before  # (the running rows' products ran)
+    assert native_switches.live_product_count() > before  # (the running rows' products ran)
     assert masked == [True] * layer.num_directions
     ref_out, ref_finals, ref_grads = _reference(layer, x, h0, lengths, weights)
     _assert_close([out, *finals], [ref_out, *ref_finals])
     _assert_close(grads, ref_grads)
 
-    native.set_live_rows(False)
+    native_switches.set_live_rows(False)
     try:
-        counted = native.live_product_count()
+        counted = native_switches.live_product_count()
         a_out, a_finals, a_grads, _ = training_step(layer, x, h0, lengths)
-        assert native.live_product_count() == counted
+        assert native_switches.live_product_count() == counted
     finally:
-        native.set_live_rows(True)
+        native_switches.set_live_rows(True)
     _assert_close([out, *finals, *grads], [a_out, *a_finals, *a_grads], 0.0)

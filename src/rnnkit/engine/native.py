@@ -1,6 +1,7 @@
-"""Build, load and call ``_loops.cpp``, the engine's compiled time loops. Its memory routines
-(the row copies between layouts and the column blocks of a projection) are called through
-:mod:`rnnkit.engine.native_memory`.
+"""Load and call ``_loops.cpp``, the engine's compiled time loops (built by
+:mod:`rnnkit.engine.native_build`; the switches and counters for measurements and tests are in
+:mod:`rnnkit.engine.native_switches`). Its memory routines (the row copies between layouts and
+the column blocks of a projection) are called through :mod:`rnnkit.engine.native_memory`.
 
 Why a plain C++ file through ctypes and not ``torch.utils.cpp_extension``: the loops need no
 torch header. They take raw pointers, call the BLAS that torch already carries (its
@@ -13,10 +14,8 @@ pointwise math into one pass over memory. Built with AVX2 and FMA or with AVX-51
 compute the recurrent products with their own kernel instead of the BLAS (``OWN_MIN_ROWS``,
 ``OWN_MAX_ROWS``, docs/engine.md "The recurrent products: rnnkit's own kernel").
 
-The library is built on first use into ``<rnnkit cache>/build`` (``$RNNKIT_CACHE`` or
-``~/.cache/rnnkit``) under a name that hashes the source (``_loops.cpp`` and its parts), the
-flags, the compiler and the CPU (``-march=native`` code must not run on another CPU);
-concurrent builders each publish a whole file with an atomic rename. :func:`load` returns None
+The library is built on first use into the rnnkit cache (:mod:`~rnnkit.engine.native_build`).
+:func:`load` returns None
 when there is no compiler, the build fails or torch's BLAS symbols are missing; the engine then
 falls back to a loop recorded by autograd.
 ``RNNKIT_NO_NATIVE=1`` switches the compiled loops off.
@@ -25,48 +24,19 @@ falls back to a loop recorded by autograd.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..datasets._cache import cache_dir
 from ._tracing import run_eagerly
+from .native_build import build
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("_loops.cpp")  # which includes its parts, _loops_*.h
-# -D__FAST_MATH__ only lets glibc declare its vector exp/tanh (libmvec) so that the fused loops
-# vectorise; the arithmetic keeps IEEE semantics (no -ffast-math).
-# -mprefer-vector-width=512: on an AVX-512 machine the pointwise loops use 512-bit vectors and
-# glibc's 16-wide exp and tanh (GCC prefers 256-bit vectors there otherwise; elsewhere the flag
-# changes nothing). Training steps paired against the 256-bit build, Intel Xeon, 2 threads:
-# 0.965-0.995, forward passes 0.86-0.97, every loop cell (python benchmarks/loops_against.py
-# --without-flag=-mprefer-vector-width=512).
-FLAGS = (
-    "-O3",
-    "-march=native",
-    "-mprefer-vector-width=512",
-    "-std=c++17",
-    "-fno-math-errno",
-    "-fno-trapping-math",
-    "-D__FAST_MATH__",
-    "--param=vect-max-version-for-alias-checks=200",
-    "-fopenmp",
-    "-shared",
-    "-fPIC",
-    "-Wl,-z,defs",
-)
-FALLBACK_FLAGS = ("-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC")
 KERNELS = ("elman", "lstm", "gru", "rb", "nas", "lnlstm")
 HEADER = 11  # int64 entries before the per-step arrays in a geometry block
 # Recurrent products of up to this many rows split W_hh's columns over the threads in the loops
@@ -86,62 +56,6 @@ OWN_MIN_ROWS = 64
 # AVX-512, MKL's own AVX-512 kernels are faster from about 64 rows on (Intel Xeon), so there the
 # products of more rows go to the BLAS (``python benchmarks/rnn_products.py``, "loops").
 OWN_MAX_ROWS = {512: 48, 256: 256}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return name
-    return None
-
-
-def _parts(source: Path) -> list[Path]:
-    """``source`` and the parts it includes (``<stem>_*.h`` beside it), the text the cached
-    library is keyed on: a change in any part builds it anew."""
-    return [source, *sorted(source.parent.glob(f"{source.stem}_*.h"))]
-
-
-def build_key(source: Path, cxx: str) -> str:
-    """The cached library's name: a hash of the source and all its parts, the flags, the
-    compiler and the CPU."""
-    text = b"".join(path.read_bytes() for path in _parts(source))
-    key = hashlib.sha256(text + repr((FLAGS, cxx, _cpu_model(), sys.platform)).encode())
-    return key.hexdigest()[:16]
-
-
-def build(source: Path = SOURCE) -> Path:
-    """Compile ``source`` into the cache (unless it is there already); return the library."""
-    cxx = _compiler()
-    if cxx is None:
-        raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++)")
-    target = cache_dir("build") / f"rnnkit-loops-{build_key(source, cxx)}.so"
-    if target.exists():
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=".rnnkit-loops-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        for flags in (FLAGS, FALLBACK_FLAGS):
-            result = subprocess.run(
-                [cxx, *flags, "-o", tmp, str(source)], capture_output=True, text=True
-            )
-            if result.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{cxx} failed to compile {source.name}:\n{result.stderr[-2000:]}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
 
 
 def _blas_symbols() -> tuple[int, int]:
@@ -223,177 +137,6 @@ def load() -> ctypes.CDLL | None:
                 fn.argtypes = [ctypes.c_void_p] * 4
                 fn.restype = None
     return lib
-
-
-def set_split_rows(rows: int) -> None:
-    """Up to how many rows a recurrent product splits W_hh's columns over the threads itself
-    (default :data:`SPLIT_ROWS`; 0 leaves every product to the BLAS's own threading). For
-    measurements."""
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
-        raise ValueError(f"rows must be an int >= 0, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    lib.rnnkit_set_split_rows(rows)
-
-
-def set_own_min_rows(rows: int) -> None:
-    """From how many steps times batch rows a call computes its recurrent products with the
-    loops' own kernel instead of the BLAS (default :data:`OWN_MIN_ROWS`; -1: never). For
-    measurements and tests."""
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < -1:
-        raise ValueError(f"rows must be an int >= -1, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    lib.rnnkit_set_own_min_rows(rows)
-
-
-def set_own_max_rows(rows: int | None) -> None:
-    """The most rows a recurrent product may have to take the loops' own kernel (None: the
-    default for this build's vector width, :data:`OWN_MAX_ROWS`). For measurements and tests."""
-    if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
-        raise ValueError(f"rows must be an int >= 0 or None, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    if rows is None:
-        rows = OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0)
-    lib.rnnkit_set_own_max_rows(rows)
-
-
-def set_rows_split(values: int | None, elman: int | None = None) -> None:
-    """From how many values (rows times width) a step's pointwise pass splits its rows over the
-    threads: ``values`` for the gated cells, ``elman`` for Elman (None: the defaults,
-    :data:`ROWS_SPLIT`; 0: every step of two rows or more). For measurements and tests."""
-    for name, given in (("values", values), ("elman", elman)):
-        if given is not None and (
-            isinstance(given, bool) or not isinstance(given, int) or given < 0
-        ):
-            raise ValueError(f"{name} must be an int >= 0 or None, got {given!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    gated = ROWS_SPLIT[0] if values is None else values
-    lib.rnnkit_set_rows_split(gated, ROWS_SPLIT[1] if elman is None else elman)
-
-
-def rows_split() -> tuple[int, int] | None:
-    """The current :func:`set_rows_split` values, (gated cells, Elman); None without compiled
-    loops."""
-    lib = load()
-    if lib is None:
-        return None
-    return int(lib.rnnkit_rows_split(0)), int(lib.rnnkit_rows_split(1))
-
-
-def _set_switch(name: str, on: bool) -> None:
-    """Set the compiled loops' switch ``name`` (``rnnkit_set_<name>``) to ``on``."""
-    if not isinstance(on, bool):
-        raise ValueError(f"on must be a bool, got {on!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
-    getattr(lib, f"rnnkit_set_{name}")(int(on))
-
-
-def _switch(name: str) -> bool:
-    """The compiled loops' switch ``name`` (``rnnkit_<name>``); False without them."""
-    lib = load()
-    return lib is not None and bool(getattr(lib, f"rnnkit_{name}")())
-
-
-def set_split_by_call(on: bool) -> None:
-    """Whether the own kernel decides to split a product's columns over the threads by the
-    call's batch (True, the default: every step of a call on the same split) or by the
-    product's own rows (False, as before; with lengths the late steps then ran on one core).
-    For measurements and tests."""
-    _set_switch("split_by_call", on)
-
-
-def split_by_call() -> bool:
-    """The current :func:`set_split_by_call` setting (False without compiled loops)."""
-    return _switch("split_by_call")
-
-
-def set_live_rows(on: bool) -> None:
-    """Whether a masked call's recurrent products run on the rows that are not frozen at the
-    step (True, the default: gathered into scratch, multiplied, put back, where that saves a
-    block of the own kernel's rows) or on every row of the batch (False: a frozen row's rows of
-    the product are wasted work). For measurements and tests."""
-    _set_switch("live_rows", on)
-
-
-def live_rows() -> bool:
-    """The current :func:`set_live_rows` setting (False without compiled loops)."""
-    return _switch("live_rows")
-
-
-def set_turn_back(on: bool) -> None:
-    """Whether every other step's recurrent products on the loops' own kernel read their packed
-    W_hh from the far end (True, the default: they start on the lines the step before read
-    last, still in the core's L2 cache, where a slice of W_hh larger than the L2 would otherwise
-    stream from L3 at every step) or every step's from the start (False). The order changes no
-    value. For measurements and tests."""
-    _set_switch("turn_back", on)
-
-
-def turn_back() -> bool:
-    """The current :func:`set_turn_back` setting (False without compiled loops)."""
-    return _switch("turn_back")
-
-
-def set_one_row(on: bool) -> None:
-    """Whether a call of one row (B = 1) computes its recurrent products with the loops' own
-    kernel (True, the default; its columns split over the threads from 2^16 multiply-adds) or
-    with the BLAS's matrix-vector product (False, as before). For measurements and tests."""
-    _set_switch("one_row", on)
-
-
-def one_row() -> bool:
-    """The current :func:`set_one_row` setting (False without compiled loops)."""
-    return _switch("one_row")
-
-
-def set_few_rows(on: bool) -> None:
-    """Whether the own kernel's products of 1 to 3 rows run several panels of W_hh at a time
-    (True, the default: 4 on one row, 2 on two or three, so that more chains of multiply-adds
-    overlap) or one at a time (False, as before). The same bits either way. For measurements and
-    tests."""
-    _set_switch("few_rows", on)
-
-
-def few_rows() -> bool:
-    """The current :func:`set_few_rows` setting (False without compiled loops)."""
-    return _switch("few_rows")
-
-
-def live_product_count() -> int:
-    """How many recurrent products of masked calls have run on their running rows alone in
-    this process (0 without compiled loops; for tests)."""
-    lib = load()
-    return 0 if lib is None else int(lib.rnnkit_live_product_count())
-
-
-def own_vector_bits() -> int:
-    """The own kernel's vector width in bits: 512 (AVX-512), 256 (AVX2 and FMA), 0 (no own
-    kernel, or no compiled loops)."""
-    lib = load()
-    return 0 if lib is None else int(lib.rnnkit_own_vector_bits())
-
-
-def own_products() -> bool:
-    """Whether the compiled loops carry their own kernel for the recurrent products (built
-    with AVX2 and FMA, or AVX-512); False without compiled loops."""
-    lib = load()
-    return lib is not None and bool(lib.rnnkit_own_products())
-
-
-def own_product_count() -> int:
-    """How many recurrent products the loops' own kernel has computed in this process (0
-    without compiled loops). For tests."""
-    lib = load()
-    return 0 if lib is None else int(lib.rnnkit_own_product_count())
 
 
 @run_eagerly  # torch.compile: a host-side check, run eagerly
