@@ -144,10 +144,10 @@ struct Geo {
 // ended, took a fifth longer a step than one of 32 rows. Training step per step, Intel Xeon,
 // 2 threads, 8192 -> 4096 values (python benchmarks/rows_split.py): Elman B = 31, H = 256
 // 120 -> 110 µs, B = 64 and 100 at H = 64 -11 % and -13 %; from 2048 values it cost 15-20 % at
-// B = 32, H = 64 and B = 16, H = 128. On the 512-bit build (native_build.FLAGS) Elman's pass is faster
-// and the line gains at H = 64 only (B = 100: 0.90; H = 128, 256: 0.99-1.01). The gated cells'
-// passes lost 3-25 % below 8192 values (GRU and LSTM at H = 64, B = 16-32) and gained nothing
-// above it (16384, 32768).
+// B = 32, H = 64 and B = 16, H = 128. On the 512-bit build (native_build.FLAGS) Elman's pass is
+// faster and the line gains at H = 64 only (B = 100: 0.90; H = 128, 256: 0.99-1.01). The gated
+// cells' passes lost 3-25 % below 8192 values (GRU and LSTM at H = 64, B = 16-32) and gained
+// nothing above it (16384, 32768).
 static i64 g_rows_split = 8192;
 static i64 g_elman_rows_split = 4096;
 

@@ -7,7 +7,7 @@ Every setter checks its argument and raises when the compiled loops are unavaila
 
 from __future__ import annotations
 
-from .native import OWN_MAX_ROWS, ROWS_SPLIT, load
+from .native import OWN_MAX_ROWS, ROWS_SPLIT, load, loaded
 
 
 def set_split_rows(rows: int) -> None:
@@ -16,9 +16,7 @@ def set_split_rows(rows: int) -> None:
     measurements."""
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
         raise ValueError(f"rows must be an int >= 0, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
+    lib = loaded()
     lib.rnnkit_set_split_rows(rows)
 
 
@@ -28,9 +26,7 @@ def set_own_min_rows(rows: int) -> None:
     measurements and tests."""
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < -1:
         raise ValueError(f"rows must be an int >= -1, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
+    lib = loaded()
     lib.rnnkit_set_own_min_rows(rows)
 
 
@@ -40,9 +36,7 @@ def set_own_max_rows(rows: int | None) -> None:
     tests."""
     if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
         raise ValueError(f"rows must be an int >= 0 or None, got {rows!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
+    lib = loaded()
     if rows is None:
         rows = OWN_MAX_ROWS.get(lib.rnnkit_own_vector_bits(), 0)
     lib.rnnkit_set_own_max_rows(rows)
@@ -57,9 +51,7 @@ def set_rows_split(values: int | None, elman: int | None = None) -> None:
             isinstance(given, bool) or not isinstance(given, int) or given < 0
         ):
             raise ValueError(f"{name} must be an int >= 0 or None, got {given!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
+    lib = loaded()
     gated = ROWS_SPLIT[0] if values is None else values
     lib.rnnkit_set_rows_split(gated, ROWS_SPLIT[1] if elman is None else elman)
 
@@ -77,9 +69,7 @@ def _set_switch(name: str, on: bool) -> None:
     """Set the compiled loops' switch ``name`` (``rnnkit_set_<name>``) to ``on``."""
     if not isinstance(on, bool):
         raise ValueError(f"on must be a bool, got {on!r}")
-    lib = load()
-    if lib is None:
-        raise RuntimeError("the compiled loops are unavailable")
+    lib = loaded()
     getattr(lib, f"rnnkit_set_{name}")(int(on))
 
 
