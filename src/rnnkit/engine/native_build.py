@@ -10,15 +10,9 @@ calling the library: :mod:`rnnkit.engine.native`.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import shutil
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 
+from .._compiled import cache_key, find_compiler, publish
 from ..datasets._cache import cache_dir
 
 SOURCE = Path(__file__).with_name("_loops.cpp")  # which includes its parts, _loops_*.h
@@ -46,21 +40,8 @@ FLAGS = (
 FALLBACK_FLAGS = ("-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC")
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _compiler() -> str | None:
-    for name in (os.environ.get("CXX"), "c++", "g++", "clang++"):
-        if name and shutil.which(name):
-            return name
-    return None
+    return find_compiler("CXX", ("c++", "g++", "clang++"))
 
 
 def _parts(source: Path) -> list[Path]:
@@ -72,9 +53,7 @@ def _parts(source: Path) -> list[Path]:
 def build_key(source: Path, cxx: str, flags: tuple[str, ...] = FLAGS) -> str:
     """The cached library's name: a hash of the source and all its parts, the flags, the
     compiler and the CPU."""
-    text = b"".join(path.read_bytes() for path in _parts(source))
-    key = hashlib.sha256(text + repr((flags, cxx, _cpu_model(), sys.platform)).encode())
-    return key.hexdigest()[:16]
+    return cache_key(b"".join(path.read_bytes() for path in _parts(source)), flags, cxx)
 
 
 def build(source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
@@ -85,20 +64,4 @@ def build(source: Path = SOURCE, flags: tuple[str, ...] = FLAGS) -> Path:
     if cxx is None:
         raise RuntimeError("no C++ compiler found (tried $CXX, c++, g++, clang++)")
     target = cache_dir("build") / f"rnnkit-loops-{build_key(source, cxx, flags)}.so"
-    if target.exists():
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=".rnnkit-loops-", suffix=".so", dir=target.parent)
-    os.close(fd)
-    try:
-        for tried in (flags, FALLBACK_FLAGS):
-            result = subprocess.run(
-                [cxx, *tried, "-o", tmp, str(source)], capture_output=True, text=True
-            )
-            if result.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{cxx} failed to compile {source.name}:\n{result.stderr[-2000:]}")
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    return publish(cxx, (flags, FALLBACK_FLAGS), source, target)

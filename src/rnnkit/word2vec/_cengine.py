@@ -18,19 +18,15 @@ falls back to the torch engine.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
+from .._compiled import cache_key, find_compiler, publish
 from ..datasets._cache import cache_dir
 
 log = logging.getLogger(__name__)
@@ -42,21 +38,8 @@ _p = ctypes.c_void_p
 _i64 = ctypes.c_int64
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "flags")):
-                return line
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _compiler() -> str | None:
-    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if name and shutil.which(name):
-            return name
-    return None
+    return find_compiler("CC", ("cc", "gcc", "clang"))
 
 
 def build(source: Path = SOURCE) -> Path:
@@ -64,26 +47,9 @@ def build(source: Path = SOURCE) -> Path:
     cc = _compiler()
     if cc is None:
         raise RuntimeError("no C compiler found (tried $CC, cc, gcc, clang)")
-    text = source.read_bytes()
-    key = hashlib.sha256(text + repr((FLAGS, cc, _cpu_model(), sys.platform)).encode())
     suffix = ".dll" if sys.platform == "win32" else ".so"
-    target = cache_dir("build") / f"sgns-{key.hexdigest()[:16]}{suffix}"
-    if target.exists():
-        return target
-    fd, tmp = tempfile.mkstemp(prefix=".sgns-", suffix=suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        for flags in (FLAGS, PORTABLE_FLAGS):
-            cmd = [cc, *flags, "-o", tmp, str(source), "-lm"]
-            result = subprocess.run(cmd, capture_output=True, text=True)
-            if result.returncode == 0:
-                break
-        else:
-            raise RuntimeError(f"{cc} failed to compile {source.name}:\n{result.stderr[-2000:]}")
-        os.replace(tmp, target)  # atomic: concurrent builders each publish a whole library
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return target
+    target = cache_dir("build") / f"sgns-{cache_key(source.read_bytes(), FLAGS, cc)}{suffix}"
+    return publish(cc, (FLAGS, PORTABLE_FLAGS), source, target, libraries=("-lm",))
 
 
 @cache
