@@ -207,7 +207,7 @@ def test_the_split_by_call_keeps_every_value(name, own_kernel):
 
 
 # native.set_<name> and native.<name>, each on by default
-SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows")
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows", "units")
 
 
 @pytest.mark.parametrize("name", SWITCHES)
@@ -454,3 +454,89 @@ def test_elman_splits_its_pointwise_pass_from_its_own_line():
             native_switches.set_rows_split(bad)
         with pytest.raises(ValueError, match="elman must be an int >= 0 or None, got"):
             native_switches.set_rows_split(None, bad)
+
+
+# -- the split by hidden units ----------------------------------------------------------------
+
+# the cells whose loops split a call by hidden units (_loops_units.h)
+UNIT_CELLS = ("elman_tanh", "elman_relu", "lstm", "lstm_peephole", "gru")
+
+
+def _units_results(name, batch, lengths):
+    """{(dtype, units on or "reference"): outputs, finals and gradients} for a bidirectional
+    layer of cell ``name``, H = 256, on ``batch`` rows with ``lengths``, on two threads; and
+    how many calls ran split by units with the switch on."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    results, split = {}, 0
+    try:
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(12)
+            layer = Recurrent(CELLS[name], 5, 256, 1, bidirectional=True).to(dtype)
+            gen = torch.Generator().manual_seed(13)
+            x = torch.randn(6, batch, 5, generator=gen, dtype=dtype, requires_grad=True)
+            parts = tuple(
+                torch.randn(2, batch, *s, generator=gen, dtype=dtype, requires_grad=True)
+                for s in layer.state_shapes
+            )
+            h0 = parts if len(parts) > 1 else parts[0]
+            for on in (True, False):
+                native_switches.set_units(on)
+                layer.engine = "native"
+                start = native_switches.units_count()
+                results[dtype, on] = _grads(layer, x, h0, lengths)
+                split += native_switches.units_count() - start
+            layer.engine = "reference"
+            results[dtype, "reference"] = _grads(layer, x, h0, lengths)
+    finally:
+        native_switches.set_units(True)
+        torch.set_num_threads(kept)
+    return results, split
+
+
+@pytest.mark.parametrize("name", UNIT_CELLS)
+@pytest.mark.parametrize("batch", [1, 9])
+def test_the_split_by_units_changes_no_value(name, batch, own_kernel):
+    """On two threads, a call of at most 12 rows whose products split over the threads runs as
+    one parallel region split by hidden units (H = 256: two or more panels a thread, the
+    products 256 x 256 and more, at or above the split's line at one row and at nine): each
+    product column is the same sum as on the column split and each unit's pointwise step the
+    same arithmetic, so the results are the same bits in float32 (the peephole LSTM's weight
+    gradients, summed per thread, to rounding) and in float64 the reference runner's. Both
+    directions of a bidirectional layer, forward and backward loops, every call split."""
+    results, split = _units_results(name, batch, None)
+    assert split == 2 * 2 * 2  # two dtypes, two directions, forward and backward
+    if name == "lstm_peephole":
+        for a, b in zip(results[torch.float32, True], results[torch.float32, False]):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        for on in (True, False):
+            for a, b in zip(results[torch.float64, on], results[torch.float64, "reference"]):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    else:
+        _same_bits_and_reference(results)
+    assert own_kernel() > 0
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
+    """With lengths and no turn (the backward direction's sorted rows, which shrink from step to
+    step), the split by units runs every step on its running rows: the same bits as the column
+    split, and in float64 the reference runner's; the forward direction, with a turn, keeps
+    the column split."""
+    from rnnkit.engine import masked
+
+    kept = masked.MASKED_MAX
+    masked.MASKED_MAX = 0  # the sorted layout, not the masked one
+    try:
+        results, split = _units_results(name, 9, torch.tensor([6, 6, 5, 4, 6, 3, 2, 1, 6]))
+    finally:
+        masked.MASKED_MAX = kept
+    assert split > 0
+    _same_bits_and_reference(results)
+
+
+def test_a_batch_over_the_line_keeps_the_column_split(own_kernel):
+    """A batch of more than 12 rows keeps the column split (there the split by units cost
+    1.00-1.04 of it): no call runs split by units."""
+    _, split = _units_results("gru", 13, None)
+    assert split == 0

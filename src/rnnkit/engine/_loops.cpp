@@ -10,6 +10,7 @@
 // One translation unit in parts, included below in this order, each using those before it:
 //   _loops_products.h      the BLAS, the loops' threads, the own kernel of the recurrent products
 //   _loops_geo.h           the geometry block (Geo), the row loop, step_mm (a step's product)
+//   _loops_units.h         the split by hidden units: one parallel region a call
 //   _loops_cells.h         Elman, LSTM (peepholes optional), GRU with the reset after
 //   _loops_reset_before.h  GRU with the reset before, MGU, MUT1-3
 //   _loops_nas_ln.h        NAS, LayerNorm LSTM
@@ -80,6 +81,7 @@ using i64 = int64_t;
 
 #include "_loops_products.h"
 #include "_loops_geo.h"
+#include "_loops_units.h"
 #include "_loops_cells.h"
 #include "_loops_reset_before.h"
 #include "_loops_nas_ln.h"

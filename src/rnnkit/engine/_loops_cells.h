@@ -9,15 +9,15 @@
 // backward p: W_hh, h0, y, dy (N,H), dh (B,H), dgx (N,H)
 // ---------------------------------------------------------------------------------------------
 template <typename T, bool RELU>
-static void elman_fwd_row(i64 H, const T* __restrict x, const T* __restrict z,
+static void elman_fwd_row(i64 H, i64 j0, i64 j1, const T* __restrict x, const T* __restrict z,
                           const T* __restrict b, T* __restrict h) {
-    for (i64 j = 0; j < H; ++j) h[j] = RELU ? relu(x[j] + z[j] + b[j]) : std::tanh(x[j] + z[j] + b[j]);
+    for (i64 j = j0; j < j1; ++j) h[j] = RELU ? relu(x[j] + z[j] + b[j]) : std::tanh(x[j] + z[j] + b[j]);
 }
 
 template <typename T, bool RELU>
-static void elman_bwd_row(i64 H, const T* __restrict h, const T* __restrict dy,
+static void elman_bwd_row(i64 H, i64 j0, i64 j1, const T* __restrict h, const T* __restrict dy,
                           const T* __restrict dh, T* __restrict d) {
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T dhj = dh[j] + dy[j];
         d[j] = RELU ? (h[j] > T(0) ? dhj : T(0)) : dhj * (T(1) - h[j] * h[j]);
     }
@@ -28,13 +28,27 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *z = W<T>(p, 5);
+    if (const int nt = unit_threads<T>(g, 1, H, H); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, true> mm(Whh, H, H, 1, H, lo, hi);
+            for (i64 s = 0; s < g.steps; ++s) {
+                const i64 n = g.n[s], o = g.off[s];
+                mm.run(n, s ? y + g.off[s - 1] * H : h0, H, z, H, false, s & 1);
+                for (i64 r = 0; r < n; ++r) {
+                    elman_fwd_row<T, RELU>(H, lo, hi, gx + (o + r) * H, z + r * H, b,
+                                           y + (o + r) * H);
+                    g.emit(y + (o + r) * H, o + r, lo, hi);
+                }
+#pragma omp barrier  // the next product reads every unit of h
+            }
+        });
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         step_mm<T, true>(g, s, n, H, H, hp, H, Whh, H, T(0), z, H);
         for_rows(g, n, H, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-            elman_fwd_row<T, RELU>(H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
+            elman_fwd_row<T, RELU>(H, 0, H, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         }, g_elman_rows_split);
     }
@@ -45,11 +59,23 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *Whh = P<T>(p, 0), *y = P<T>(p, 2), *dy = P<T>(p, 3);
     T *dh = W<T>(p, 4), *dgx = W<T>(p, 5);
+    if (const int nt = unit_threads<T>(g, 1, H, H); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, false> mm(Whh, H, H, 1, H, lo, hi);
+            for (i64 s = g.steps - 1; s >= 0; --s) {
+                const i64 n = g.n[s], o = g.off[s];
+                for (i64 r = 0; r < n; ++r)
+                    elman_bwd_row<T, RELU>(H, lo, hi, y + (o + r) * H, g.grad(dy, o + r),
+                                           dh + r * H, dgx + (o + r) * H);
+#pragma omp barrier  // the product reads every unit of the step's dgx
+                mm.run(n, dgx + o * H, H, dh, H, false, s & 1);
+            }
+        });
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         for_rows(g, n, H, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * H, 0, size_t(H) * sizeof(T));
-            elman_bwd_row<T, RELU>(H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
+            elman_bwd_row<T, RELU>(H, 0, H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                                    dgx + (o + r) * H);
         }, g_elman_rows_split);
         // dh_prev = dpre · W_hh; a frozen row's dh passes through
@@ -79,12 +105,12 @@ static void elman_backward(const i64* geo, void* const* p, const double*, void* 
 //             acc (threads, 3H: per-thread sums for the peephole gradients)
 // ---------------------------------------------------------------------------------------------
 template <typename T, bool PEEP>
-static void lstm_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
+static void lstm_fwd_row(i64 H, i64 j0, i64 j1, const T* x, const T* __restrict z, const T* __restrict b,
                          const T* __restrict wci, const T* __restrict wcf,
                          const T* __restrict wco, const T* __restrict cp, T* a,
                          T* __restrict c, T* __restrict h) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         T pi = x[j] + z[j] + b[j];
         T pf = x[H + j] + z[H + j] + b[H + j];
         const T pg = x[2 * H + j] + z[2 * H + j] + b[2 * H + j];
@@ -107,12 +133,12 @@ static void lstm_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __re
 }
 
 template <typename T, bool PEEP>
-static void lstm_bwd_row(i64 H, const T* a, const T* __restrict c, const T* __restrict cp,
+static void lstm_bwd_row(i64 H, i64 j0, i64 j1, const T* a, const T* __restrict c, const T* __restrict cp,
                          const T* __restrict wci, const T* __restrict wcf,
                          const T* __restrict wco, const T* __restrict dy,
                          const T* __restrict dh, T* __restrict dc, T* d, T* __restrict acc) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T i = a[j], f = a[H + j], gg = a[2 * H + j], oo = a[3 * H + j];
         const T dhj = dh[j] + dy[j];
         const T tc = std::tanh(c[j]);
@@ -145,6 +171,22 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
     const T *wci = P<T>(p, 3), *wcf = P<T>(p, 4), *wco = P<T>(p, 5);
     const T *h0 = P<T>(p, 6), *c0 = P<T>(p, 7);
     T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
+    if (const int nt = unit_threads<T>(g, 4, H, H); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, true> mm(Whh, H, H, 4, H, lo, hi);
+            for (i64 s = 0; s < g.steps; ++s) {
+                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+                const T* cp = s ? cs + g.save(s - 1) * H : c0;
+                mm.run(n, s ? y + g.off[s - 1] * H : h0, H, z, G, false, s & 1);
+                for (i64 r = 0; r < n; ++r) {
+                    lstm_fwd_row<T, PEEP>(H, lo, hi, gx + (o + r) * G, z + r * G, b, wci, wcf,
+                                          wco, cp + r * H, act + (so + r) * G,
+                                          cs + (so + r) * H, y + (o + r) * H);
+                    g.emit(y + (o + r) * H, o + r, lo, hi);
+                }
+#pragma omp barrier  // the next product reads every unit of h
+            }
+        });
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -152,7 +194,7 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
-            lstm_fwd_row<T, PEEP>(H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
+            lstm_fwd_row<T, PEEP>(H, 0, H, gx + (o + r) * G, z + r * G, b, wci, wcf, wco, cp + r * H,
                                   act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
@@ -165,12 +207,28 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
     const T *Whh = P<T>(p, 0), *wci = P<T>(p, 1), *wcf = P<T>(p, 2), *wco = P<T>(p, 3);
     const T *c0 = P<T>(p, 5), *act = P<T>(p, 7), *cs = P<T>(p, 8), *dy = P<T>(p, 9);
     T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
+    if (const int nt = unit_threads<T>(g, 1, H, G); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
+            for (i64 s = g.steps - 1; s >= 0; --s) {
+                const i64 n = g.n[s], o = g.off[s];
+                const T* cp = s ? cs + g.off[s - 1] * H : c0;
+                // (the peepholes' sums: each thread's units in row 0 of acc, which the caller
+                // sums over the threads)
+                for (i64 r = 0; r < n; ++r)
+                    lstm_bwd_row<T, PEEP>(H, lo, hi, act + (o + r) * G, cs + (o + r) * H,
+                                          cp + r * H, wci, wcf, wco, g.grad(dy, o + r),
+                                          dh + r * H, dc + r * H, dgx + (o + r) * G, acc);
+#pragma omp barrier  // the product reads every unit of the step's gate gradients
+                mm.run(n, dgx + o * G, G, dh, H, false, s & 1);
+            }
+        });
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
         for_rows(g, n, G, [&](i64 r, int t) {
             if (g.frozen(s, r)) return (void)std::memset(dgx + (o + r) * G, 0, size_t(G) * sizeof(T));
-            lstm_bwd_row<T, PEEP>(H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
+            lstm_bwd_row<T, PEEP>(H, 0, H, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci, wcf,
                                   wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
                                   dgx + (o + r) * G, acc + t * 3 * H);
         });
@@ -201,11 +259,13 @@ static void lstm_backward(const i64* geo, void* const* p, const double*, void* c
 // backward p: W_hh, h0, y, act, hn, dy, dh, dgx (N,3H; may be act), dzn (N,H: gradient of z_n;
 //             may be hn), dz (B,3H: scratch)
 // ---------------------------------------------------------------------------------------------
+// (hidden units j0..j1-1 of the row: all of them, or a thread's on the split by units)
 template <typename T>
-static void gru_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
-                        const T* __restrict hp, T* a, T* __restrict hn, T* __restrict h) {
+static void gru_fwd_row(i64 H, i64 j0, i64 j1, const T* x, const T* __restrict z,
+                        const T* __restrict b, const T* __restrict hp, T* a, T* __restrict hn,
+                        T* __restrict h) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T r = sigm(x[j] + z[j] + b[j]);
         const T u = sigm(x[H + j] + z[H + j] + b[H + j]);
         const T m = z[2 * H + j] + b[2 * H + j];
@@ -219,11 +279,11 @@ static void gru_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __res
 }
 
 template <typename T>
-static void gru_bwd_row(i64 H, const T* a, const T* hn, const T* __restrict hp,
+static void gru_bwd_row(i64 H, i64 j0, i64 j1, const T* a, const T* hn, const T* __restrict hp,
                         const T* __restrict dy, T* __restrict dh, T* d, T* __restrict dz,
                         T* dzn) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T r = a[j], u = a[H + j], n = a[2 * H + j];
         const T dhj = dh[j] + dy[j];
         const T dpn = dhj * (T(1) - u) * (T(1) - n * n);
@@ -246,14 +306,29 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
+    if (const int nt = unit_threads<T>(g, 3, H, H); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, true> mm(Whh, H, H, 3, H, lo, hi);
+            for (i64 s = 0; s < g.steps; ++s) {
+                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                mm.run(n, hp, H, z, G, false, s & 1);
+                for (i64 r = 0; r < n; ++r) {
+                    gru_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, hp + r * H,
+                                   act + (so + r) * G, hn + (so + r) * H, y + (o + r) * H);
+                    g.emit(y + (o + r) * H, o + r, lo, hi);
+                }
+#pragma omp barrier  // the next product reads every unit of h
+            }
+        });
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-            gru_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
-                           hn + (so + r) * H, y + (o + r) * H);
+            gru_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, hp + r * H,
+                           act + (so + r) * G, hn + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
     }
@@ -266,6 +341,25 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *hn = P<T>(p, 4), *dy = P<T>(p, 5);
     T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
+    if (const int nt = unit_threads<T>(g, 1, H, G); nt > 1) {
+        // dz in two blocks by the step's parity: a thread's pass of the step before may write
+        // its units of dz while another thread's product still reads every unit of this one's
+        std::vector<T> second(size_t(g.B * G));
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
+            for (i64 s = g.steps - 1; s >= 0; --s) {
+                const i64 n = g.n[s], o = g.off[s];
+                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                T* d = s & 1 ? second.data() : dz;
+                for (i64 r = 0; r < n; ++r)
+                    gru_bwd_row<T>(H, lo, hi, act + (o + r) * G, hn + (o + r) * H, hp + r * H,
+                                   g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G, d + r * G,
+                                   dzn + (o + r) * H);
+#pragma omp barrier  // the product reads every unit of dz
+                mm.run(n, d, G, dh, H, true, s & 1);
+            }
+        });
+    }
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -276,7 +370,7 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
                 std::memset(dzn + (o + r) * H, 0, size_t(H) * sizeof(T));
                 return;
             }
-            gru_bwd_row<T>(H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
+            gru_bwd_row<T>(H, 0, H, act + (o + r) * G, hn + (o + r) * H, hp + r * H, g.grad(dy, o + r),
                            dh + r * H, dgx + (o + r) * G, dz + r * G, dzn + (o + r) * H);
         });
         step_mm<T, false>(g, s, n, H, G, dz, G, Whh, H, T(1), dh, H);

@@ -129,6 +129,11 @@ struct Geo {
     void emit(const T* h, i64 r) const {
         if (out) std::memcpy(static_cast<T*>(out) + map[r] * H, h, size_t(H) * sizeof(T));
     }
+    // The same for hidden units lo..hi-1 of the row (the split by units).
+    template <typename T>
+    void emit(const T* h, i64 r, i64 lo, i64 hi) const {
+        if (out) std::memcpy(static_cast<T*>(out) + map[r] * H + lo, h + lo, size_t(hi - lo) * sizeof(T));
+    }
     // Backward: the output gradient of packed row r, read from the padded layout when mapped.
     template <typename T>
     const T* grad(const T* dy, i64 r) const {

@@ -403,17 +403,21 @@ struct Pack {
 // W[kk][lo + p·PW + jj] for the backward one (W (k, n)); zero past hi. The backward product could
 // read W in place, but its rows are ldw apart, a stride that maps a panel onto a few sets of the
 // L1 cache, which then evicts it between blocks of rows.
+// Packed blocks a thread keeps per call: up to four blocks of W_hh on the column split, and on
+// the split by hidden units (_loops_units.h) one per gate block, up to NAS's eight.
+static constexpr int PACK_SLOTS = 10;
+
 template <typename T, bool TRANS>
 static const T* packed_columns(const T* W, i64 ldw, i64 lo, i64 hi, i64 k) {
     constexpr i64 PW = 2 * Simd<T>::L;
-    static thread_local Pack<T> slots[6];
+    static thread_local Pack<T> slots[PACK_SLOTS];
     static thread_local unsigned next = 0;
     const uint64_t call = g_call.load(std::memory_order_relaxed);
     for (auto& e : slots)
         if (e.call == call && e.W == W && e.trans == TRANS && e.ldw == ldw && e.lo == lo &&
             e.hi == hi && e.k == k)
             return e.P;
-    Pack<T>& e = slots[next++ % 6];
+    Pack<T>& e = slots[next++ % PACK_SLOTS];
     const i64 panels = (hi - lo + PW - 1) / PW;
     e.resize(panels * k * PW);
     T* P = e.P;

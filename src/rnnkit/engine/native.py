@@ -46,7 +46,7 @@ SPLIT_ROWS = 256
 # width: G for the gated cells, H for Elman), (gated cells, Elman); see for_rows in _loops_geo.h.
 ROWS_SPLIT = (8192, 4096)
 # The compiled loops' on/off switches (set_<name> and <name> below), each on by default.
-SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows")
+SWITCHES = ("split_by_call", "live_rows", "turn_back", "one_row", "few_rows", "units")
 # A call whose steps times batch rows reach this takes the loops' own kernel for the recurrent
 # products (AVX2 + FMA or AVX-512 builds; a batch of one row too, unless set_one_row(False); see
 # _loops.cpp): enough rows to pay for packing W_hh once per call.
@@ -112,6 +112,8 @@ def load() -> ctypes.CDLL | None:
     lib.rnnkit_own_products.restype = ctypes.c_int
     lib.rnnkit_own_product_count.argtypes = []
     lib.rnnkit_own_product_count.restype = ctypes.c_ulonglong
+    lib.rnnkit_units_count.argtypes = []
+    lib.rnnkit_units_count.restype = ctypes.c_ulonglong
     i64, ptr, nthreads = ctypes.c_longlong, ctypes.c_void_p, ctypes.c_int
     lib.rnnkit_take_rows.argtypes = [ptr, ptr, ptr, i64, i64, nthreads]
     lib.rnnkit_place_rows.argtypes = [ptr, ptr, ptr, i64, ptr, i64, i64, nthreads]

@@ -144,6 +144,27 @@ def few_rows() -> bool:
     return _switch("few_rows")
 
 
+def set_units(on: bool) -> None:
+    """Whether a call whose recurrent products split over the threads splits them by hidden
+    units, one parallel region for the whole call (True, the default: each thread's product
+    computes its units' columns of every gate block and its pointwise pass the same units of
+    every row, one barrier a step), or by columns and rows, two parallel regions a step (False,
+    as before). The same bits either way. For measurements and tests."""
+    _set_switch("units", on)
+
+
+def units() -> bool:
+    """The current :func:`set_units` setting (False without compiled loops)."""
+    return _switch("units")
+
+
+def units_count() -> int:
+    """How many calls of the compiled loops have run split by hidden units in this process (0
+    without compiled loops). For tests."""
+    lib = load()
+    return 0 if lib is None else int(lib.rnnkit_units_count())
+
+
 def live_product_count() -> int:
     """How many recurrent products of masked calls have run on their running rows alone in
     this process (0 without compiled loops; for tests)."""

@@ -1,0 +1,73 @@
+"""The split by hidden units against the column split, paired in one process.
+
+A call of the compiled loops whose batch has at most 12 rows and whose recurrent products
+split over the threads runs as one parallel region split by hidden units (each thread's
+product computes its units' columns of every gate block, its pointwise pass the same units of
+every row, one barrier a step); before, every step opened two regions, the product split by
+columns and the pass by rows (``_loops_units.h``; ``engine.native_switches.set_units``). The
+values are the same bits (the peephole LSTM's weight sums to rounding).
+
+    python benchmarks/units.py --reuse-freed-memory            # the table in docs/benchmarks.md
+    python benchmarks/units.py --quick                         # GRU, B = 1, H = 256 only
+"""
+
+from __future__ import annotations
+
+import statistics
+
+import torch
+from machine import paired_ratios, paired_setup, print_header
+from rnn_speed import _input, build, step_fns
+
+from rnnkit.engine import native_switches
+
+T = 100
+CASES = (
+    ("GRU", 1, 256),
+    ("Elman", 1, 256),
+    ("LSTM [native loop]", 1, 256),
+    ("LSTM peephole", 1, 256),
+    ("GRU", 1, 512),
+    ("Elman", 1, 512),
+    ("LSTM [native loop]", 1, 512),
+    ("GRU", 4, 256),
+    ("GRU", 8, 256),
+    ("Elman", 8, 256),
+    ("LSTM [native loop]", 8, 256),
+    ("GRU", 12, 128),
+    ("LSTM [native loop]", 12, 256),
+)
+
+
+def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
+    torch.manual_seed(0)
+    forward, train = step_fns(build(name, H), _input(T, B, H))
+    fns = {"train": train, "forward": forward}
+    for on in (True, False):
+        native_switches.set_units(on)
+        for fn in fns.values():
+            fn()  # warm-up: packed copies, allocator
+    return {
+        key: statistics.median(paired_ratios(fn, native_switches.set_units, rounds))
+        for key, fn in fns.items()
+    }
+
+
+def main() -> None:
+    _, args = paired_setup(__doc__, 15, "the GRU at B = 1, H = 256 only", own_kernel=True)
+    print_header(
+        "The split by hidden units: time split by units / split by columns and rows",
+        args.threads,
+        f"T = {T}, I = H, float32",
+        f"{args.rounds} rounds, both forms back to back in alternating order; median of the "
+        "rounds' ratios",
+    )
+    print("| model | B | H | training units / columns | forward |")
+    print("|---|---|---|---|---|")
+    for name, B, H in CASES[:1] if args.quick else CASES:
+        r = measure(name, B, H, args.rounds)
+        print(f"| {name} | {B} | {H} | {r['train']:.3f} | {r['forward']:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

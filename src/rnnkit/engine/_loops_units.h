@@ -1,0 +1,117 @@
+// Part of _loops.cpp, one translation unit: the split by hidden units, one parallel region a call.
+// Included there, in order, after the parts before it (it uses their definitions); not a
+// header of its own.
+#pragma once
+
+// ---------------------------------------------------------------------------------------------
+// The split by hidden units
+// ---------------------------------------------------------------------------------------------
+// On the column split (by_panels, for_rows) every step opens two parallel regions: the product
+// splits W_hh's output columns over the threads, then the pointwise pass splits the rows. Each
+// region's start and end costs a fork and a join (about 0.75 µs together with libgomp on the
+// Intel Xeon), and the pass reads the half of z that the other core's product wrote. Here
+// thread t owns the hidden units lo..hi-1 instead: its product computes z's columns of those
+// units in every gate block (q·H + lo .. q·H + hi, packed once per call as before), its
+// pointwise pass the same units of every row, so the pass reads only what its own core wrote,
+// and the whole call is one parallel region with one barrier a step (before the next product,
+// which reads every unit of h). The sums are the same, in the same order, as on the column
+// split: each output column is Σ over kk in order whichever thread computes it.
+
+static int g_units = 1;
+extern "C" void rnnkit_set_units(int on) { g_units = on; }
+extern "C" int rnnkit_units() { return g_units; }
+// Calls that ran split by units in this process (for tests).
+static std::atomic<unsigned long long> g_units_count{0};
+extern "C" unsigned long long rnnkit_units_count() {
+    return g_units_count.load(std::memory_order_relaxed);
+}
+
+// How many threads a call splits its hidden units over: its threads when its batch has at most
+// UNITS_MAX_ROWS rows and its recurrent products take the own kernel and would split their
+// columns (own_threads, on the call's batch), else 1 (the call keeps the column split). Never
+// for a call with a turn or a masked call, whose steps move or hold rows of every unit between
+// the products, nor when a thread would get less than a panel of units. Measured on the Intel
+// Xeon, 2 threads, T = 100, H = 256, time split by units over the column split, paired
+// (python benchmarks/units.py): B = 1 forward 0.84-0.89, training 0.87-0.96; B = 8 0.92-0.98;
+// B = 16 0.97-1.02; B = 24 and 32 1.00-1.04 (GRU, Elman, LSTM). With more rows the step is
+// the product's arithmetic, and the pass over a thread's units of every row costs more than
+// over every unit of half the rows. The BLAS's products stay on the column split: three calls
+// a step on a third of the columns each cost more than one (GRU, B = 128: 1.04).
+static constexpr i64 UNITS_MAX_ROWS = 12;
+
+template <typename T>
+static int unit_threads(const Geo& g, i64 gates, i64 width, i64 k) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    constexpr i64 PW = 2 * Simd<T>::L;
+    if (!g_units || g.threads <= 1 || g.turn || g.lens || !t_own) return 1;
+    if (g.B > UNITS_MAX_ROWS || g.B > g_own_max_rows || g.B > g_split_rows) return 1;
+    if (width < g.threads * PW) return 1;
+    return own_threads(g.B, gates * width, k, PW) > 1 ? int(g.threads) : 1;
+#else
+    (void)g, (void)gates, (void)width, (void)k;
+    return 1;
+#endif
+}
+
+// Thread t's hidden units of nt: a multiple of the panel width apart (the last takes the rest).
+template <typename T>
+static void unit_range(i64 width, int t, int nt, i64& lo, i64& hi) {
+#ifdef RNNKIT_OWN_PRODUCTS
+    constexpr i64 PW = 2 * Simd<T>::L;
+#else
+    constexpr i64 PW = 16;
+#endif
+    lo = t ? (width * t / nt) / PW * PW : 0;
+    hi = t + 1 < nt ? (width * (t + 1) / nt) / PW * PW : width;
+}
+
+#ifdef RNNKIT_OWN_PRODUCTS
+// One thread's products on the split by units: C[:, q·width + lo .. q·width + hi] (=, or +=
+// with acc) A · op(W) for q < gates (NT: W (gates·width, k), its rows the output columns; else
+// W (k, gates·width)), on the own kernel, W's columns packed once per call.
+template <typename T, bool NT>
+struct UnitProduct {
+    i64 k, gates, width, lo, hi;
+    const T* packed[8] = {};
+
+    UnitProduct(const T* W, i64 ldw, i64 k_, i64 gates_, i64 width_, i64 lo_, i64 hi_)
+        : k(k_), gates(gates_), width(width_), lo(lo_), hi(hi_) {
+        if (hi > lo)
+            for (i64 q = 0; q < gates; ++q)
+                packed[q] = packed_columns<T, NT>(W, ldw, q * width + lo, q * width + hi, k);
+    }
+
+    // m rows of A (lda apart) into C (ldc apart); back: the gate blocks and their panels from
+    // the far end (every other step, as own_mm does; see "Sweeps that turn back").
+    void run(i64 m, const T* A, i64 lda, T* C, i64 ldc, bool acc, bool back) const {
+        if (hi <= lo || m == 0) return;
+        if (lo == 0) g_own_count.fetch_add(1, std::memory_order_relaxed);
+        constexpr i64 PW = 2 * Simd<T>::L;
+        back = back && g_turn_back;
+        for (i64 g = 0; g < gates; ++g) {
+            const i64 q = back ? gates - 1 - g : g;
+            own_product<T>(m, q * width + lo, q * width + hi, k, A, lda, packed[q], k * PW, PW,
+                           C, ldc, acc, back);
+        }
+    }
+};
+#else
+template <typename T, bool NT>
+struct UnitProduct {  // (never used: unit_threads is 1 without the own kernel)
+    UnitProduct(const T*, i64, i64, i64, i64, i64, i64) {}
+    void run(i64, const T*, i64, T*, i64, bool, bool) const {}
+};
+#endif
+
+// body(lo, hi) for each thread's hidden units lo..hi-1 of width, in one parallel region of
+// `threads` threads; the body runs every step and meets the others at `#pragma omp barrier`.
+template <typename T, typename F>
+static void by_units(int threads, i64 width, F&& body) {
+    g_units_count.fetch_add(1, std::memory_order_relaxed);
+#pragma omp parallel num_threads(threads)
+    {
+        i64 lo, hi;
+        unit_range<T>(width, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
+        body(lo, hi);
+    }
+}
