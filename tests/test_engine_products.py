@@ -459,7 +459,19 @@ def test_elman_splits_its_pointwise_pass_from_its_own_line():
 # -- the split by hidden units ----------------------------------------------------------------
 
 # the cells whose loops split a call by hidden units (_loops_units.h)
-UNIT_CELLS = ("elman_tanh", "elman_relu", "lstm", "lstm_peephole", "gru")
+UNIT_CELLS = (
+    "elman_tanh",
+    "elman_relu",
+    "lstm",
+    "lstm_peephole",
+    "gru",
+    "gru_reset_before",
+    "mgu",
+    "mut1",
+    "mut2",
+    "mut3",
+    "nas",
+)
 
 
 def _units_results(name, batch, lengths):
@@ -494,17 +506,24 @@ def _units_results(name, batch, lengths):
     return results, split
 
 
+def _unit_batch(name):
+    """A batch of several rows whose calls split by units at H = 256: its products at or over
+    the column split's line (2^19 multiply-adds with AVX-512, for Elman's 256 x 256 from 8
+    rows) and its step within 2^21 (an LSTM's 4·256 x 256 up to 8 rows, NAS's 8·256 x 256 up
+    to 4)."""
+    return {"nas": 4, "lstm": 6, "lstm_peephole": 6}.get(name, 9)
+
+
 @pytest.mark.parametrize("name", UNIT_CELLS)
-@pytest.mark.parametrize("batch", [1, 9])
-def test_the_split_by_units_changes_no_value(name, batch, own_kernel):
-    """On two threads, a call of at most 12 rows whose products split over the threads runs as
-    one parallel region split by hidden units (H = 256: two or more panels a thread, the
-    products 256 x 256 and more, at or above the split's line at one row and at nine): each
-    product column is the same sum as on the column split and each unit's pointwise step the
-    same arithmetic, so the results are the same bits in float32 (the peephole LSTM's weight
-    gradients, summed per thread, to rounding) and in float64 the reference runner's. Both
-    directions of a bidirectional layer, forward and backward loops, every call split."""
-    results, split = _units_results(name, batch, None)
+@pytest.mark.parametrize("several", [False, True], ids=["one row", "several rows"])
+def test_the_split_by_units_changes_no_value(name, several, own_kernel):
+    """On two threads, a small call whose products split over the threads runs as one parallel
+    region split by hidden units (H = 256: two or more panels a thread): each product column
+    is the same sum as on the column split and each unit's pointwise step the same arithmetic,
+    so the results are the same bits in float32 (the peephole LSTM's weight gradients, summed
+    per thread, to rounding) and in float64 the reference runner's. Both directions of a
+    bidirectional layer, forward and backward loops, every call split."""
+    results, split = _units_results(name, _unit_batch(name) if several else 1, None)
     assert split == 2 * 2 * 2  # two dtypes, two directions, forward and backward
     if name == "lstm_peephole":
         for a, b in zip(results[torch.float32, True], results[torch.float32, False]):
@@ -517,7 +536,7 @@ def test_the_split_by_units_changes_no_value(name, batch, own_kernel):
     assert own_kernel() > 0
 
 
-@pytest.mark.parametrize("name", ["gru", "lstm"])
+@pytest.mark.parametrize("name", ["gru", "lstm", "mgu", "mut3", "nas"])
 def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
     """With lengths and no turn (the backward direction's sorted rows, which shrink from step to
     step), the split by units runs every step on its running rows: the same bits as the column
@@ -527,16 +546,21 @@ def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
 
     kept = masked.MASKED_MAX
     masked.MASKED_MAX = 0  # the sorted layout, not the masked one
+    batch = _unit_batch(name)
     try:
-        results, split = _units_results(name, 9, torch.tensor([6, 6, 5, 4, 6, 3, 2, 1, 6]))
+        results, split = _units_results(
+            name, batch, torch.tensor([6, 4, 5, 2, 6, 3, 1, 5, 6][:batch])
+        )
     finally:
         masked.MASKED_MAX = kept
     assert split > 0
     _same_bits_and_reference(results)
 
 
-def test_a_batch_over_the_line_keeps_the_column_split(own_kernel):
-    """A batch of more than 12 rows keeps the column split (there the split by units cost
-    1.00-1.04 of it): no call runs split by units."""
-    _, split = _units_results("gru", 13, None)
+@pytest.mark.parametrize("name, batch", [("gru", 11), ("nas", 5), ("elman_tanh", 17)])
+def test_a_step_over_the_line_keeps_the_column_split(name, batch, own_kernel):
+    """A call whose step has more than 2^21 multiply-adds (the GRU's 3·256 x 256 on 11 rows,
+    NAS's 8·256 x 256 on 5) or more than 16 rows keeps the column split, where the split by
+    units cost 1.00-1.04 of it: no call runs split by units."""
+    _, split = _units_results(name, batch, None)
     assert split == 0

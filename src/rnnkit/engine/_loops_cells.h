@@ -28,7 +28,7 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *z = W<T>(p, 5);
-    if (const int nt = unit_threads<T>(g, 1, H, H); nt > 1)
+    if (const int nt = unit_threads<T>(g, H, H); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const UnitProduct<T, true> mm(Whh, H, H, 1, H, lo, hi);
             for (i64 s = 0; s < g.steps; ++s) {
@@ -59,7 +59,7 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *Whh = P<T>(p, 0), *y = P<T>(p, 2), *dy = P<T>(p, 3);
     T *dh = W<T>(p, 4), *dgx = W<T>(p, 5);
-    if (const int nt = unit_threads<T>(g, 1, H, H); nt > 1)
+    if (const int nt = unit_threads<T>(g, H, H); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const UnitProduct<T, false> mm(Whh, H, H, 1, H, lo, hi);
             for (i64 s = g.steps - 1; s >= 0; --s) {
@@ -171,7 +171,7 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
     const T *wci = P<T>(p, 3), *wcf = P<T>(p, 4), *wco = P<T>(p, 5);
     const T *h0 = P<T>(p, 6), *c0 = P<T>(p, 7);
     T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
-    if (const int nt = unit_threads<T>(g, 4, H, H); nt > 1)
+    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const UnitProduct<T, true> mm(Whh, H, H, 4, H, lo, hi);
             for (i64 s = 0; s < g.steps; ++s) {
@@ -207,7 +207,7 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
     const T *Whh = P<T>(p, 0), *wci = P<T>(p, 1), *wcf = P<T>(p, 2), *wco = P<T>(p, 3);
     const T *c0 = P<T>(p, 5), *act = P<T>(p, 7), *cs = P<T>(p, 8), *dy = P<T>(p, 9);
     T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
-    if (const int nt = unit_threads<T>(g, 1, H, G); nt > 1)
+    if (const int nt = unit_threads<T>(g, H, G); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
             for (i64 s = g.steps - 1; s >= 0; --s) {
@@ -306,7 +306,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
-    if (const int nt = unit_threads<T>(g, 3, H, H); nt > 1)
+    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const UnitProduct<T, true> mm(Whh, H, H, 3, H, lo, hi);
             for (i64 s = 0; s < g.steps; ++s) {
@@ -341,7 +341,7 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *hn = P<T>(p, 4), *dy = P<T>(p, 5);
     T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
-    if (const int nt = unit_threads<T>(g, 1, H, G); nt > 1) {
+    if (const int nt = unit_threads<T>(g, H, G); nt > 1) {
         // dz in two blocks by the step's parity: a thread's pass of the step before may write
         // its units of dz while another thread's product still reads every unit of this one's
         std::vector<T> second(size_t(g.B * G));

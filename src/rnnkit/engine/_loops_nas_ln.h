@@ -14,11 +14,11 @@
 //             dz (B,8H)
 // ---------------------------------------------------------------------------------------------
 template <typename T>
-static void nas_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __restrict b,
+static void nas_fwd_row(i64 H, i64 j0, i64 j1, const T* x, const T* __restrict z, const T* __restrict b,
                         const T* __restrict cp, T* l, T* __restrict c, T* __restrict m,
                         T* __restrict h) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T x3 = x[3 * H + j], m3 = z[3 * H + j] + b[3 * H + j];
         const T l0 = sigm(x[j] + z[j] + b[j]);
         const T l1 = relu(x[H + j] + z[H + j] + b[H + j]);
@@ -46,12 +46,12 @@ static void nas_fwd_row(i64 H, const T* x, const T* __restrict z, const T* __res
 }
 
 template <typename T>
-static void nas_bwd_row(i64 H, const T* l, const T* __restrict c, const T* __restrict cp,
+static void nas_bwd_row(i64 H, i64 j0, i64 j1, const T* l, const T* __restrict c, const T* __restrict cp,
                         const T* m, const T* __restrict h, const T* __restrict dy,
                         const T* __restrict dh, T* __restrict dc, T* d, T* __restrict dz,
                         T* dm3) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T l0 = l[j], l1 = l[H + j], l2 = l[2 * H + j], x3 = l[3 * H + j];
         const T l4 = l[4 * H + j], l5 = l[5 * H + j], l6 = l[6 * H + j], l7 = l[7 * H + j];
         const T m3 = m[j], l3 = relu(x3 * m3);
@@ -95,6 +95,22 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     const T* c0 = P<T>(p, 4);
     T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
+    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, true> mm(Whh, H, H, 8, H, lo, hi);
+            for (i64 s = 0; s < g.steps; ++s) {
+                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+                const T* cp = s ? cs + g.save(s - 1) * H : c0;
+                mm.run(n, s ? y + g.off[s - 1] * H : h0, H, z, G, false, s & 1);
+                for (i64 r = 0; r < n; ++r) {
+                    nas_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, cp + r * H,
+                                   L + (so + r) * G, cs + (so + r) * H, m3 + (so + r) * H,
+                                   y + (o + r) * H);
+                    g.emit(y + (o + r) * H, o + r, lo, hi);
+                }
+#pragma omp barrier  // the next product reads every unit of h
+            }
+        });
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -102,7 +118,7 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
-            nas_fwd_row<T>(H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
+            nas_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
                            cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
@@ -117,6 +133,24 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
     const T *cs = P<T>(p, 5), *m3 = P<T>(p, 6), *dy = P<T>(p, 7);
     T *dh = W<T>(p, 8), *dc = W<T>(p, 9), *dgx = W<T>(p, 10), *dm3 = W<T>(p, 11);
     T* dz = W<T>(p, 12);
+    if (const int nt = unit_threads<T>(g, H, G); nt > 1) {
+        std::vector<T> second(size_t(g.B * G));  // dz by the step's parity (see gru_backward)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
+            for (i64 s = g.steps - 1; s >= 0; --s) {
+                const i64 n = g.n[s], o = g.off[s];
+                const T* cp = s ? cs + g.off[s - 1] * H : c0;
+                T* d = s & 1 ? second.data() : dz;
+                for (i64 r = 0; r < n; ++r)
+                    nas_bwd_row<T>(H, lo, hi, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
+                                   m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r),
+                                   dh + r * H, dc + r * H, dgx + (o + r) * G, d + r * G,
+                                   dm3 + (o + r) * H);
+#pragma omp barrier  // the product reads every unit of dz
+                mm.run(n, d, G, dh, H, false, s & 1);
+            }
+        });
+    }
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
@@ -127,7 +161,7 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
                 std::memset(dm3 + (o + r) * H, 0, size_t(H) * sizeof(T));
                 return;
             }
-            nas_bwd_row<T>(H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
+            nas_bwd_row<T>(H, 0, H, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
                            m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
                            dc + r * H, dgx + (o + r) * G, dz + r * G, dm3 + (o + r) * H);
         });

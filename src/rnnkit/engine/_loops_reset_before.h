@@ -36,10 +36,10 @@ struct RB {
 };
 
 template <typename T, bool FRESH, bool SHARED, bool UREC>
-static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* x, const T* __restrict z,
+static void rb_fwd_row1(i64 H, i64 j0, i64 j1, i64 cu, i64 cr, const T* x, const T* __restrict z,
                         const T* __restrict b, const T* __restrict hp, T* a, T* __restrict rh) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T u = sigm(x[cu + j] + (UREC ? z[cu + j] : T(0)) + b[cu + j]);
         const T r = SHARED ? u : sigm(x[cr + j] + z[cr + j] + b[cr + j]);
         a[cu + j] = u;
@@ -49,10 +49,10 @@ static void rb_fwd_row1(i64 H, i64 cu, i64 cr, const T* x, const T* __restrict z
 }
 
 template <typename T, bool FRESH>
-static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* x, const T* __restrict z,
+static void rb_fwd_row2(i64 H, i64 j0, i64 j1, i64 cu, i64 cn, const T* x, const T* __restrict z,
                         const T* __restrict b, const T* __restrict hp, T* a, T* __restrict h) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T n = std::tanh(x[cn + j] + z[cn + j] + b[cn + j]);
         const T u = a[cu + j];
         a[cn + j] = n;
@@ -61,10 +61,10 @@ static void rb_fwd_row2(i64 H, i64 cu, i64 cn, const T* x, const T* __restrict z
 }
 
 template <typename T, bool FRESH, bool SHARED>
-static void rb_bwd_row1(i64 H, i64 cu, i64 cn, const T* a, const T* __restrict hp,
+static void rb_bwd_row1(i64 H, i64 j0, i64 j1, i64 cu, i64 cn, const T* a, const T* __restrict hp,
                         const T* __restrict dy, T* __restrict dh, T* d, T* __restrict du_) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T u = a[cu + j], n = a[cn + j];
         const T dhj = dh[j] + dy[j];
         const T keep = FRESH ? T(1) - u : u;  // weight of h_prev in the mix
@@ -80,11 +80,11 @@ static void rb_bwd_row1(i64 H, i64 cu, i64 cn, const T* a, const T* __restrict h
 }
 
 template <typename T, bool SHARED>
-static void rb_bwd_row2(i64 H, i64 cu, i64 cr, const T* a, const T* __restrict hp,
+static void rb_bwd_row2(i64 H, i64 j0, i64 j1, i64 cu, i64 cr, const T* a, const T* __restrict hp,
                         const T* __restrict drh, const T* __restrict du_, T* __restrict dh,
                         T* d) {
 #pragma omp simd
-    for (i64 j = 0; j < H; ++j) {
+    for (i64 j = j0; j < j1; ++j) {
         const T r = a[cr + j];
         const T dr = drh[j] * hp[j];
         dh[j] += drh[j] * r;
@@ -100,6 +100,46 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
     const i64 H = g.H, G = k.cn + H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *rh = W<T>(p, 6), *th = W<T>(p, 7), *z = W<T>(p, 8);
+    // (H x H products a step: n's, r's unless r is u, u's unless MUT1's u has none)
+    if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            // the gates' products from h_prev (u and r as one block when merged), then n's
+            const i64 c = k.cu < k.cr ? k.cu : k.cr;
+            const UnitProduct<T, true> mm_ur(Whh + c * H, H, H, 2, H, lo, hi);
+            const UnitProduct<T, true> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi);
+            const UnitProduct<T, true> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi);
+            const UnitProduct<T, true> mm_n(Whh + k.wn * H, H, H, 1, H, lo, hi);
+            for (i64 s = 0; s < g.steps; ++s) {
+                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
+                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                const bool back = s & 1;
+                if (k.merged) {
+                    mm_ur.run(n, hp, H, z + c, G, false, back);
+                } else {
+                    if (!SHARED) mm_r.run(n, hp, H, z + k.cr, G, false, back);
+                    if (k.src_u == 1) mm_u.run(n, hp, H, z + k.cu, G, false, back);
+                    if (k.src_u == 2) {
+                        T* thb = th + so * H;
+                        for (i64 r = 0; r < n; ++r)
+                            for (i64 j = lo; j < hi; ++j) thb[r * H + j] = std::tanh(hp[r * H + j]);
+#pragma omp barrier  // u's product reads every unit of tanh(h_prev)
+                        mm_u.run(n, thb, H, z + k.cu, G, false, back);
+                    }
+                }
+                for (i64 r = 0; r < n; ++r)
+                    rb_fwd_row1<T, FRESH, SHARED, UREC>(H, lo, hi, k.cu, k.cr, gx + (o + r) * G,
+                                                        z + r * G, b, hp + r * H,
+                                                        act + (so + r) * G, rh + (so + r) * H);
+#pragma omp barrier  // n's product reads every unit of r·h_prev
+                mm_n.run(n, rh + so * H, H, z + k.cn, G, false, back);
+                for (i64 r = 0; r < n; ++r) {
+                    rb_fwd_row2<T, FRESH>(H, lo, hi, k.cu, k.cn, gx + (o + r) * G, z + r * G, b,
+                                          hp + r * H, act + (so + r) * G, y + (o + r) * H);
+                    g.emit(y + (o + r) * H, o + r, lo, hi);
+                }
+#pragma omp barrier  // the next products read every unit of h
+            }
+        });
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -119,14 +159,14 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
         }
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(rh + (so + r) * H, 0, size_t(H) * sizeof(T));
-            rb_fwd_row1<T, FRESH, SHARED, UREC>(H, k.cu, k.cr, gx + (o + r) * G, z + r * G, b,
+            rb_fwd_row1<T, FRESH, SHARED, UREC>(H, 0, H, k.cu, k.cr, gx + (o + r) * G, z + r * G, b,
                                                 hp + r * H, act + (so + r) * G,
                                                 rh + (so + r) * H);
         });
         step_mm<T, true>(g, s, n, H, H, rh + so * H, H, Whh + k.wn * H, H, T(0), z + k.cn, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-            rb_fwd_row2<T, FRESH>(H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
+            rb_fwd_row2<T, FRESH>(H, 0, H, k.cu, k.cn, gx + (o + r) * G, z + r * G, b, hp + r * H,
                                   act + (so + r) * G, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
@@ -139,6 +179,45 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *th = P<T>(p, 5), *dy = P<T>(p, 6);
     T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9), *du = W<T>(p, 10);
+    // (H x H products a step: n's, r's unless r is u, u's unless MUT1's u has none)
+    if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
+        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+            const i64 c = k.cu < k.cr ? k.cu : k.cr;
+            const UnitProduct<T, false> mm_n(Whh + k.wn * H, H, H, 1, H, lo, hi);
+            const UnitProduct<T, false> mm_ur(Whh + c * H, H, 2 * H, 1, H, lo, hi);
+            const UnitProduct<T, false> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi);
+            const UnitProduct<T, false> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi);
+            for (i64 s = g.steps - 1; s >= 0; --s) {
+                const i64 n = g.n[s], o = g.off[s];
+                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                const T* dgo = dgx + o * G;
+                const bool back = s & 1;
+                for (i64 r = 0; r < n; ++r)
+                    rb_bwd_row1<T, FRESH, SHARED>(H, lo, hi, k.cu, k.cn, act + (o + r) * G,
+                                                  hp + r * H, g.grad(dy, o + r), dh + r * H,
+                                                  dgx + (o + r) * G, du + r * H);
+#pragma omp barrier  // d(r·h_prev)'s product reads every unit of the candidate's gradient
+                mm_n.run(n, dgo + k.cn, G, dx, H, false, back);
+                for (i64 r = 0; r < n; ++r)
+                    rb_bwd_row2<T, SHARED>(H, lo, hi, k.cu, k.cr, act + (o + r) * G, hp + r * H,
+                                           dx + r * H, du + r * H, dh + r * H,
+                                           dgx + (o + r) * G);
+#pragma omp barrier  // the gates' products read every unit of their gradients
+                if (k.merged) {
+                    mm_ur.run(n, dgo + c, G, dh, H, true, back);
+                } else {
+                    if (!SHARED) mm_r.run(n, dgo + k.cr, G, dh, H, true, back);
+                    if (k.src_u == 1) mm_u.run(n, dgo + k.cu, G, dh, H, true, back);
+                    if (k.src_u == 2) {
+                        mm_u.run(n, dgo + k.cu, G, dx, H, false, back);
+                        const T* thb = th + o * H;
+                        for (i64 r = 0; r < n; ++r)
+                            for (i64 q = r * H + lo; q < r * H + hi; ++q)
+                                dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
+                    }
+                }
+            }
+        });
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -150,7 +229,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
                 if (SHARED) std::memset(du + r * H, 0, size_t(H) * sizeof(T));
                 return;
             }
-            rb_bwd_row1<T, FRESH, SHARED>(H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
+            rb_bwd_row1<T, FRESH, SHARED>(H, 0, H, k.cu, k.cn, act + (o + r) * G, hp + r * H,
                                           g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G,
                                           du + r * H);
         });
@@ -158,7 +237,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
         step_mm<T, false>(g, s, n, H, H, dgo + k.cn, G, Whh + k.wn * H, H, T(0), dx, H);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return;
-            rb_bwd_row2<T, SHARED>(H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
+            rb_bwd_row2<T, SHARED>(H, 0, H, k.cu, k.cr, act + (o + r) * G, hp + r * H, dx + r * H,
                                    du + r * H, dh + r * H, dgx + (o + r) * G);
         });
         // 3. the gates' recurrent products

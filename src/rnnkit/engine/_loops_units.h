@@ -26,29 +26,33 @@ extern "C" unsigned long long rnnkit_units_count() {
     return g_units_count.load(std::memory_order_relaxed);
 }
 
-// How many threads a call splits its hidden units over: its threads when its batch has at most
-// UNITS_MAX_ROWS rows and its recurrent products take the own kernel and would split their
-// columns (own_threads, on the call's batch), else 1 (the call keeps the column split). Never
-// for a call with a turn or a masked call, whose steps move or hold rows of every unit between
-// the products, nor when a thread would get less than a panel of units. Measured on the Intel
-// Xeon, 2 threads, T = 100, H = 256, time split by units over the column split, paired
-// (python benchmarks/units.py): B = 1 forward 0.84-0.89, training 0.87-0.96; B = 8 0.92-0.98;
-// B = 16 0.97-1.02; B = 24 and 32 1.00-1.04 (GRU, Elman, LSTM). With more rows the step is
-// the product's arithmetic, and the pass over a thread's units of every row costs more than
-// over every unit of half the rows. The BLAS's products stay on the column split: three calls
-// a step on a third of the columns each cost more than one (GRU, B = 128: 1.04).
-static constexpr i64 UNITS_MAX_ROWS = 12;
+// How many threads a call splits its hidden units over: its threads when its recurrent products
+// take the own kernel and split their columns (own_threads, on the call's batch, for its
+// product (B, n) over k) and its step is small: at most UNITS_MAX_ROWS rows and UNITS_MAX_MACS
+// multiply-adds in its `products` such products; else 1 (the call keeps the column split).
+// Never for a call with a turn or a masked call, whose steps move or hold rows of every unit
+// between the products, nor when a thread would get less than a panel of units. Measured on
+// the Intel Xeon, 2 threads, T = 100, time split by units over the column split, paired
+// (python benchmarks/units.py and docs/benchmarks.md, "The split by hidden units"): B = 1,
+// H = 256, training 0.84-0.96, forward 0.80-0.91, every loop cell; B = 8, H = 256 0.92-0.99
+// up to an LSTM's 2^21 multiply-adds a step, NAS's 2^22 1.02-1.03; LSTM B = 12 (3·2^20) 1.01,
+// GRU B = 24 and 32 at H = 256 1.00-1.04. With more work a step is the product's arithmetic,
+// and a pass over a thread's units of every row costs more than one over every unit of half
+// the rows. The BLAS's products stay on the column split: there three calls a step on a third
+// of the columns each cost more than one (GRU, B = 128: 1.04).
+static constexpr i64 UNITS_MAX_ROWS = 16;
+static constexpr i64 UNITS_MAX_MACS = i64(1) << 21;
 
 template <typename T>
-static int unit_threads(const Geo& g, i64 gates, i64 width, i64 k) {
+static int unit_threads(const Geo& g, i64 n, i64 k, i64 products = 1) {
 #ifdef RNNKIT_OWN_PRODUCTS
     constexpr i64 PW = 2 * Simd<T>::L;
     if (!g_units || g.threads <= 1 || g.turn || g.lens || !t_own) return 1;
     if (g.B > UNITS_MAX_ROWS || g.B > g_own_max_rows || g.B > g_split_rows) return 1;
-    if (width < g.threads * PW) return 1;
-    return own_threads(g.B, gates * width, k, PW) > 1 ? int(g.threads) : 1;
+    if (g.B * n * k * products > UNITS_MAX_MACS || g.H < g.threads * PW) return 1;
+    return own_threads(g.B, n, k, PW) > 1 ? int(g.threads) : 1;
 #else
-    (void)g, (void)gates, (void)width, (void)k;
+    (void)g, (void)n, (void)k, (void)products;
     return 1;
 #endif
 }
