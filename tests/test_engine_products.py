@@ -538,10 +538,11 @@ def test_the_split_by_units_changes_no_value(name, several, own_kernel):
 
 @pytest.mark.parametrize("name", ["gru", "lstm", "mgu", "mut3", "nas"])
 def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
-    """With lengths and no turn (the backward direction's sorted rows, which shrink from step to
-    step), the split by units runs every step on its running rows: the same bits as the column
-    split, and in float64 the reference runner's; the forward direction, with a turn, keeps
-    the column split."""
+    """With lengths in the sorted layout the split by units runs every step on its running
+    rows, which shrink from step to step; the forward direction's first steps keep the batch's
+    order, and at the turn one thread gathers the previous step's rows (and in the backward
+    pass puts the state gradients back) while the others wait. The same bits as the column
+    split, and in float64 the reference runner's; every call split."""
     from rnnkit.engine import masked
 
     kept = masked.MASKED_MAX
@@ -553,7 +554,7 @@ def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
         )
     finally:
         masked.MASKED_MAX = kept
-    assert split > 0
+    assert split == 2 * 2 * 2
     _same_bits_and_reference(results)
 
 

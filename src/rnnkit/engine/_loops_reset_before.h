@@ -100,6 +100,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
     const i64 H = g.H, G = k.cn + H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *rh = W<T>(p, 6), *th = W<T>(p, 7), *z = W<T>(p, 8);
+    const T* turned = nullptr;  // (shared by the threads of the split by units)
     // (H x H products a step: n's, r's unless r is u, u's unless MUT1's u has none)
     if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
@@ -111,7 +112,7 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
             const UnitProduct<T, true> mm_n(Whh + k.wn * H, H, H, 1, H, lo, hi);
             for (i64 s = 0; s < g.steps; ++s) {
                 const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);
                 const bool back = s & 1;
                 if (k.merged) {
                     mm_ur.run(n, hp, H, z + c, G, false, back);
@@ -179,6 +180,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *th = P<T>(p, 5), *dy = P<T>(p, 6);
     T *dh = W<T>(p, 7), *dgx = W<T>(p, 8), *dx = W<T>(p, 9), *du = W<T>(p, 10);
+    const T* turned = nullptr;  // (shared by the threads of the split by units)
     // (H x H products a step: n's, r's unless r is u, u's unless MUT1's u has none)
     if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
@@ -189,7 +191,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
             const UnitProduct<T, false> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi);
             for (i64 s = g.steps - 1; s >= 0; --s) {
                 const i64 n = g.n[s], o = g.off[s];
-                const T* hp = s ? y + g.off[s - 1] * H : h0;
+                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);
                 const T* dgo = dgx + o * G;
                 const bool back = s & 1;
                 for (i64 r = 0; r < n; ++r)
@@ -216,6 +218,7 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
                                 dh[q] += dx[q] * (T(1) - thb[q] * thb[q]);
                     }
                 }
+                unit_unturn(g, s, H, dh);
             }
         });
     for (i64 s = g.steps - 1; s >= 0; --s) {

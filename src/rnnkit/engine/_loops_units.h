@@ -30,8 +30,8 @@ extern "C" unsigned long long rnnkit_units_count() {
 // take the own kernel and split their columns (own_threads, on the call's batch, for its
 // product (B, n) over k) and its step is small: at most UNITS_MAX_ROWS rows and UNITS_MAX_MACS
 // multiply-adds in its `products` such products; else 1 (the call keeps the column split).
-// Never for a call with a turn or a masked call, whose steps move or hold rows of every unit
-// between the products, nor when a thread would get less than a panel of units. Measured on
+// Never for a masked call, whose steps hold and gather rows of every unit around the products,
+// nor when a thread would get less than a panel of units. Measured on
 // the Intel Xeon, 2 threads, T = 100, time split by units over the column split, paired
 // (python benchmarks/units.py and docs/benchmarks.md, "The split by hidden units"): B = 1,
 // H = 256, training 0.84-0.96, forward 0.80-0.91, every loop cell; B = 8, H = 256 0.92-0.99
@@ -47,7 +47,7 @@ template <typename T>
 static int unit_threads(const Geo& g, i64 n, i64 k, i64 products = 1) {
 #ifdef RNNKIT_OWN_PRODUCTS
     constexpr i64 PW = 2 * Simd<T>::L;
-    if (!g_units || g.threads <= 1 || g.turn || g.lens || !t_own) return 1;
+    if (!g_units || g.threads <= 1 || g.lens || !t_own) return 1;
     if (g.B > UNITS_MAX_ROWS || g.B > g_own_max_rows || g.B > g_split_rows) return 1;
     if (g.B * n * k * products > UNITS_MAX_MACS || g.H < g.threads * PW) return 1;
     return own_threads(g.B, n, k, PW) > 1 ? int(g.threads) : 1;
@@ -117,5 +117,31 @@ static void by_units(int threads, i64 width, F&& body) {
         i64 lo, hi;
         unit_range<T>(width, omp_get_thread_num(), omp_get_num_threads(), lo, hi);
         body(lo, hi);
+    }
+}
+
+// The previous step's block as step s reads it on the split by units (Geo::prior): at the turn
+// one thread gathers its rows into the sorted order while the others wait at the end of the
+// single construct; `gathered` is shared by the threads (declared outside the region).
+template <typename T>
+static const T* unit_prior(const Geo& g, const T* block, i64 s, i64 width, int slot,
+                           const T* init, const T*& gathered) {
+    if (!g.turn || s != g.turn) return block;
+#pragma omp single
+    gathered = g.prior(block, s, width, slot, init);
+    return gathered;
+}
+
+// Backward, after step s's products: at the turn the running state gradients d (and d2), every
+// unit of them, go back to the batch's order (Geo::unturn), by one thread once every thread
+// has written its units.
+template <typename T>
+static void unit_unturn(const Geo& g, i64 s, i64 width, T* d, T* d2 = nullptr) {
+    if (!g.turn || s != g.turn) return;
+#pragma omp barrier
+#pragma omp single
+    {
+        g.unturn(d, s, width);
+        if (d2) g.unturn(d2, s, width);
     }
 }
