@@ -9,8 +9,13 @@ regions or four, the products split by columns and the passes by rows (``_loops_
 ``engine.native_switches.set_units``). The values are the same bits (the peephole LSTM's
 weight sums to rounding).
 
-    python benchmarks/units.py --reuse-freed-memory            # the table in docs/benchmarks.md
-    python benchmarks/units.py --quick                         # GRU, B = 1, H = 256 only
+For each model and shape this times the training step (forward, then the gradients with respect
+to the input and every parameter), the forward pass and, from B = 2 on, the training step with
+lengths spread evenly over [T/2, T], in both forms in one process: back to back in every round,
+in alternating order, and the median of the rounds' ratios (units over columns).
+
+    python benchmarks/units.py --reuse-freed-memory    # the table in docs/benchmarks.md, ~1 min
+    python benchmarks/units.py --quick                 # GRU, B = 1, H = 256 only
 """
 
 from __future__ import annotations
@@ -51,10 +56,17 @@ CASES = (
 )
 
 
+def spread_lengths(B: int) -> torch.Tensor:
+    return torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
+
+
 def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
     torch.manual_seed(0)
-    forward, train = step_fns(build(name, H), _input(T, B, H))
+    x = _input(T, B, H)
+    forward, train = step_fns(build(name, H), x)
     fns = {"train": train, "forward": forward}
+    if B > 1:  # lengths over [T/2, T]: the sorted layout, its first steps before the turn
+        fns["lengths"] = step_fns(build(name, H), x, spread_lengths(B))[1]
     for on in (True, False):
         native_switches.set_units(on)
         for fn in fns.values():
@@ -74,11 +86,14 @@ def main() -> None:
         f"{args.rounds} rounds, both forms back to back in alternating order; median of the "
         "rounds' ratios",
     )
-    print("| model | B | H | training units / columns | forward |")
-    print("|---|---|---|---|---|")
+    print("| model | B | H | training units / columns | forward | training with lengths |")
+    print("|---|---|---|---|---|---|")
     for name, B, H in CASES[:1] if args.quick else CASES:
         r = measure(name, B, H, args.rounds)
-        print(f"| {name} | {B} | {H} | {r['train']:.3f} | {r['forward']:.3f} |", flush=True)
+        shown = f"{r['lengths']:.3f}" if "lengths" in r else ""
+        print(
+            f"| {name} | {B} | {H} | {r['train']:.3f} | {r['forward']:.3f} | {shown} |", flush=True
+        )
 
 
 if __name__ == "__main__":
