@@ -474,17 +474,17 @@ UNIT_CELLS = (
 )
 
 
-def _units_results(name, batch, lengths):
+def _units_results(name, batch, lengths, width=256):
     """{(dtype, units on or "reference"): outputs, finals and gradients} for a bidirectional
-    layer of cell ``name``, H = 256, on ``batch`` rows with ``lengths``, on two threads; and
-    how many calls ran split by units with the switch on."""
+    layer of cell ``name``, H = ``width``, on ``batch`` rows with ``lengths``, on two threads;
+    and how many calls ran split by units with the switch on."""
     kept = torch.get_num_threads()
     torch.set_num_threads(2)
     results, split = {}, 0
     try:
         for dtype in (torch.float32, torch.float64):
             torch.manual_seed(12)
-            layer = Recurrent(CELLS[name], 5, 256, 1, bidirectional=True).to(dtype)
+            layer = Recurrent(CELLS[name], 5, width, 1, bidirectional=True).to(dtype)
             gen = torch.Generator().manual_seed(13)
             x = torch.randn(6, batch, 5, generator=gen, dtype=dtype, requires_grad=True)
             parts = tuple(
@@ -554,6 +554,17 @@ def test_the_split_by_units_takes_shrinking_steps(name, own_kernel):
         )
     finally:
         masked.MASKED_MAX = kept
+    assert split == 2 * 2 * 2
+    _same_bits_and_reference(results)
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm", "nas"])
+def test_the_split_by_units_takes_widths_off_the_panels(name, own_kernel):
+    """H = 200 is no multiple of the panel width (32 float32 or 16 float64 columns with
+    AVX-512, 16 or 8 with AVX2): the threads' units end inside a panel, and each gate block's
+    last panel on each thread is partial. The same bits as the column split, and in float64
+    the reference runner's; every call split."""
+    results, split = _units_results(name, 1, None, width=200)
     assert split == 2 * 2 * 2
     _same_bits_and_reference(results)
 
