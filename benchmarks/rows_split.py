@@ -25,6 +25,7 @@ import statistics
 import torch
 from machine import paired_ratios, paired_setup, print_header, timed
 from rnn_speed import _input, build, step_fns
+from switched import spread_lengths
 
 from rnnkit.engine import native_switches
 
@@ -51,10 +52,6 @@ def use(now: bool, gated_too: bool) -> None:
         native_switches.set_rows_split(4096 if gated_too else None, 4096)
     else:
         native_switches.set_rows_split(8192, 8192)
-
-
-def spread_lengths(B: int) -> torch.Tensor:
-    return torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
 
 
 def measure(name: str, B: int, H: int, lengths: bool, rounds: int) -> dict[str, float]:

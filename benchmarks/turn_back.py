@@ -23,10 +23,9 @@ back to back in alternating order).
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
-from machine import paired_setup, print_header
+from machine import paired_setup, print_header, timed
 from rnn_speed import _input, build, step_fns
 
 from rnnkit.engine import native_switches
@@ -41,12 +40,6 @@ def use(now: bool) -> None:
     panel, and a call of one row on the BLAS)."""
     native_switches.set_turn_back(now)
     native_switches.set_one_row(now)
-
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:

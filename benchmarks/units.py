@@ -20,15 +20,10 @@ in alternating order, and the median of the rounds' ratios (units over columns).
 
 from __future__ import annotations
 
-import statistics
-
-import torch
-from machine import paired_ratios, paired_setup, print_header
-from rnn_speed import _input, build, step_fns
+import switched
 
 from rnnkit.engine import native_switches
 
-T = 100
 CASES = (
     ("GRU", 1, 256),
     ("Elman", 1, 256),
@@ -56,44 +51,14 @@ CASES = (
 )
 
 
-def spread_lengths(B: int) -> torch.Tensor:
-    return torch.linspace(T // 2, T, B).round().long()[torch.randperm(B)]
-
-
-def measure(name: str, B: int, H: int, rounds: int) -> dict[str, float]:
-    torch.manual_seed(0)
-    x = _input(T, B, H)
-    forward, train = step_fns(build(name, H), x)
-    fns = {"train": train, "forward": forward}
-    if B > 1:  # lengths over [T/2, T]: the sorted layout, its first steps before the turn
-        fns["lengths"] = step_fns(build(name, H), x, spread_lengths(B))[1]
-    for on in (True, False):
-        native_switches.set_units(on)
-        for fn in fns.values():
-            fn()  # warm-up: packed copies, allocator
-    return {
-        key: statistics.median(paired_ratios(fn, native_switches.set_units, rounds))
-        for key, fn in fns.items()
-    }
-
-
 def main() -> None:
-    _, args = paired_setup(__doc__, 15, "the GRU at B = 1, H = 256 only", own_kernel=True)
-    print_header(
+    switched.main(
+        __doc__,
         "The split by hidden units: time split by units / split by columns and rows",
-        args.threads,
-        f"T = {T}, I = H, float32",
-        f"{args.rounds} rounds, both forms back to back in alternating order; median of the "
-        "rounds' ratios",
+        "units / columns",
+        CASES,
+        native_switches.set_units,
     )
-    print("| model | B | H | training units / columns | forward | training with lengths |")
-    print("|---|---|---|---|---|---|")
-    for name, B, H in CASES[:1] if args.quick else CASES:
-        r = measure(name, B, H, args.rounds)
-        shown = f"{r['lengths']:.3f}" if "lengths" in r else ""
-        print(
-            f"| {name} | {B} | {H} | {r['train']:.3f} | {r['forward']:.3f} | {shown} |", flush=True
-        )
 
 
 if __name__ == "__main__":
