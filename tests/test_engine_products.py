@@ -332,15 +332,20 @@ def _same_bits_and_reference(results, form=True, other=False):
 # -- products of one to three rows, several panels at a time ---------------------------------
 
 
-def _few_rows_results(name, width, batch, steps, lengths):
-    """{(dtype, few_rows or "reference"): outputs, finals and gradients} for a bidirectional
-    layer of cell ``name`` on ``batch`` rows with ``lengths``."""
-    results = {}
+def _switched_results(name, switch, width, batch, steps, lengths, seed, count=None, threads=None):
+    """{(dtype, switch on / off or "reference"): outputs, finals and gradients} for a
+    bidirectional layer of cell ``name`` (I = 5, H = ``width``) on ``batch`` rows of ``steps``
+    steps with ``lengths``, the loops' ``switch`` on and off (left on), on ``threads`` threads
+    (None: as they are); and how much ``count()`` grew in the calls with the switch on."""
+    kept = torch.get_num_threads()
+    results, grew = {}, 0
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
         for dtype in (torch.float32, torch.float64):
-            torch.manual_seed(9)
+            torch.manual_seed(seed)
             layer = Recurrent(CELLS[name], 5, width, 1, bidirectional=True).to(dtype)
-            gen = torch.Generator().manual_seed(10)
+            gen = torch.Generator().manual_seed(seed + 1)
             x = torch.randn(steps, batch, 5, generator=gen, dtype=dtype, requires_grad=True)
             parts = tuple(
                 torch.randn(2, batch, *s, generator=gen, dtype=dtype, requires_grad=True)
@@ -348,14 +353,24 @@ def _few_rows_results(name, width, batch, steps, lengths):
             )
             h0 = parts if len(parts) > 1 else parts[0]
             for on in (True, False):
-                native_switches.set_few_rows(on)
+                switch(on)
                 layer.engine = "native"
+                start = count() if count else 0
                 results[dtype, on] = _grads(layer, x, h0, lengths)
+                if count and on:
+                    grew += count() - start
             layer.engine = "reference"
             results[dtype, "reference"] = _grads(layer, x, h0, lengths)
     finally:
-        native_switches.set_few_rows(True)
-    return results
+        switch(True)
+        torch.set_num_threads(kept)
+    return results, grew
+
+
+def _few_rows_results(name, width, batch, steps, lengths):
+    """:func:`_switched_results` of ``set_few_rows``."""
+    switch = native_switches.set_few_rows
+    return _switched_results(name, switch, width, batch, steps, lengths, seed=9)[0]
 
 
 @pytest.mark.parametrize("name", LOOP_CELLS)
@@ -475,35 +490,10 @@ UNIT_CELLS = (
 
 
 def _units_results(name, batch, lengths, width=256):
-    """{(dtype, units on or "reference"): outputs, finals and gradients} for a bidirectional
-    layer of cell ``name``, H = ``width``, on ``batch`` rows with ``lengths``, on two threads;
-    and how many calls ran split by units with the switch on."""
-    kept = torch.get_num_threads()
-    torch.set_num_threads(2)
-    results, split = {}, 0
-    try:
-        for dtype in (torch.float32, torch.float64):
-            torch.manual_seed(12)
-            layer = Recurrent(CELLS[name], 5, width, 1, bidirectional=True).to(dtype)
-            gen = torch.Generator().manual_seed(13)
-            x = torch.randn(6, batch, 5, generator=gen, dtype=dtype, requires_grad=True)
-            parts = tuple(
-                torch.randn(2, batch, *s, generator=gen, dtype=dtype, requires_grad=True)
-                for s in layer.state_shapes
-            )
-            h0 = parts if len(parts) > 1 else parts[0]
-            for on in (True, False):
-                native_switches.set_units(on)
-                layer.engine = "native"
-                start = native_switches.units_count()
-                results[dtype, on] = _grads(layer, x, h0, lengths)
-                split += native_switches.units_count() - start
-            layer.engine = "reference"
-            results[dtype, "reference"] = _grads(layer, x, h0, lengths)
-    finally:
-        native_switches.set_units(True)
-        torch.set_num_threads(kept)
-    return results, split
+    """:func:`_switched_results` of ``set_units`` on two threads, T = 6, and how many calls
+    ran split by units with the switch on."""
+    switch, count = native_switches.set_units, native_switches.units_count
+    return _switched_results(name, switch, width, batch, 6, lengths, 12, count, threads=2)
 
 
 def _unit_batch(name):
