@@ -28,22 +28,11 @@ static void elman_forward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *z = W<T>(p, 5);
-    const T* turned = nullptr;  // (shared by the threads of the split by units)
-    if (const int nt = unit_threads<T>(g, H, H); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, true> mm(Whh, H, H, 1, H, lo, hi);
-            for (i64 s = 0; s < g.steps; ++s) {
-                const i64 n = g.n[s], o = g.off[s];
-                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);
-                mm.run(n, hp, H, z, H, false, s & 1);
-                for (i64 r = 0; r < n; ++r) {
-                    elman_fwd_row<T, RELU>(H, lo, hi, gx + (o + r) * H, z + r * H, b,
-                                           y + (o + r) * H);
-                    g.emit(y + (o + r) * H, o + r, lo, hi);
-                }
-#pragma omp barrier  // the next product reads every unit of h
-            }
-        });
+    const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T*, const T*) {
+        const i64 o = g.off[s];
+        elman_fwd_row<T, RELU>(H, lo, hi, gx + (o + r) * H, z + r * H, b, y + (o + r) * H);
+    };
+    if (units_forward<T>(g, 1, Whh, h0, y, nullptr, nullptr, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -61,19 +50,13 @@ static void elman_backward_impl(const Geo& g, void* const* p) {
     const i64 H = g.H;
     const T *Whh = P<T>(p, 0), *y = P<T>(p, 2), *dy = P<T>(p, 3);
     T *dh = W<T>(p, 4), *dgx = W<T>(p, 5);
-    if (const int nt = unit_threads<T>(g, H, H); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, false> mm(Whh, H, H, 1, H, lo, hi);
-            for (i64 s = g.steps - 1; s >= 0; --s) {
-                const i64 n = g.n[s], o = g.off[s];
-                for (i64 r = 0; r < n; ++r)
-                    elman_bwd_row<T, RELU>(H, lo, hi, y + (o + r) * H, g.grad(dy, o + r),
-                                           dh + r * H, dgx + (o + r) * H);
-#pragma omp barrier  // the product reads every unit of the step's dgx
-                mm.run(n, dgx + o * H, H, dh, H, false, s & 1);
-                unit_unturn(g, s, H, dh);
-            }
-        });
+    const auto pass = [&](i64 s, i64 r, i64 lo, i64 hi, const T*, T*) {
+        const i64 o = g.off[s];
+        elman_bwd_row<T, RELU>(H, lo, hi, y + (o + r) * H, g.grad(dy, o + r), dh + r * H,
+                               dgx + (o + r) * H);
+    };
+    if (units_backward<T>(g, H, Whh, dgx, nullptr, false, nullptr, 0, nullptr, dh, nullptr, pass))
+        return;
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         for_rows(g, n, H, [&](i64 r, int) {
@@ -174,24 +157,12 @@ static void lstm_forward_impl(const Geo& g, void* const* p) {
     const T *wci = P<T>(p, 3), *wcf = P<T>(p, 4), *wco = P<T>(p, 5);
     const T *h0 = P<T>(p, 6), *c0 = P<T>(p, 7);
     T *y = W<T>(p, 8), *act = W<T>(p, 9), *cs = W<T>(p, 10), *z = W<T>(p, 11);
-    const T* turned[2] = {};  // (shared by the threads of the split by units)
-    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, true> mm(Whh, H, H, 4, H, lo, hi);
-            for (i64 s = 0; s < g.steps; ++s) {
-                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned[0]);
-                const T* cp = unit_prior(g, s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0, turned[1]);
-                mm.run(n, hp, H, z, G, false, s & 1);
-                for (i64 r = 0; r < n; ++r) {
-                    lstm_fwd_row<T, PEEP>(H, lo, hi, gx + (o + r) * G, z + r * G, b, wci, wcf,
-                                          wco, cp + r * H, act + (so + r) * G,
-                                          cs + (so + r) * H, y + (o + r) * H);
-                    g.emit(y + (o + r) * H, o + r, lo, hi);
-                }
-#pragma omp barrier  // the next product reads every unit of h
-            }
-        });
+    const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T*, const T* cp) {
+        const i64 o = g.off[s], so = g.save(s);
+        lstm_fwd_row<T, PEEP>(H, lo, hi, gx + (o + r) * G, z + r * G, b, wci, wcf, wco,
+                              cp + r * H, act + (so + r) * G, cs + (so + r) * H, y + (o + r) * H);
+    };
+    if (units_forward<T>(g, 4, Whh, h0, y, cs, c0, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -212,24 +183,15 @@ static void lstm_backward_impl(const Geo& g, void* const* p) {
     const T *Whh = P<T>(p, 0), *wci = P<T>(p, 1), *wcf = P<T>(p, 2), *wco = P<T>(p, 3);
     const T *c0 = P<T>(p, 5), *act = P<T>(p, 7), *cs = P<T>(p, 8), *dy = P<T>(p, 9);
     T *dh = W<T>(p, 10), *dc = W<T>(p, 11), *dgx = W<T>(p, 12), *acc = W<T>(p, 13);
-    const T* turned = nullptr;  // (shared by the threads of the split by units)
-    if (const int nt = unit_threads<T>(g, H, G); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
-            for (i64 s = g.steps - 1; s >= 0; --s) {
-                const i64 n = g.n[s], o = g.off[s];
-                const T* cp = unit_prior(g, s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0, turned);
-                // (the peepholes' sums: each thread's units in row 0 of acc, which the caller
-                // sums over the threads)
-                for (i64 r = 0; r < n; ++r)
-                    lstm_bwd_row<T, PEEP>(H, lo, hi, act + (o + r) * G, cs + (o + r) * H,
-                                          cp + r * H, wci, wcf, wco, g.grad(dy, o + r),
-                                          dh + r * H, dc + r * H, dgx + (o + r) * G, acc);
-#pragma omp barrier  // the product reads every unit of the step's gate gradients
-                mm.run(n, dgx + o * G, G, dh, H, false, s & 1);
-                unit_unturn(g, s, H, dh, dc);
-            }
-        });
+    // (split by units, the peepholes' sums: each thread's units in row 0 of acc, which the
+    // caller sums over the threads)
+    const auto pass = [&](i64 s, i64 r, i64 lo, i64 hi, const T* cp, T*) {
+        const i64 o = g.off[s];
+        lstm_bwd_row<T, PEEP>(H, lo, hi, act + (o + r) * G, cs + (o + r) * H, cp + r * H, wci,
+                              wcf, wco, g.grad(dy, o + r), dh + r * H, dc + r * H,
+                              dgx + (o + r) * G, acc);
+    };
+    if (units_backward<T>(g, G, Whh, dgx, nullptr, false, cs, 1, c0, dh, dc, pass)) return;
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);
@@ -313,22 +275,12 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
-    const T* turned = nullptr;  // (shared by the threads of the split by units)
-    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, true> mm(Whh, H, H, 3, H, lo, hi);
-            for (i64 s = 0; s < g.steps; ++s) {
-                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);
-                mm.run(n, hp, H, z, G, false, s & 1);
-                for (i64 r = 0; r < n; ++r) {
-                    gru_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, hp + r * H,
-                                   act + (so + r) * G, hn + (so + r) * H, y + (o + r) * H);
-                    g.emit(y + (o + r) * H, o + r, lo, hi);
-                }
-#pragma omp barrier  // the next product reads every unit of h
-            }
-        });
+    const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T* hp, const T*) {
+        const i64 o = g.off[s], so = g.save(s);
+        gru_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
+                       hn + (so + r) * H, y + (o + r) * H);
+    };
+    if (units_forward<T>(g, 3, Whh, h0, y, nullptr, nullptr, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -349,27 +301,13 @@ static void gru_backward(const i64* geo, void* const* p, const double*, void* co
     const T *Whh = P<T>(p, 0), *h0 = P<T>(p, 1), *y = P<T>(p, 2), *act = P<T>(p, 3);
     const T *hn = P<T>(p, 4), *dy = P<T>(p, 5);
     T *dh = W<T>(p, 6), *dgx = W<T>(p, 7), *dzn = W<T>(p, 8), *dz = W<T>(p, 9);
-    if (const int nt = unit_threads<T>(g, H, G); nt > 1) {
-        // dz in two blocks by the step's parity: a thread's pass of the step before may write
-        // its units of dz while another thread's product still reads every unit of this one's
-        std::vector<T> second(size_t(g.B * G));
-        const T* turned = nullptr;
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
-            for (i64 s = g.steps - 1; s >= 0; --s) {
-                const i64 n = g.n[s], o = g.off[s];
-                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);
-                T* d = s & 1 ? second.data() : dz;
-                for (i64 r = 0; r < n; ++r)
-                    gru_bwd_row<T>(H, lo, hi, act + (o + r) * G, hn + (o + r) * H, hp + r * H,
-                                   g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G, d + r * G,
-                                   dzn + (o + r) * H);
-#pragma omp barrier  // the product reads every unit of dz
-                mm.run(n, d, G, dh, H, true, s & 1);
-                unit_unturn(g, s, H, dh);
-            }
-        });
-    }
+    const auto pass = [&](i64 s, i64 r, i64 lo, i64 hi, const T* hp, T* d) {
+        const i64 o = g.off[s];
+        gru_bwd_row<T>(H, lo, hi, act + (o + r) * G, hn + (o + r) * H, hp + r * H,
+                       g.grad(dy, o + r), dh + r * H, dgx + (o + r) * G, d + r * G,
+                       dzn + (o + r) * H);
+    };
+    if (units_backward<T>(g, G, Whh, dgx, dz, true, y, 0, h0, dh, nullptr, pass)) return;
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);

@@ -95,24 +95,12 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     const T* c0 = P<T>(p, 4);
     T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
-    const T* turned[2] = {};  // (shared by the threads of the split by units)
-    if (const int nt = unit_threads<T>(g, G, H); nt > 1)
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, true> mm(Whh, H, H, 8, H, lo, hi);
-            for (i64 s = 0; s < g.steps; ++s) {
-                const i64 n = g.n[s], o = g.off[s], so = g.save(s);
-                const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned[0]);
-                const T* cp = unit_prior(g, s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0, turned[1]);
-                mm.run(n, hp, H, z, G, false, s & 1);
-                for (i64 r = 0; r < n; ++r) {
-                    nas_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, cp + r * H,
-                                   L + (so + r) * G, cs + (so + r) * H, m3 + (so + r) * H,
-                                   y + (o + r) * H);
-                    g.emit(y + (o + r) * H, o + r, lo, hi);
-                }
-#pragma omp barrier  // the next product reads every unit of h
-            }
-        });
+    const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T*, const T* cp) {
+        const i64 o = g.off[s], so = g.save(s);
+        nas_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
+                       cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
+    };
+    if (units_forward<T>(g, 8, Whh, h0, y, cs, c0, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
         const i64 n = g.n[s], o = g.off[s], so = g.save(s);
         const T* hp = g.prior(s ? y + g.off[s - 1] * H : h0, s, H, 0, h0);
@@ -135,26 +123,13 @@ static void nas_backward(const i64* geo, void* const* p, const double*, void* co
     const T *cs = P<T>(p, 5), *m3 = P<T>(p, 6), *dy = P<T>(p, 7);
     T *dh = W<T>(p, 8), *dc = W<T>(p, 9), *dgx = W<T>(p, 10), *dm3 = W<T>(p, 11);
     T* dz = W<T>(p, 12);
-    if (const int nt = unit_threads<T>(g, H, G); nt > 1) {
-        std::vector<T> second(size_t(g.B * G));  // dz by the step's parity (see gru_backward)
-        const T* turned = nullptr;
-        return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
-            const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
-            for (i64 s = g.steps - 1; s >= 0; --s) {
-                const i64 n = g.n[s], o = g.off[s];
-                const T* cp = unit_prior(g, s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0, turned);
-                T* d = s & 1 ? second.data() : dz;
-                for (i64 r = 0; r < n; ++r)
-                    nas_bwd_row<T>(H, lo, hi, L + (o + r) * G, cs + (o + r) * H, cp + r * H,
-                                   m3 + (o + r) * H, y + (o + r) * H, g.grad(dy, o + r),
-                                   dh + r * H, dc + r * H, dgx + (o + r) * G, d + r * G,
-                                   dm3 + (o + r) * H);
-#pragma omp barrier  // the product reads every unit of dz
-                mm.run(n, d, G, dh, H, false, s & 1);
-                unit_unturn(g, s, H, dh, dc);
-            }
-        });
-    }
+    const auto pass = [&](i64 s, i64 r, i64 lo, i64 hi, const T* cp, T* d) {
+        const i64 o = g.off[s];
+        nas_bwd_row<T>(H, lo, hi, L + (o + r) * G, cs + (o + r) * H, cp + r * H, m3 + (o + r) * H,
+                       y + (o + r) * H, g.grad(dy, o + r), dh + r * H, dc + r * H,
+                       dgx + (o + r) * G, d + r * G, dm3 + (o + r) * H);
+    };
+    if (units_backward<T>(g, G, Whh, dgx, dz, false, cs, 1, c0, dh, dc, pass)) return;
     for (i64 s = g.steps - 1; s >= 0; --s) {
         const i64 n = g.n[s], o = g.off[s];
         const T* cp = g.prior(s ? cs + g.off[s - 1] * H : c0, s, H, 1, c0);

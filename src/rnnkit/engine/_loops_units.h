@@ -145,3 +145,67 @@ static void unit_unturn(const Geo& g, i64 s, i64 width, T* d, T* d2 = nullptr) {
         if (d2) g.unturn(d2, s, width);
     }
 }
+
+// The forward loop of a cell whose step is one product from h_{t-1}, z = h_{t-1}·W_hhᵀ (gates
+// blocks of H columns), and a pointwise pass, split by units; false (nothing done) when the
+// call keeps the column split. row(s, r, lo, hi, hp, cp) is the pass of row r of step s on units
+// lo..hi-1, from the previous step's h (hp) and, for a cell with a memory (cs), c (cp); it writes
+// the row of y, which emit puts in the padded layout.
+template <typename T, typename Row>
+static bool units_forward(const Geo& g, i64 gates, const T* Whh, const T* h0, const T* y,
+                          const T* cs, const T* c0, T* z, Row&& row) {
+    const i64 H = g.H, G = gates * H;
+    const int nt = unit_threads<T>(g, G, H);
+    if (nt <= 1) return false;
+    const T* turned[2] = {};  // (shared by the threads)
+    by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+        const UnitProduct<T, true> mm(Whh, H, H, gates, H, lo, hi);
+        for (i64 s = 0; s < g.steps; ++s) {
+            const i64 n = g.n[s], o = g.off[s];
+            const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned[0]);
+            const T* cp = nullptr;
+            if (cs) cp = unit_prior(g, s ? cs + g.save(s - 1) * H : c0, s, H, 1, c0, turned[1]);
+            mm.run(n, hp, H, z, G, false, s & 1);
+            for (i64 r = 0; r < n; ++r) {
+                row(s, r, lo, hi, hp, cp);
+                g.emit(y + (o + r) * H, o + r, lo, hi);
+            }
+#pragma omp barrier  // the next product reads every unit of h
+        }
+    });
+    return true;
+}
+
+// The backward loop of such a cell, split by units: dh = dz·W_hh (+ dh with acc) after each
+// step's pass; false (nothing done) when the call keeps the column split. pass(s, r, lo, hi,
+// prev, d) is the pass of row r of step s on units lo..hi-1: from the previous step's block of
+// `before` (h or c, Geo::prior's slot; none when null) it writes the row's units of dgx and,
+// for a cell whose dz is not dgx, of d: dz, the step's (B, G) scratch, which alternates with a
+// second block by the step's parity (a thread's pass of the step before may write its units of
+// it while another thread's product still reads every unit of this step's); without dz the
+// product reads the step's rows of dgx. At the turn, dh and dc (if any) go back to the batch's
+// order.
+template <typename T, typename Pass>
+static bool units_backward(const Geo& g, i64 G, const T* Whh, const T* dgx, T* dz, bool acc,
+                           const T* before, int slot, const T* init, T* dh, T* dc,
+                           Pass&& pass) {
+    const i64 H = g.H;
+    const int nt = unit_threads<T>(g, H, G);
+    if (nt <= 1) return false;
+    std::vector<T> second(dz ? size_t(g.B * G) : 0);
+    const T* turned = nullptr;  // (shared by the threads)
+    by_units<T>(nt, H, [&](i64 lo, i64 hi) {
+        const UnitProduct<T, false> mm(Whh, H, G, 1, H, lo, hi);
+        for (i64 s = g.steps - 1; s >= 0; --s) {
+            const i64 n = g.n[s], o = g.off[s];
+            const T* prev = nullptr;
+            if (before) prev = unit_prior(g, s ? before + g.off[s - 1] * H : init, s, H, slot, init, turned);
+            T* d = dz ? (s & 1 ? second.data() : dz) : nullptr;
+            for (i64 r = 0; r < n; ++r) pass(s, r, lo, hi, prev, d);
+#pragma omp barrier  // the product reads every unit of the step's gradients
+            mm.run(n, d ? d : dgx + o * G, G, dh, H, acc, s & 1);
+            unit_unturn(g, s, H, dh, dc);
+        }
+    });
+    return true;
+}
