@@ -14,8 +14,11 @@
 // units in every gate block (q·H + lo .. q·H + hi, packed once per call as before), its
 // pointwise pass the same units of every row, so the pass reads only what its own core wrote,
 // and the whole call is one parallel region with one barrier a step (before the next product,
-// which reads every unit of h). The sums are the same, in the same order, as on the column
-// split: each output column is Σ over kk in order whichever thread computes it.
+// which reads every unit of h; the reset-before family meets at two or three, before each
+// product that reads what a pass wrote). The sums are the same, in the same order, as on the
+// column split: each output column is Σ over kk in order whichever thread computes it. The
+// layer-normalised LSTM keeps the column split: its pass sums over every unit of a row, and
+// adding the threads' sums up took five barriers a step (1.03-1.29 of the column split).
 
 static int g_units = 1;
 extern "C" void rnnkit_set_units(int on) { g_units = on; }
@@ -31,15 +34,16 @@ extern "C" unsigned long long rnnkit_units_count() {
 // product (B, n) over k) and its step is small: at most UNITS_MAX_ROWS rows and UNITS_MAX_MACS
 // multiply-adds in its `products` such products; else 1 (the call keeps the column split).
 // Never for a masked call, whose steps hold and gather rows of every unit around the products,
-// nor when a thread would get less than a panel of units. Measured on
-// the Intel Xeon, 2 threads, T = 100, time split by units over the column split, paired
-// (python benchmarks/units.py and docs/benchmarks.md, "The split by hidden units"): B = 1,
-// H = 256, training 0.84-0.96, forward 0.80-0.91, every loop cell; B = 8, H = 256 0.92-0.99
-// up to an LSTM's 2^21 multiply-adds a step, NAS's 2^22 1.02-1.03; LSTM B = 12 (3·2^20) 1.01,
-// GRU B = 24 and 32 at H = 256 1.00-1.04. With more work a step is the product's arithmetic,
-// and a pass over a thread's units of every row costs more than one over every unit of half
-// the rows. The BLAS's products stay on the column split: there three calls a step on a third
-// of the columns each cost more than one (GRU, B = 128: 1.04).
+// nor when a thread would get less than a panel of units. Measured on the Intel Xeon, 2
+// threads, T = 100, time split by units over the column split, paired (python
+// benchmarks/units.py; docs/benchmarks.md, "The split by hidden units"): B = 1, H = 256,
+// training 0.85-0.96, forward 0.83-0.93, every cell here; B = 4 to 16 0.92-1.02 up to an
+// LSTM's 2^21 multiply-adds a step (B = 8, H = 256), NAS's 2^22 1.02-1.03; LSTM B = 12
+// (3·2^20) 1.01, GRU B = 24 and 32 at H = 256 1.00-1.04. With more work a step is the
+// product's arithmetic, and a pass over a thread's units of every row costs more than one over
+// every unit of half the rows. The BLAS's products stay on the column split: there three calls
+// a step on a third of the columns each cost more than one (GRU, B = 128: 1.04), and the
+// reset-before family's single blocks read 1.02-1.07 at B = 64-128.
 static constexpr i64 UNITS_MAX_ROWS = 16;
 static constexpr i64 UNITS_MAX_MACS = i64(1) << 21;
 
