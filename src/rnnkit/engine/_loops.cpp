@@ -5,7 +5,8 @@
 // kernel (AVX2 + FMA or AVX-512 builds; see "The recurrent products on few rows") or else to
 // the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
 // the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
-// libgomp, which the loader shares).
+// libgomp, which the loader shares), or, in a small call, the whole call is one parallel region
+// whose threads each own some hidden units (_loops_units.h).
 //
 // One translation unit in parts, included below in this order, each using those before it:
 //   _loops_products.h      the BLAS, the loops' threads, the own kernel of the recurrent products
@@ -15,7 +16,7 @@
 //   _loops_reset_before.h  GRU with the reset before, MGU, MUT1-3
 //   _loops_nas_ln.h        NAS, LayerNorm LSTM
 //   _loops_rows.h          row copies between layouts, the finite check, column blocks
-// native.py builds the library from this file and keys its cache on all the parts.
+// native_build.py builds the library from this file and keys its cache on all the parts.
 //
 // Layout (shapes use rnnkit's glossary; every matrix is row-major and contiguous):
 //   * A sequence is processed in `steps` steps; step s works on the first n[s] rows of the batch
