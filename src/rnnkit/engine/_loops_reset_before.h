@@ -105,10 +105,12 @@ static void rb_forward_impl(const Geo& g, const RB& k, void* const* p) {
     if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             // the gates' products from h_prev (u and r as one block when merged), then n's
+            // (only the products the cell has are packed: MUT1's u has no W_hh block)
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
-            const UnitProduct<T, true> mm_ur(Whh + c * H, H, H, 2, H, lo, hi);
-            const UnitProduct<T, true> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi);
-            const UnitProduct<T, true> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi);
+            const bool separate_r = !k.merged && !SHARED, separate_u = !k.merged && k.src_u != 0;
+            const UnitProduct<T, true> mm_ur(Whh + c * H, H, H, 2, H, lo, hi, k.merged);
+            const UnitProduct<T, true> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi, separate_r);
+            const UnitProduct<T, true> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi, separate_u);
             const UnitProduct<T, true> mm_n(Whh + k.wn * H, H, H, 1, H, lo, hi);
             for (i64 s = 0; s < g.steps; ++s) {
                 const i64 n = g.n[s], o = g.off[s], so = g.save(s);
@@ -185,10 +187,11 @@ static void rb_backward_impl(const Geo& g, const RB& k, void* const* p) {
     if (const int nt = unit_threads<T>(g, H, H, 1 + !SHARED + (k.src_u != 0)); nt > 1)
         return by_units<T>(nt, H, [&](i64 lo, i64 hi) {
             const i64 c = k.cu < k.cr ? k.cu : k.cr;
+            const bool separate_r = !k.merged && !SHARED, separate_u = !k.merged && k.src_u != 0;
             const UnitProduct<T, false> mm_n(Whh + k.wn * H, H, H, 1, H, lo, hi);
-            const UnitProduct<T, false> mm_ur(Whh + c * H, H, 2 * H, 1, H, lo, hi);
-            const UnitProduct<T, false> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi);
-            const UnitProduct<T, false> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi);
+            const UnitProduct<T, false> mm_ur(Whh + c * H, H, 2 * H, 1, H, lo, hi, k.merged);
+            const UnitProduct<T, false> mm_r(Whh + k.wr * H, H, H, 1, H, lo, hi, separate_r);
+            const UnitProduct<T, false> mm_u(Whh + k.wu * H, H, H, 1, H, lo, hi, separate_u);
             for (i64 s = g.steps - 1; s >= 0; --s) {
                 const i64 n = g.n[s], o = g.off[s];
                 const T* hp = unit_prior(g, s ? y + g.off[s - 1] * H : h0, s, H, 0, h0, turned);

@@ -82,9 +82,11 @@ struct UnitProduct {
     i64 k, gates, width, lo, hi;
     const T* packed[8] = {};
 
-    UnitProduct(const T* W, i64 ldw, i64 k_, i64 gates_, i64 width_, i64 lo_, i64 hi_)
+    // (used: false for a product the call never runs, whose W may not exist: nothing packed)
+    UnitProduct(const T* W, i64 ldw, i64 k_, i64 gates_, i64 width_, i64 lo_, i64 hi_,
+                bool used = true)
         : k(k_), gates(gates_), width(width_), lo(lo_), hi(hi_) {
-        if (hi > lo)
+        if (used && hi > lo)
             for (i64 q = 0; q < gates; ++q)
                 packed[q] = packed_columns<T, NT>(W, ldw, q * width + lo, q * width + hi, k);
     }
@@ -106,7 +108,7 @@ struct UnitProduct {
 #else
 template <typename T, bool NT>
 struct UnitProduct {  // (never used: unit_threads is 1 without the own kernel)
-    UnitProduct(const T*, i64, i64, i64, i64, i64, i64) {}
+    UnitProduct(const T*, i64, i64, i64, i64, i64, i64, bool = true) {}
     void run(i64, const T*, i64, T*, i64, bool, bool) const {}
 };
 #endif
