@@ -566,3 +566,38 @@ def test_a_step_over_the_line_keeps_the_column_split(name, batch, own_kernel):
     units cost 1.00-1.04 of it: no call runs split by units."""
     _, split = _units_results(name, batch, None)
     assert split == 0
+
+
+@pytest.mark.parametrize("name", ["elman_tanh", "lstm", "gru", "mut3", "mgu", "nas"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_a_forward_pass_without_gradients_splits_by_units_too(name, with_lengths, own_kernel):
+    """Without gradients the forward loop keeps its saved values in two blocks of B rows that
+    alternate by step (and a third at the turn), which the split by units reads back as the
+    previous step's c, r·h_prev or tanh(h_prev): the outputs and final states are the column
+    split's bits, and in float64 the reference runner's."""
+    kept = torch.get_num_threads()
+    torch.set_num_threads(2)
+    batch = _unit_batch(name)
+    lengths = torch.tensor([6, 4, 5, 2, 6, 3, 1, 5, 6][:batch]) if with_lengths else None
+    results, split = {}, 0
+    try:
+        for dtype in (torch.float32, torch.float64):
+            torch.manual_seed(14)
+            layer = Recurrent(CELLS[name], 5, 256, 1, bidirectional=True).to(dtype)
+            x = torch.randn(6, batch, 5, dtype=dtype)
+            with torch.no_grad():
+                for on in (True, False):
+                    native_switches.set_units(on)
+                    layer.engine = "native"
+                    start = native_switches.units_count()
+                    out, h_n = layer(x, lengths=lengths)
+                    split += native_switches.units_count() - start if on else 0
+                    results[dtype, on] = [out, *(h_n if isinstance(h_n, tuple) else (h_n,))]
+                layer.engine = "reference"
+                out, h_n = layer(x, lengths=lengths)
+                results[dtype, "reference"] = [out, *(h_n if isinstance(h_n, tuple) else (h_n,))]
+    finally:
+        native_switches.set_units(True)
+        torch.set_num_threads(kept)
+    assert split == 2 * 2  # two dtypes, two directions
+    _same_bits_and_reference(results)
