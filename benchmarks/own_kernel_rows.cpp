@@ -1,7 +1,7 @@
 // The loops' own recurrent-product kernel alone, on one thread: microseconds per product of
 // m rows (1..MAX_ROWS) against a packed W_hh of H x H, all H output columns, best of REPEATS.
 //
-// Build and run (the same flags as rnnkit/engine/native.py):
+// Build and run (the same flags as rnnkit/engine/native_build.py):
 //
 //   g++ -O3 -march=native -mprefer-vector-width=512 -std=c++17 -fno-math-errno \
 //       -fno-trapping-math -D__FAST_MATH__ -fopenmp -o /tmp/own_kernel_rows \
