@@ -1,7 +1,8 @@
 // Sequence loops of rnnkit's cells: the forward pass and the hand-written BPTT backward pass.
 //
-// Compiled on first use by rnnkit/engine/native.py and called through ctypes; no torch headers,
-// so it builds in a second or two. The recurrent products go to the loops' own register-blocked
+// Compiled on first use by rnnkit/engine/native_build.py and called through ctypes from
+// native.py; no torch headers, so it builds in a second or two. The recurrent products go to
+// the loops' own register-blocked
 // kernel (AVX2 + FMA or AVX-512 builds; see "The recurrent products on few rows") or else to
 // the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
 // the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
