@@ -2,12 +2,11 @@
 //
 // Compiled on first use by rnnkit/engine/native_build.py and called through ctypes from
 // native.py; no torch headers, so it builds in a second or two. The recurrent products go to
-// the loops' own register-blocked
-// kernel (AVX2 + FMA or AVX-512 builds; see "The recurrent products on few rows") or else to
-// the BLAS inside torch (its sgemm_/dgemm_, handed over by rnnkit_set_blas);
-// the pointwise part of each step is one fused loop, split over rows with OpenMP (torch's own
-// libgomp, which the loader shares), or, in a small call, the whole call is one parallel region
-// whose threads each own some hidden units (_loops_units.h).
+// the loops' own register-blocked kernel (AVX2 + FMA or AVX-512 builds; see "The recurrent
+// products on few rows") or else to the BLAS inside torch (its sgemm_/dgemm_, handed over by
+// rnnkit_set_blas); the pointwise part of each step is one fused loop, split over rows with
+// OpenMP (torch's own libgomp, which the loader shares), or, in a small call, the whole call is
+// one parallel region whose threads each own some hidden units (_loops_units.h).
 //
 // One translation unit in parts, included below in this order, each using those before it:
 //   _loops_products.h      the BLAS, the loops' threads, the own kernel of the recurrent products
