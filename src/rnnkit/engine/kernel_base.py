@@ -80,6 +80,29 @@ def grad_rows(plan: Plan, dy: Tensor) -> tuple[Tensor, None] | None:
     return padded_index(plan, dy.device), None
 
 
+def folded(b: Tensor | None, extra: tuple) -> Tensor | None:
+    """The loops' bias: the kernel's own ``b`` plus the folded input bias, when the
+    parameters carried one after the kernel's own (``extra``, :attr:`Kernel.folds_input_bias`)."""
+    b_ih = extra[0] if extra else None
+    if b_ih is None:
+        return b
+    return b_ih if b is None else b + b_ih
+
+
+def bias_grads(dgx: Tensor, present: tuple[bool, ...], own: int) -> tuple:
+    """The kernel's bias's gradient (``present[1]``) followed, when the parameters carry a
+    folded input bias after the kernel's ``own`` ones, by its gradient: both are Σ dgx over the
+    rows, summed once (the second a copy: two parameters must not share a gradient's storage).
+    """
+    fold = len(present) > own
+    wanted = present[1], fold and present[own]
+    db = dgx.sum(0) if any(wanted) else None
+    first = db if wanted[0] else None
+    if not fold:
+        return (first,)
+    return first, (None if not wanted[1] else db.clone() if wanted[0] else db)
+
+
 def _or(t: Tensor | None, like: Tensor, size: int) -> Tensor:
     """``t`` (contiguous), or zeros of ``size`` where the cell has no such parameter."""
     return like.new_zeros(size) if t is None else t.contiguous()
@@ -102,6 +125,10 @@ class Kernel:
     # of the input between its directions and so pays from smaller layers on (masked over the
     # shared gather, paired, scratch; the rows of lengths_overheads.py's piece).
     masked_max_bidirectional: int = 0
+    # Whether the kernel's bias (params[1]) is added where gx is, to every gate's input: then
+    # the input projection's bias is folded into it (turn_input.folded_input_bias), gx formed
+    # without it, and the bias passed as one more parameter after the kernel's own.
+    folds_input_bias: bool = False
 
     def params(self, cell: RecurrentCell) -> Params:
         raise NotImplementedError

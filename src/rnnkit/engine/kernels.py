@@ -17,6 +17,8 @@ from .kernel_base import (
     Params,
     _grad_buffer,
     _or,
+    bias_grads,
+    folded,
     geometry,
     grad_rows,
     padded_rows,
@@ -35,6 +37,7 @@ class ElmanKernel(Kernel):
     # B = 16 at H = 64: 0.95 of the shared gather's step at B = 8, 0.965-0.976 at B = 16, 1.05
     # at B = 32
     masked_max_bidirectional = 2**16
+    folds_input_bias = True
 
     def params(self, cell: ElmanCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
@@ -43,7 +46,8 @@ class ElmanKernel(Kernel):
         return (int(cell.nonlinearity == "relu"),)
 
     def forward(self, cfg, plan, gx, states, params, full, out=None):
-        (h0,), (W, b) = states, params
+        (h0,), (W, b, *extra) = states, params
+        b = folded(b, extra)
         H = W.shape[1]
         y = gx.new_empty(plan.rows, H)
         native.call(
@@ -68,8 +72,7 @@ class ElmanKernel(Kernel):
             strided=dy,
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
-        db = dgx.sum(0) if present[1] else None
-        return dgx, (dh,), (dW, db)
+        return dgx, (dh,), (dW, *bias_grads(dgx, present, 2))
 
 
 class LSTMKernel(Kernel):
@@ -78,6 +81,7 @@ class LSTMKernel(Kernel):
     name, n_states = "lstm", 2
     masked_max = 2**16  # B = 4 at H = 64
     masked_max_bidirectional = 2**15  # B = 2 at H = 64: 0.966-0.978 (peephole 0.989)
+    folds_input_bias = True
 
     def params(self, cell: LSTMCell) -> Params:
         return (cell.weight_hh, cell.bias_hh, cell.weight_ci, cell.weight_cf, cell.weight_co)
@@ -86,7 +90,8 @@ class LSTMKernel(Kernel):
         return (int(cell.peephole),)
 
     def forward(self, cfg, plan, gx, states, params, full, out=None):
-        (h0, c0), (W, b, wci, wcf, wco) = states, params
+        (h0, c0), (W, b, wci, wcf, wco, *extra) = states, params
+        b = folded(b, extra)
         H = W.shape[1]
         S = plan.saved_rows(full)
         y, act, cs = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
@@ -127,9 +132,9 @@ class LSTMKernel(Kernel):
             strided=dy,
         )
         dW = recurrent_weight_grad(dgx, h0, y, plan)
-        db = dgx.sum(0) if present[1] else None
+        db, *db_ih = bias_grads(dgx, present, 5)
         peep = acc.sum(0).split(H) if cfg[0] else (None, None, None)
-        return dgx, (dh, dc), (dW, db, *peep)
+        return dgx, (dh, dc), (dW, db, *peep, *db_ih)
 
 
 class GRUKernel(Kernel):
@@ -189,6 +194,7 @@ class ResetBeforeKernel(Kernel):
     # MGU: B = 4 at H = 64 (0.96-0.98; B = 8: 0.99); GRU, MUT2, MUT3: B = 2 (MUT3 0.96; at B = 4
     # MUT3 and the GRU 1.00-1.02, MUT1 at B = 8 1.03)
     masked_max_bidirectional = 2**15
+    folds_input_bias = True
 
     def params(self, cell: RecurrentCell) -> Params:
         bias = getattr(cell, "bias_hh", None)
@@ -219,7 +225,8 @@ class ResetBeforeKernel(Kernel):
         return cu, cr, cn, wu, wr, wn, src
 
     def forward(self, cfg, plan, gx, states, params, full, out=None):
-        (h0,), (W, b) = states, params
+        (h0,), (W, b, *extra) = states, params
+        b = folded(b, extra)
         H = W.shape[1]
         G = gx.shape[1]
         src = self._layout(cfg, H)[6]
@@ -269,8 +276,7 @@ class ResetBeforeKernel(Kernel):
             prev.weight_grad(dgx[:, cu : cu + H], out=dW[wu : wu + H])
         elif src == 2:
             torch.mm(dgx[:, cu : cu + H].t(), th, out=dW[wu : wu + H])
-        db = dgx.sum(0) if present[1] else None
-        return dgx, (dh,), (dW, db)
+        return dgx, (dh,), (dW, *bias_grads(dgx, present, 2))
 
 
 def kernel_for(cell: RecurrentCell) -> tuple[Kernel, tuple] | None:

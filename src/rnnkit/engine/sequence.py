@@ -47,7 +47,7 @@ from .packing import (
     unpack,
     unsort_rows,
 )
-from .turn_input import turn_input_rows
+from .turn_input import folded_input_bias, turn_input_rows
 
 # The dtypes the compiled loops run.
 LOOP_DTYPES = (torch.float32, torch.float64)
@@ -158,8 +158,12 @@ def _rerun_forward(ctx, xp: Tensor, states: tuple[Tensor, ...]) -> tuple[Tensor,
     ``functional_call`` may have swapped them): the same loop on the same values."""
     every = ctx.every
     params = tuple(None if name is None else every[name] for name in ctx.param_names)
+    # with a folded input bias (the parameters one longer than the kernel's own), the same
+    # projection without it, so that the loops add the same sums as the first time
+    fold = len(params) > len(ctx.kernel.params(ctx.cell))
+    project = (_ProjectUnbiased if fold else _Project)(ctx.cell)
     with torch.no_grad():
-        gx = _with_parameters(_Project(ctx.cell), every, (xp,)).contiguous()
+        gx = _with_parameters(project, every, (xp,)).contiguous()
         _, _, saved = ctx.kernel.forward(ctx.cfg, ctx.plan, gx, states, params, True)
     return tuple(saved)
 
@@ -173,6 +177,16 @@ class _Project(torch.nn.Module):
 
     def forward(self, xp: Tensor) -> Tensor:
         return self.cell.project_input(xp)
+
+
+class _ProjectUnbiased(_Project):
+    """The cell's affine input projection without its bias, which the loops add with theirs
+    (:func:`~rnnkit.engine.turn_input.folded_input_bias`)."""
+
+    def forward(self, xp: Tensor) -> Tensor:
+        found = folded_input_bias(self.cell)
+        assert found is not None
+        return torch.nn.functional.linear(xp, found[0])
 
 
 def _with_parameters(module: _Project, named: dict[str, Tensor], args: tuple):
@@ -344,11 +358,12 @@ def run_native_packed(
     if found is None:
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
     kernel, cfg = found
-    if gx is None:
-        gx = project_rows(cell, xp)  # (N, G): one product for all steps
+    fold = folded_input_bias(cell)  # (the input bias then goes to the loops, with theirs)
+    if gx is None:  # (N, G): one product for all steps
+        gx = project_rows(cell, xp) if fold is None else torch.nn.functional.linear(xp, fold[0])
     gx = gx.contiguous()
     states = tuple(s.contiguous() for s in states)
-    params = kernel.params(cell)
+    params = kernel.params(cell) if fold is None else (*kernel.params(cell), fold[1])
     inputs = (gx, *states, *(p for p in params if p is not None))
     if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
         every = parameters_by_name(cell)
