@@ -61,8 +61,8 @@ def test_the_folded_bias_gives_the_same_results(name, with_lengths, monkeypatch)
     lengths = torch.tensor([7, 3, 5, 1, 7]) if with_lengths else None
     folds = []  # the loops' calls that took the input bias with theirs
 
-    def counted(cell):
-        found = turn_input.folded_input_bias(cell)
+    def counted(cell, kernel=None):
+        found = turn_input.folded_input_bias(cell, kernel)
         folds.append(found is not None)
         return found
 

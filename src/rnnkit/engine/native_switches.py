@@ -148,8 +148,9 @@ def set_units(on: bool) -> None:
     """Whether a call whose recurrent products split over the threads splits them by hidden
     units, one parallel region for the whole call (True, the default: each thread's product
     computes its units' columns of every gate block and its pointwise pass the same units of
-    every row, one barrier a step), or by columns and rows, two parallel regions a step (False,
-    as before). The same bits either way. For measurements and tests."""
+    every row, one barrier a step, two or three for the reset-before family), or by columns and
+    rows, two parallel regions a step or four (False, as before). The same bits either way
+    (the peephole LSTM's weight gradients to rounding). For measurements and tests."""
     _set_switch("units", on)
 
 

@@ -358,7 +358,7 @@ def run_native_packed(
     if found is None:
         raise TypeError(f"no compiled loop for {type(cell).__name__}")
     kernel, cfg = found
-    fold = folded_input_bias(cell)  # (the input bias then goes to the loops, with theirs)
+    fold = folded_input_bias(cell, kernel)  # (the input bias then goes to the loops)
     if gx is None:  # (N, G): one product for all steps
         gx = project_rows(cell, xp) if fold is None else torch.nn.functional.linear(xp, fold[0])
     gx = gx.contiguous()

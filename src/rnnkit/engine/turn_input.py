@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..cells.base import RecurrentCell
 from .head import head_layout
-from .kernels import kernel_for
+from .kernels import Kernel, kernel_for
 from .packing import Plan, pack, padded_index, split_pays
 from .row_moves import place, take
 
@@ -60,14 +60,19 @@ def input_affine(cell: RecurrentCell) -> tuple[Tensor, Tensor | None] | None:
 FOLD_INPUT_BIAS = True
 
 
-def folded_input_bias(cell: RecurrentCell) -> tuple[Tensor, Tensor] | None:
+def folded_input_bias(
+    cell: RecurrentCell, kernel: Kernel | None = None
+) -> tuple[Tensor, Tensor] | None:
     """(weight_ih, bias_ih) when the compiled loops take ``cell``'s input bias with their own:
-    its projection is affine (:func:`input_affine`) with a bias, and its kernel folds one;
-    gx is then ``x·weight_ihᵀ`` alone. Else None."""
+    its projection is affine (:func:`input_affine`) with a bias, and its kernel (``kernel``
+    when the caller has looked it up already) folds one; gx is then ``x·weight_ihᵀ`` alone.
+    Else None."""
     if not FOLD_INPUT_BIAS:
         return None
-    found = kernel_for(cell)
-    if found is None or not found[0].folds_input_bias:
+    if kernel is None:
+        found = kernel_for(cell)
+        kernel = None if found is None else found[0]
+    if kernel is None or not kernel.folds_input_bias:
         return None
     affine = input_affine(cell)
     if affine is None or affine[1] is None:
