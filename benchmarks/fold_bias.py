@@ -2,8 +2,8 @@
 one process.
 
 For the cells whose loops add their own bias where they read the input projection (Elman, the
-LSTMs, the reset-before family with an affine projection), the projection is x·W_ihᵀ alone and
-b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``). With the bias in the
+LSTMs, the GRU, the reset-before family with an affine projection), the projection is x·W_ihᵀ
+alone and b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``). With the bias in the
 projection, ``addmm`` copies it into its output before the product, and autograd sums the
 projection's gradient for it besides the loops' own sum for b_hh.
 
@@ -34,6 +34,11 @@ CASES = (
     ("Elman", 32, 256),
     ("MGU", 32, 256),
     ("LSTM [native loop]", 1, 256),
+    ("GRU", 128, 256),
+    ("GRU", 32, 256),
+    ("GRU", 32, 64),
+    ("GRU", 4, 64),
+    ("GRU", 1, 256),
 )
 
 

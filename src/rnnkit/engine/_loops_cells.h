@@ -221,24 +221,25 @@ static void lstm_backward(const i64* geo, void* const* p, const double*, void* c
 
 // ---------------------------------------------------------------------------------------------
 // GRU with the reset gate after the product (torch's form), gates r, u (torch's z), n:
-//   r = σ(x_r + z_r + b_r), u = σ(x_u + z_u + b_u), n = tanh(x_n + r·(z_n + b_n)),
-//   h = (1 - u)·n + u·h_prev, with z = h_prev·W_hhᵀ.
+//   r = σ(x_r + c_r + z_r + b_r), u = σ(x_u + c_u + z_u + b_u), n = tanh(x_n + c_n + r·(z_n + b_n)),
+//   h = (1 - u)·n + u·h_prev, with z = h_prev·W_hhᵀ and c the input projection's bias b_ih
+//   when the loops add it (gx then x·W_ihᵀ alone), else zeros.
 // forward  p: gx (N,3H), W_hh (3H,H), b_hh (3H), h0, y, act (N,3H: r u n; may be gx),
-//             hn (N,H: z_n+b_n), z (B,3H)
+//             hn (N,H: z_n+b_n), z (B,3H), c (3H)
 // backward p: W_hh, h0, y, act, hn, dy, dh, dgx (N,3H; may be act), dzn (N,H: gradient of z_n;
 //             may be hn), dz (B,3H: scratch)
 // ---------------------------------------------------------------------------------------------
 // (hidden units j0..j1-1 of the row: all of them, or a thread's on the split by units)
 template <typename T>
 static void gru_fwd_row(i64 H, i64 j0, i64 j1, const T* x, const T* __restrict z,
-                        const T* __restrict b, const T* __restrict hp, T* a, T* __restrict hn,
-                        T* __restrict h) {
+                        const T* __restrict b, const T* __restrict c, const T* __restrict hp,
+                        T* a, T* __restrict hn, T* __restrict h) {
 #pragma omp simd
     for (i64 j = j0; j < j1; ++j) {
-        const T r = sigm(x[j] + z[j] + b[j]);
-        const T u = sigm(x[H + j] + z[H + j] + b[H + j]);
+        const T r = sigm(x[j] + c[j] + z[j] + b[j]);
+        const T u = sigm(x[H + j] + c[H + j] + z[H + j] + b[H + j]);
         const T m = z[2 * H + j] + b[2 * H + j];
-        const T n = std::tanh(x[2 * H + j] + r * m);
+        const T n = std::tanh(x[2 * H + j] + c[2 * H + j] + r * m);
         h[j] = (T(1) - u) * n + u * hp[j];
         a[j] = r;
         a[H + j] = u;
@@ -275,10 +276,11 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
     const i64 H = g.H, G = 3 * H;
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     T *y = W<T>(p, 4), *act = W<T>(p, 5), *hn = W<T>(p, 6), *z = W<T>(p, 7);
+    const T* c = P<T>(p, 8);
     const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T* hp, const T*) {
         const i64 o = g.off[s], so = g.save(s);
-        gru_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, hp + r * H, act + (so + r) * G,
-                       hn + (so + r) * H, y + (o + r) * H);
+        gru_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, c, hp + r * H,
+                       act + (so + r) * G, hn + (so + r) * H, y + (o + r) * H);
     };
     if (units_forward<T>(g, 3, Whh, h0, y, nullptr, nullptr, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
@@ -287,7 +289,7 @@ static void gru_forward(const i64* geo, void* const* p, const double*, void* con
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return (void)std::memset(y + (o + r) * H, 0, size_t(H) * sizeof(T));
-            gru_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, hp + r * H,
+            gru_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, c, hp + r * H,
                            act + (so + r) * G, hn + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });

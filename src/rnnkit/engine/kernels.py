@@ -143,20 +143,34 @@ class GRUKernel(Kernel):
     name, n_states = "gru", 1
     masked_max = 2**16  # B = 5 at H = 64
     masked_max_bidirectional = 2**15  # B = 2 at H = 64: 0.96-0.97; B = 4: 1.01
+    # b_ih is not b_hh's neighbour in every gate (b_hn sits inside r·(·)), so the loop takes it
+    # as a vector of its own, added to gx (docs/engine.md, "The input bias in the loops")
+    folds_input_bias = True
 
     def params(self, cell: GRUCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
 
     def forward(self, cfg, plan, gx, states, params, full, out=None):
-        (h0,), (W, b) = states, params
+        (h0,), (W, b, *extra) = states, params
         H = W.shape[1]
         S = plan.saved_rows(full)
         y, act, hn = gx.new_empty(plan.rows, H), saved_buffer(gx, full, S), gx.new_empty(S, H)
+        b_ih = extra[0] if extra else None
         native.call(
             self.name,
             "forward",
             geometry(plan, H, full),
-            [gx, W.contiguous(), _or(b, gx, 3 * H), h0, y, act, hn, gx.new_empty(plan.B, 3 * H)],
+            [
+                gx,
+                W.contiguous(),
+                _or(b, gx, 3 * H),
+                h0,
+                y,
+                act,
+                hn,
+                gx.new_empty(plan.B, 3 * H),
+                _or(b_ih, gx, 3 * H),
+            ],
             rows=padded_rows(plan, out),
         )
         return y, (y.index_select(0, plan.last),), [W, h0, y, act, hn]
@@ -177,8 +191,11 @@ class GRUKernel(Kernel):
         dW = W.new_empty(3 * H, H)  # rows r, u from dgx; n from dzn (r multiplies W_hn·h)
         prev.weight_grad(dgx[:, : 2 * H], out=dW[: 2 * H])
         prev.weight_grad(dzn, out=dW[2 * H :])
-        db = torch.cat([dgx[:, : 2 * H].sum(0), dzn.sum(0)]) if present[1] else None
-        return dgx, (dh,), (dW, db)
+        # Σ dgx is b_ih's gradient, and its r and u blocks b_hh's (b_hn's is Σ dzn): one sum
+        fold = len(present) > 2 and present[2]
+        sums = dgx.sum(0) if present[1] or fold else None
+        db = torch.cat([sums[: 2 * H], dzn.sum(0)]) if present[1] else None
+        return dgx, (dh,), (dW, db, *((sums,) if len(present) > 2 else ()))
 
 
 class ResetBeforeKernel(Kernel):
