@@ -3,9 +3,9 @@ one process.
 
 For the cells whose loops add their own bias where they read the input projection (Elman, the
 LSTMs, the GRU, the reset-before family with an affine projection), the projection is x·W_ihᵀ
-alone and b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``). With the bias in the
-projection, ``addmm`` copies it into its output before the product, and autograd sums the
-projection's gradient for it besides the loops' own sum for b_hh.
+alone and b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``). With the
+bias in the projection, ``addmm`` copies it into its output before the product, and autograd
+sums the projection's gradient for it besides the loops' own sum for b_hh.
 
 For each model and shape this times the training step, the forward pass and, from B = 2 on,
 the training step with lengths spread evenly over [T/2, T], both ways in one process: back to
