@@ -2,10 +2,10 @@
 one process.
 
 For the cells whose loops add their own bias where they read the input projection (Elman, the
-LSTMs, the GRU, the reset-before family with an affine projection), the projection is x·W_ihᵀ
-alone and b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``). With the
-bias in the projection, ``addmm`` copies it into its output before the product, and autograd
-sums the projection's gradient for it besides the loops' own sum for b_hh.
+LSTMs, the GRU, NAS, the reset-before family with an affine projection), the projection is
+x·W_ihᵀ alone and b_ih goes to the loops with b_hh (``engine.turn_input.FOLD_INPUT_BIAS``).
+With the bias in the projection, ``addmm`` copies it into its output before the product, and
+autograd sums the projection's gradient for it besides the loops' own sum for b_hh.
 
 For each model and shape this times the training step, the forward pass and, from B = 2 on,
 the training step with lengths spread evenly over [T/2, T], both ways in one process: back to
@@ -39,6 +39,9 @@ CASES = (
     ("GRU", 32, 64),
     ("GRU", 4, 64),
     ("GRU", 1, 256),
+    ("NAS", 128, 256),
+    ("NAS", 32, 256),
+    ("NAS", 1, 256),
 )
 
 

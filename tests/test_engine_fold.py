@@ -1,10 +1,10 @@
 """The input projection's bias added in the compiled loops (``turn_input.folded_input_bias``):
 for the cells whose kernel adds its own bias where the projection's output is read (Elman, the
-LSTMs, the GRU, the reset-before family), the projection is x·W_ihᵀ alone and b_ih goes to the
-loops with b_hh. Outputs, final states and every gradient equal the reference runner's in
+LSTMs, the GRU, the reset-before family, NAS), the projection is x·W_ihᵀ alone and b_ih goes
+to the loops with b_hh. Outputs, final states and every gradient equal the reference runner's in
 float64, and the layer's without the fold to rounding in float32, with and without lengths, in
-both directions; the two biases get equal gradients (the GRU's outside b_hn) in storages of
-their own."""
+both directions; the two biases get equal gradients (the GRU's outside b_hn, NAS's outside
+branch 3) in storages of their own."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ FOLDED = (
     "mgu",
     "mut2",
     "mut3",
+    "nas",
 )
-# MUT1, and MUT2 with I = H, project the input in column blocks (not one affine map); NAS
-# multiplies branch 3's input; the layer-normalised LSTM has no b_hh and normalises what it adds
-NOT_FOLDED = ("nas", "layernorm_lstm", "lstm_proj")
+# MUT1, and MUT2 with I = H, project the input in column blocks (not one affine map); the
+# layer-normalised LSTM has no b_hh and normalises what it adds
+NOT_FOLDED = ("layernorm_lstm", "lstm_proj")
 
 I, H, B, T = 4, 24, 5, 7
 
@@ -79,12 +80,14 @@ def test_the_folded_bias_gives_the_same_results(name, with_lengths, monkeypatch)
     for a, b in zip(folded32, plain):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     # both biases of a layer-direction: Σ dgx over the rows, equal, in storages of their own
-    # (the GRU's b_hn multiplies r, so only its r and u blocks meet b_ih's)
+    # (the GRU's b_hn multiplies r, so only its r and u blocks meet b_ih's; NAS's branch 3
+    # multiplies x_3 by m_3, so every block but that one)
+    shared = {"gru": [slice(0, 2 * H)], "nas": [slice(0, 3 * H), slice(4 * H, None)]}
     for direction in (0, 1):
         ih, hh = f"cells.{direction}.bias_ih", f"cells.{direction}.bias_hh"
         if ih in grads32 and hh in grads32:
-            shared = slice(0, 2 * H) if name == "gru" else slice(None)
-            assert torch.equal(grads32[ih][shared], grads32[hh][shared])
+            for block in shared.get(name, [slice(None)]):
+                assert torch.equal(grads32[ih][block], grads32[hh][block])
             assert grads32[ih].data_ptr() != grads32[hh].data_ptr()
 
 

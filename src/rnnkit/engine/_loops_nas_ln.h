@@ -7,27 +7,33 @@
 // NAS (Zoph & Le 2017): branches k = 0..7 of x = gx and m = h_prev·W_hhᵀ + b_hh, see NASCell.
 // The saved branches are l_k, except in slot 3, which keeps x_3: branch 3 multiplies x_3 by m_3,
 // so its derivative needs both factors (m_3 is saved apart), and l_3 = relu(x_3·m_3) is cheap.
+// x_k is gx's branch k plus c_k, the input projection's bias b_ih when the loops add it (gx then
+// x·W_ihᵀ alone), else zeros.
 // forward  p: gx (N,8H), W_hh (8H,H), b_hh (8H), h0, c0, y, l (N,8H; may be gx), cs (N,H),
-//             m3 (N,H), z (B,8H)
+//             m3 (N,H), z (B,8H), c (8H)
 // backward p: W_hh, h0, c0, y, l, cs, m3, dy, dh, dc, dgx (N,8H; may be l),
 //             dm3 (N,H: the gradient of m_3, which differs from dgx's slot 3; may be m3),
 //             dz (B,8H)
 // ---------------------------------------------------------------------------------------------
 template <typename T>
 static void nas_fwd_row(i64 H, i64 j0, i64 j1, const T* x, const T* __restrict z, const T* __restrict b,
-                        const T* __restrict cp, T* l, T* __restrict c, T* __restrict m,
-                        T* __restrict h) {
+                        const T* __restrict xb, const T* __restrict cp, T* l, T* __restrict c,
+                        T* __restrict m, T* __restrict h) {
+    // branch k's pre-activation x_k + m_k, x_k = gx_k + xb_k (xb: the folded input bias)
+    const auto pre = [&](int k, i64 j) {
+        return x[k * H + j] + xb[k * H + j] + z[k * H + j] + b[k * H + j];
+    };
 #pragma omp simd
     for (i64 j = j0; j < j1; ++j) {
-        const T x3 = x[3 * H + j], m3 = z[3 * H + j] + b[3 * H + j];
-        const T l0 = sigm(x[j] + z[j] + b[j]);
-        const T l1 = relu(x[H + j] + z[H + j] + b[H + j]);
-        const T l2 = sigm(x[2 * H + j] + z[2 * H + j] + b[2 * H + j]);
+        const T x3 = x[3 * H + j] + xb[3 * H + j], m3 = z[3 * H + j] + b[3 * H + j];
+        const T l0 = sigm(pre(0, j));
+        const T l1 = relu(pre(1, j));
+        const T l2 = sigm(pre(2, j));
         const T l3 = relu(x3 * m3);
-        const T l4 = std::tanh(x[4 * H + j] + z[4 * H + j] + b[4 * H + j]);
-        const T l5 = sigm(x[5 * H + j] + z[5 * H + j] + b[5 * H + j]);
-        const T l6 = std::tanh(x[6 * H + j] + z[6 * H + j] + b[6 * H + j]);
-        const T l7 = sigm(x[7 * H + j] + z[7 * H + j] + b[7 * H + j]);
+        const T l4 = std::tanh(pre(4, j));
+        const T l5 = sigm(pre(5, j));
+        const T l6 = std::tanh(pre(6, j));
+        const T l7 = sigm(pre(7, j));
         const T p0 = std::tanh(l0 * l1), p1 = std::tanh(l2 + l3);
         const T p2 = std::tanh(l4 * l5), p3 = sigm(l6 + l7);
         const T cn = std::tanh(p0 + cp[j]) * p1;
@@ -95,10 +101,11 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
     const T *gx = P<T>(p, 0), *Whh = P<T>(p, 1), *b = P<T>(p, 2), *h0 = P<T>(p, 3);
     const T* c0 = P<T>(p, 4);
     T *y = W<T>(p, 5), *L = W<T>(p, 6), *cs = W<T>(p, 7), *m3 = W<T>(p, 8), *z = W<T>(p, 9);
+    const T* xb = P<T>(p, 10);
     const auto row = [&](i64 s, i64 r, i64 lo, i64 hi, const T*, const T* cp) {
         const i64 o = g.off[s], so = g.save(s);
-        nas_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
-                       cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
+        nas_fwd_row<T>(H, lo, hi, gx + (o + r) * G, z + r * G, b, xb, cp + r * H,
+                       L + (so + r) * G, cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
     };
     if (units_forward<T>(g, 8, Whh, h0, y, cs, c0, z, row)) return;
     for (i64 s = 0; s < g.steps; ++s) {
@@ -108,8 +115,8 @@ static void nas_forward(const i64* geo, void* const* p, const double*, void* con
         step_mm<T, true>(g, s, n, G, H, hp, H, Whh, H, T(0), z, G);
         for_rows(g, n, G, [&](i64 r, int) {
             if (g.frozen(s, r)) return g.carry(y + (o + r) * H, cs + (so + r) * H, cp + r * H);
-            nas_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, cp + r * H, L + (so + r) * G,
-                           cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
+            nas_fwd_row<T>(H, 0, H, gx + (o + r) * G, z + r * G, b, xb, cp + r * H,
+                           L + (so + r) * G, cs + (so + r) * H, m3 + (so + r) * H, y + (o + r) * H);
             g.emit(y + (o + r) * H, o + r);
         });
     }

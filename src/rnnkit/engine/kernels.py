@@ -192,10 +192,10 @@ class GRUKernel(Kernel):
         prev.weight_grad(dgx[:, : 2 * H], out=dW[: 2 * H])
         prev.weight_grad(dzn, out=dW[2 * H :])
         # Σ dgx is b_ih's gradient, and its r and u blocks b_hh's (b_hn's is Σ dzn): one sum
-        fold = len(present) > 2 and present[2]
+        fold = len(present) > 2
         sums = dgx.sum(0) if present[1] or fold else None
         db = torch.cat([sums[: 2 * H], dzn.sum(0)]) if present[1] else None
-        return dgx, (dh,), (dW, db, *((sums,) if len(present) > 2 else ()))
+        return dgx, (dh,), (dW, db, *((sums,) if fold else ()))
 
 
 class ResetBeforeKernel(Kernel):

@@ -25,12 +25,15 @@ from .weight_grad import PreviousOutputs, recurrent_weight_grad
 
 class NASKernel(Kernel):
     name, n_states = "nas", 2
+    # b_ih is added to gx in every branch, branch 3's inside its product x_3·m_3: the loop takes
+    # it as a vector of its own (docs/engine.md, "The input bias in the loops")
+    folds_input_bias = True
 
     def params(self, cell: NASCell) -> Params:
         return (cell.weight_hh, cell.bias_hh)
 
     def forward(self, cfg, plan, gx, states, params, full, out=None):
-        (h0, c0), (W, b) = states, params
+        (h0, c0), (W, b, *extra) = states, params
         H = W.shape[1]
         S = plan.saved_rows(full)
         # branches: l_0..l_7 with x_3 in slot 3 (branch 3 multiplies x_3 by m_3)
@@ -51,6 +54,7 @@ class NASKernel(Kernel):
                 cs,
                 m3,
                 gx.new_empty(plan.B, 8 * H),
+                _or(extra[0] if extra else None, gx, 8 * H),
             ],
             rows=padded_rows(plan, out),
         )
@@ -90,10 +94,13 @@ class NASKernel(Kernel):
         prev.weight_grad(dgx[:, : 3 * H], out=dW[: 3 * H])
         prev.weight_grad(dm3, out=dW[3 * H : 4 * H])
         prev.weight_grad(dgx[:, 4 * H :], out=dW[4 * H :])
+        # Σ dgx is b_ih's gradient, and b_hh's but for branch 3 (Σ dm3): one sum
+        fold = len(present) > 2
+        sums = dgx.sum(0) if present[1] or fold else None
         db = None
         if present[1]:
-            db = torch.cat([dgx[:, : 3 * H].sum(0), dm3.sum(0), dgx[:, 4 * H :].sum(0)])
-        return dgx, (dh, dc), (dW, db)
+            db = torch.cat([sums[: 3 * H], dm3.sum(0), sums[4 * H :]])
+        return dgx, (dh, dc), (dW, db, *((sums,) if fold else ()))
 
 
 class LayerNormLSTMKernel(Kernel):
