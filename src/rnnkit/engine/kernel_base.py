@@ -125,9 +125,11 @@ class Kernel:
     # of the input between its directions and so pays from smaller layers on (masked over the
     # shared gather, paired, scratch; the rows of lengths_overheads.py's piece).
     masked_max_bidirectional: int = 0
-    # Whether the kernel's bias (params[1]) is added where gx is, to every gate's input: then
-    # the input projection's bias is folded into it (turn_input.folded_input_bias), gx formed
-    # without it, and the bias passed as one more parameter after the kernel's own.
+    # Whether the loops add the input projection's bias themselves (turn_input.folded_input_bias):
+    # gx is then formed without it, and the bias passed as one more parameter after the
+    # kernel's own. Elman, the LSTMs and the reset-before family add it to their own bias
+    # (params[1], added where gx is, to every gate's input); the GRU and NAS, whose b_hh sits
+    # inside a product in one gate or branch, take it as a vector of its own added to gx.
     folds_input_bias: bool = False
 
     def params(self, cell: RecurrentCell) -> Params:
