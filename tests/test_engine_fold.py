@@ -113,3 +113,40 @@ def test_no_fold_without_a_bias_or_when_switched_off(monkeypatch):
     assert turn_input.folded_input_bias(CELLS["mut1"](I, H)) is None  # (no affine projection)
     monkeypatch.setattr(turn_input, "FOLD_INPUT_BIAS", False)
     assert turn_input.folded_input_bias(CELLS["lstm"](I, H)) is None
+
+
+# the cells built with bias=False: nothing to fold, and the loops add zero biases in its place
+WITHOUT_BIAS = (
+    "elman_tanh",
+    "elman_relu",
+    "lstm",
+    "lstm_peephole",
+    "gru",
+    "gru_reset_before",
+    "mgu",
+    "nas",
+)
+
+
+@pytest.mark.parametrize("name", WITHOUT_BIAS)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_a_cell_without_biases_runs_the_loops_as_the_reference(name, with_lengths):
+    lengths = torch.tensor([7, 3, 5, 1, 7]) if with_lengths else None
+    results = {}
+    for engine in ("reference", "native"):
+        torch.manual_seed(5)
+        layer = Recurrent(lambda i, h: CELLS[name](i, h, bias=False), I, H, 1, bidirectional=True)
+        layer = layer.double()
+        layer.engine = engine
+        assert not any("bias" in k for k, _ in layer.named_parameters())
+        assert turn_input.folded_input_bias(layer.cells[0]) is None
+        gen = torch.Generator().manual_seed(6)
+        x = torch.randn(T, B, I, generator=gen, dtype=torch.float64, requires_grad=True)
+        out, h_n = layer(x, lengths=lengths)
+        finals = h_n if isinstance(h_n, tuple) else (h_n,)
+        loss = sum(
+            (t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *finals)
+        )
+        results[engine] = [out, *finals, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+    for a, b in zip(results["native"], results["reference"]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
