@@ -36,12 +36,18 @@ NOT_FOLDED = ("layernorm_lstm", "lstm_proj")
 I, H, B, T = 4, 24, 5, 7
 
 
-def _results(name, lengths, fold, dtype, engine="native"):
+LENGTHS = (7, 3, 5, 1, 7)
+
+
+def _results(name, lengths, fold, dtype, engine="native", bias=True):
+    """(outputs, finals and every gradient; the parameters' gradients by name) of a
+    bidirectional layer of cell ``name`` (built with ``bias=False`` when not ``bias``)."""
     kept = turn_input.FOLD_INPUT_BIAS
     turn_input.FOLD_INPUT_BIAS = fold
     try:
         torch.manual_seed(3)
-        layer = Recurrent(CELLS[name], I, H, 1, bidirectional=True).to(dtype)
+        make = CELLS[name] if bias else lambda i, h: CELLS[name](i, h, bias=False)
+        layer = Recurrent(make, I, H, 1, bidirectional=True).to(dtype)
         layer.engine = engine
         gen = torch.Generator().manual_seed(4)
         x = torch.randn(T, B, I, generator=gen, dtype=dtype, requires_grad=True)
@@ -60,7 +66,7 @@ def _results(name, lengths, fold, dtype, engine="native"):
 @pytest.mark.parametrize("name", FOLDED)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_the_folded_bias_gives_the_same_results(name, with_lengths, monkeypatch):
-    lengths = torch.tensor([7, 3, 5, 1, 7]) if with_lengths else None
+    lengths = torch.tensor(LENGTHS) if with_lengths else None
     folds = []  # the loops' calls that took the input bias with theirs
 
     def counted(cell, kernel=None):
@@ -115,38 +121,18 @@ def test_no_fold_without_a_bias_or_when_switched_off(monkeypatch):
     assert turn_input.folded_input_bias(CELLS["lstm"](I, H)) is None
 
 
-# the cells built with bias=False: nothing to fold, and the loops add zero biases in its place
-WITHOUT_BIAS = (
-    "elman_tanh",
-    "elman_relu",
-    "lstm",
-    "lstm_peephole",
-    "gru",
-    "gru_reset_before",
-    "mgu",
-    "nas",
-)
+# the folding cells that can be built with bias=False (the MUT cells' bias is part of their
+# math): nothing to fold, and the loops add zero biases in its place
+WITHOUT_BIAS = tuple(name for name in FOLDED if not name.startswith("mut"))
 
 
 @pytest.mark.parametrize("name", WITHOUT_BIAS)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 def test_a_cell_without_biases_runs_the_loops_as_the_reference(name, with_lengths):
-    lengths = torch.tensor([7, 3, 5, 1, 7]) if with_lengths else None
-    results = {}
-    for engine in ("reference", "native"):
-        torch.manual_seed(5)
-        layer = Recurrent(lambda i, h: CELLS[name](i, h, bias=False), I, H, 1, bidirectional=True)
-        layer = layer.double()
-        layer.engine = engine
-        assert not any("bias" in k for k, _ in layer.named_parameters())
-        assert turn_input.folded_input_bias(layer.cells[0]) is None
-        gen = torch.Generator().manual_seed(6)
-        x = torch.randn(T, B, I, generator=gen, dtype=torch.float64, requires_grad=True)
-        out, h_n = layer(x, lengths=lengths)
-        finals = h_n if isinstance(h_n, tuple) else (h_n,)
-        loss = sum(
-            (t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *finals)
-        )
-        results[engine] = [out, *finals, *torch.autograd.grad(loss, [x, *layer.parameters()])]
-    for a, b in zip(results["native"], results["reference"]):
+    lengths = torch.tensor(LENGTHS) if with_lengths else None
+    assert turn_input.folded_input_bias(CELLS[name](I, H, bias=False)) is None
+    ref, _ = _results(name, lengths, True, torch.float64, engine="reference", bias=False)
+    got, grads = _results(name, lengths, True, torch.float64, bias=False)
+    assert not any("bias" in k for k in grads)
+    for a, b in zip(got, ref):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
